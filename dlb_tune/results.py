@@ -1,0 +1,229 @@
+"""After the sweep: the per-trial table, the one test evaluation, ``final.json`` and the summary."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+STATUS_ORDER = ("completed", "stopped_early", "incomplete", "errored")
+
+
+def trial_table(grid, spec, stopped: set[str], budget_hit: bool) -> pd.DataFrame:
+    """One row per trial: status, epochs, config/<key>, last metrics, best_<metric>, error."""
+    rows = []
+    for result in grid:
+        metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        history = result.metrics_dataframe
+        row: dict[str, Any] = {"trial_id": trial_id}
+        row.update({f"config/{k}": v for k, v in (result.config or {}).items()})
+        epochs = int(metrics.get("epoch", 0) or 0)
+        if result.error is not None:
+            status = "errored"
+        elif epochs >= spec.max_epochs:
+            status = "completed"
+        elif trial_id in stopped or (not budget_hit and epochs > 0):
+            status = "stopped_early"
+        else:
+            status = "incomplete"
+        row.update(status=status, epochs=epochs, error=_error_line(result.error))
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in row:
+                row[key] = value
+        if history is not None and spec.metric in history:
+            series = history[spec.metric].dropna()
+            if len(series):
+                best_idx = series.idxmax() if spec.mode == "max" else series.idxmin()
+                row[f"best_{spec.metric}"] = float(series[best_idx])
+                row["best_epoch"] = int(history.loc[best_idx, "epoch"]) if "epoch" in history else None
+        row["wall_s"] = float(history["time_total_s"].max()) if history is not None and "time_total_s" in history else None
+        row["path"] = result.path
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df) and f"best_{spec.metric}" in df:
+        df = df.sort_values(f"best_{spec.metric}", ascending=spec.mode == "min", na_position="last")
+    return df.reset_index(drop=True)
+
+
+def _error_line(error) -> str | None:
+    if error is None:
+        return None
+    from dlb_tune.sweep import _first_line
+
+    return _first_line(str(error))
+
+
+def pareto_front(df: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> pd.DataFrame:
+    """Trials no other trial beats on every objective (the first objective by its best value)."""
+    cols = [f"best_{metric}" if m == metric else m for m, _ in pairs]
+    ok = df.dropna(subset=[c for c in cols if c in df]).copy()
+    if ok.empty or not all(c in ok for c in cols):
+        return ok.iloc[0:0]
+    signs = [1 if mode == "max" else -1 for _, mode in pairs]
+    vals = ok[cols].to_numpy() * signs  # larger is better on every column now
+    keep = []
+    for i in range(len(vals)):
+        dominated = ((vals >= vals[i]).all(axis=1) & (vals > vals[i]).any(axis=1)).any()
+        keep.append(not dominated)
+    return ok[keep]
+
+
+def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
+           echo: Callable[[str], None]) -> dict[str, Any]:
+    from dlb_tune.sweep import write_text
+
+    budget_hit = bool(spec.time_budget_s and wall >= spec.time_budget_s * 0.98)
+    df = trial_table(grid, spec, stopped, budget_hit)
+    write_parquet(df, f"{exp_dir}/results.parquet")
+    counts = {s: int((df["status"] == s).sum()) if len(df) else 0 for s in STATUS_ORDER}
+    final: dict[str, Any] = {
+        "task": spec.task, "name": opts.name, "experiment_dir": exp_dir,
+        "metric": spec.metric, "mode": spec.mode, "target": spec.target,
+        "search": opts.search, "scheduler": opts.scheduler, "seed": opts.seed,
+        "num_samples": spec.num_samples, "max_epochs": spec.max_epochs,
+        "trials": {"total": len(df), **counts}, "wall_s": round(wall, 1),
+        "errors": [{"trial_id": r.trial_id, "error": r.error} for r in df.itertuples() if r.status == "errored"],
+    }
+    unfinished = counts["incomplete"] and not budget_hit
+    if unfinished:
+        final["interrupted"] = True
+    best_col = f"best_{spec.metric}"
+    candidates = df[df["status"] != "errored"].dropna(subset=[best_col]) if best_col in df else df.iloc[0:0]
+    if len(candidates):
+        final.update(evaluate_best(grid, candidates.iloc[0], spec, data, exp_dir))
+    pairs = spec.objective_pairs()
+    if len(pairs) > 1:
+        front = pareto_front(df[df["status"] != "errored"], pairs, spec.metric)
+        final["pareto"] = [
+            {"trial_id": r["trial_id"], **{m: r.get(f"best_{m}" if m == spec.metric else m) for m, _ in pairs},
+             "config": _config_of(r)} for _, r in front.iterrows()
+        ]
+    extra = spec.task_cls.summarize(df)
+    if extra:
+        final["task_summary"] = extra
+    write_text(f"{exp_dir}/final.json", json.dumps(_jsonable(final), indent=2))
+    for line in summary_lines(final, df):
+        echo(line)
+    return final
+
+
+def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
+    """Evaluate the best trial's best checkpoint on the test split: once, here."""
+    from dlb_tune.trainable import evaluate_checkpoint
+
+    result = next(r for r in grid if (r.metrics or {}).get("trial_id") == best_row["trial_id"])
+    checkpoint = result.get_best_checkpoint(spec.metric, spec.mode) or result.checkpoint
+    out = {"best": {"trial_id": best_row["trial_id"], "config": dict(result.config),
+                    spec.metric: float(best_row[f"best_{spec.metric}"]),
+                    "epoch": _maybe_int(best_row.get("best_epoch")),
+                    "checkpoint": checkpoint.path if checkpoint else None}}
+    if checkpoint is None:
+        out["test_error"] = "the best trial left no checkpoint"
+        return out
+    with checkpoint.as_directory() as ckpt_dir:
+        test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir,
+                                   Path(exp_dir) / "test_report", spec.max_epochs)
+    out["test"] = test
+    test_metric = "test_" + spec.metric.removeprefix("val_")
+    if spec.target is not None and test_metric in test:
+        value = test[test_metric]
+        out["target_met"] = bool(value >= spec.target if spec.mode == "max" else value <= spec.target)
+        out["test_metric"] = test_metric
+    return out
+
+
+def _maybe_int(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+
+
+def _config_of(row) -> dict[str, Any]:
+    return {k.removeprefix("config/"): v for k, v in row.items() if k.startswith("config/")}
+
+
+def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
+    t = final["trials"]
+    lines = [
+        "",
+        f"== {final['task']} sweep '{final['name']}' finished in {final['wall_s']:.0f}s ==",
+        f"trials: {t['total']} total, {t['completed']} completed, {t['stopped_early']} stopped early "
+        f"by ASHA, {t['incomplete']} incomplete, {t['errored']} errored",
+    ]
+    if final.get("interrupted"):
+        lines.append(f"interrupted: resume with `dlb-tune resume {final['name']}`")
+    best = final.get("best")
+    if best:
+        cfg = " ".join(f"{k}={_fmt(v)}" for k, v in best["config"].items())
+        lines.append(f"best trial {best['trial_id']}: {final['metric']} {best[final['metric']]:.4f} "
+                     f"(epoch {best['epoch']})")
+        lines.append(f"  config: {cfg}")
+    test = final.get("test")
+    if test:
+        shown = " ".join(f"{k} {_fmt(v)}" for k, v in test.items() if isinstance(v, (int, float)))
+        lines.append(f"test (evaluated once): {shown}")
+        if final.get("target") is not None and "target_met" in final:
+            verdict = "met" if final["target_met"] else "NOT met"
+            lines.append(f"target {final['test_metric']} {'>=' if final['mode'] == 'max' else '<='} "
+                         f"{final['target']}: {verdict}")
+    for err in final["errors"][:5]:
+        lines.append(f"errored {err['trial_id']}: {err['error']}")
+    if final.get("pareto"):
+        lines.append(f"pareto front: {len(final['pareto'])} trial(s)")
+    lines.append(f"results: {final['experiment_dir']}/results.parquet, final.json")
+    return lines
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write_parquet(df: pd.DataFrame, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if "://" in path:
+        import pyarrow.fs
+
+        fs, p = pyarrow.fs.FileSystem.from_uri(path)
+        pq.write_table(table, p, filesystem=fs)
+    else:
+        pq.write_table(table, path)
+
+
+def read_results(exp_dir: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    from dlb_tune.sweep import read_text
+
+    import pyarrow.parquet as pq
+
+    if "://" in exp_dir:
+        import pyarrow.fs
+
+        fs, p = pyarrow.fs.FileSystem.from_uri(f"{exp_dir}/results.parquet")
+        df = pq.read_table(p, filesystem=fs).to_pandas()
+    else:
+        df = pq.read_table(f"{exp_dir}/results.parquet").to_pandas()
+    try:
+        final = json.loads(read_text(f"{exp_dir}/final.json"))
+    except (FileNotFoundError, OSError):
+        final = None
+    return df, final
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            return obj.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,442 @@
+"""Running a sweep: validate, load data once, start Ray, tune, evaluate the winner on test once.
+
+Everything a user can get wrong (space file, task, data layout, resources) is checked before
+Ray starts. Results land in ``<storage>/<name>/``: Ray's trial folders (TensorBoard events,
+checkpoints), ``space.yaml`` and ``sweep.json`` (what ran, for ``resume``), ``results.parquet``
+(one row per trial) and ``final.json`` (the winner and its one test-split evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dlb_tune.space import SpaceError, SweepSpec, default_space_file, load_space
+from dlb_tune.tasks import DataError, get_task
+
+DATA_ENV = "DLB_TUNE_DATA"
+RESULTS_ENV = "DLB_TUNE_RESULTS"
+SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
+
+
+class ResourceError(RuntimeError):
+    """A resource request that cannot be satisfied. One line, for the user."""
+
+
+@dataclass
+class SweepOptions:
+    """Run-level settings of a sweep; hyperparameters live in the search-space file."""
+
+    task: str
+    data_dir: str | None = None  # None: $DLB_TUNE_DATA
+    space: str | None = None  # None: search_spaces/<task>.yaml
+    overrides: list[str] = field(default_factory=list)  # --set key=value
+    objective: str | None = None  # a named multi-objective mode of the space file
+    name: str | None = None  # None: <task>-<timestamp>
+    storage: str | None = None  # None: $DLB_TUNE_RESULTS or ./dlb-tune-runs
+    num_samples: int | None = None  # None: the space file's
+    max_epochs: int | None = None  # None: the space file's
+    time_budget_s: float | None = None  # None: the space file's
+    cpus: float | None = None  # total for the sweep; None: all of this machine / the cluster
+    gpus: float | None = None  # total for the sweep; None: all detected
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1  # >1: Ray Train data parallelism inside each trial
+    seed: int = 0
+    search: str = "optuna"  # optuna | random
+    scheduler: str = "asha"  # asha | fifo
+    address: str | None = None  # join an existing cluster (auto, ray://...)
+    limit: int | None = None  # examples per split (smoke runs)
+    smoke: bool = False  # tiny model, 2 epochs, 2 samples, small data
+    max_failures: int = 0  # retries of a failing trial
+
+    def resolved_storage(self) -> str:
+        storage = self.storage or os.environ.get(RESULTS_ENV) or "dlb-tune-runs"
+        return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+    def resolved_data_dir(self) -> Path:
+        data_dir = self.data_dir or os.environ.get(DATA_ENV)
+        if not data_dir:
+            raise DataError(f"no data folder: pass --data-dir DIR or set {DATA_ENV}")
+        path = Path(data_dir).expanduser()
+        if not path.is_dir():
+            raise DataError(f"data folder does not exist: {path}")
+        return path
+
+
+def prepare_spec(opts: SweepOptions) -> SweepSpec:
+    """The space file with --set, --smoke and the run-level overrides applied, validated."""
+    task_cls = get_task(opts.task)
+    path = Path(opts.space) if opts.space else default_space_file(opts.task)
+    overrides = list(opts.overrides)
+    if opts.smoke:  # the task's tiny config, unless the user fixed those keys themselves
+        given = {o.partition("=")[0].strip() for o in overrides}
+        overrides = [f"{k}={json.dumps(v)}" for k, v in task_cls.smoke.items() if k not in given] + overrides
+    spec = load_space(path, overrides, opts.objective)
+    if spec.task != opts.task:
+        raise SpaceError(f"{path} is a space for task '{spec.task}', not '{opts.task}'")
+    if opts.smoke:
+        spec.max_epochs, spec.num_samples = min(spec.max_epochs, 2), min(spec.num_samples, 2)
+        spec.grace_period = 1
+    if opts.max_epochs is not None:
+        spec.max_epochs = opts.max_epochs
+        spec.grace_period = min(spec.grace_period, opts.max_epochs)
+    if opts.num_samples is not None:
+        spec.num_samples = opts.num_samples
+    if opts.time_budget_s is not None:
+        spec.time_budget_s = opts.time_budget_s
+    if opts.search not in ("optuna", "random"):
+        raise SpaceError(f"unknown search '{opts.search}' (optuna, random)")
+    if opts.scheduler not in ("asha", "fifo"):
+        raise SpaceError(f"unknown scheduler '{opts.scheduler}' (asha, fifo)")
+    return spec
+
+
+def load_data(spec: SweepSpec, opts: SweepOptions):
+    limit = opts.limit if opts.limit is not None else (SMOKE_LIMIT if opts.smoke else None)
+    return spec.task_cls.load_data(opts.resolved_data_dir(), spec.base_config(), limit)
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+
+
+def start_ray(opts: SweepOptions) -> bool:
+    """Start a local Ray instance (or join ``--address``); True if this call started it."""
+    import logging
+
+    import ray
+
+    quiet_libraries()
+    if ray.is_initialized():
+        return False
+    common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    if opts.address:
+        ray.init(address=opts.address, **common)
+        return True
+    import torch
+
+    detected = torch.cuda.device_count()
+    gpus = detected if opts.gpus is None else opts.gpus
+    if gpus > detected:
+        raise ResourceError(
+            f"--gpus {opts.gpus:g} asked for, but this machine has {detected} GPU(s) "
+            f"(torch.cuda.device_count()); use --address to run on a GPU cluster"
+        )
+    cpus = opts.cpus if opts.cpus is not None else os.cpu_count()
+    ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host="127.0.0.1", **common)
+    return True
+
+
+def quiet_libraries() -> None:
+    """Our progress lines replace Ray's tables and Optuna's per-trial log."""
+    import logging
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment tables
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+
+
+def check_resources(opts: SweepOptions) -> tuple[int, dict[str, float]]:
+    """Concurrency and per-trial resources, or a ResourceError if no trial could ever start."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus = min(opts.cpus, total.get("CPU", 0)) if opts.cpus is not None else total.get("CPU", 0)
+    gpus = min(opts.gpus, total.get("GPU", 0)) if opts.gpus is not None else total.get("GPU", 0)
+    if opts.gpus is not None and opts.gpus > total.get("GPU", 0):
+        raise ResourceError(f"--gpus {opts.gpus:g} asked for, but the Ray cluster has {total.get('GPU', 0):g} GPU(s)")
+    workers = max(1, opts.workers_per_trial)
+    per_trial = {"cpu": opts.cpus_per_trial * workers, "gpu": opts.gpus_per_trial * workers}
+    if opts.cpus_per_trial <= 0:
+        raise ResourceError("--cpus-per-trial must be > 0 (use a fraction such as 0.5 to share a core)")
+    if per_trial["cpu"] > cpus:
+        raise ResourceError(f"a trial needs {per_trial['cpu']:g} CPU(s) but the sweep may use {cpus:g}")
+    if per_trial["gpu"] > gpus:
+        raise ResourceError(f"a trial needs {per_trial['gpu']:g} GPU(s) but the sweep may use {gpus:g}")
+    concurrency = int(cpus // per_trial["cpu"])
+    if per_trial["gpu"] > 0:
+        concurrency = min(concurrency, int(gpus // per_trial["gpu"] + 1e-9))
+    return max(1, concurrency), per_trial
+
+
+def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: dict[str, float]):
+    from ray import tune
+
+    from dlb_tune.trainable import default_threads, tune_trial
+
+    fn = tune.with_parameters(
+        tune_trial,
+        data=data,
+        task_name=spec.task,
+        metric=spec.metric,
+        mode=spec.mode,
+        max_epochs=spec.max_epochs,
+        seed=opts.seed,
+        threads=default_threads(opts.cpus_per_trial),
+        use_gpu=opts.gpus_per_trial > 0,
+    )
+    return tune.with_resources(fn, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]})
+
+
+def make_searcher(spec: SweepSpec, opts: SweepOptions):
+    if opts.search == "random":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=opts.seed)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pairs = spec.objective_pairs()
+    if len(pairs) == 1:
+        return OptunaSearch(metric=spec.metric, mode=spec.mode, seed=opts.seed)
+    return OptunaSearch(metric=[m for m, _ in pairs], mode=[d for _, d in pairs], seed=opts.seed)
+
+
+def make_scheduler(spec: SweepSpec, opts: SweepOptions):
+    from ray.tune.schedulers import FIFOScheduler
+
+    if opts.scheduler == "fifo":
+        return FIFOScheduler()
+    return _recording_asha()(
+        metric=spec.metric,
+        mode=spec.mode,
+        max_t=spec.max_epochs,
+        grace_period=spec.grace_period,
+        reduction_factor=spec.reduction_factor,
+        time_attr="epoch",
+    )
+
+
+def _recording_asha():
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class RecordingASHA(ASHAScheduler):
+        """ASHA that remembers which trials it stopped, so the summary can count them."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.max_t = kwargs["max_t"]
+            self.stopped: set[str] = set()
+
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            if action == TrialScheduler.STOP and result.get("epoch", 0) < self.max_t:
+                self.stopped.add(trial.trial_id)
+            return action
+
+    return RecordingASHA
+
+
+class Progress:
+    """A Tune callback printing one line per trial event instead of Ray's tables."""
+
+    def __new__(cls, spec: SweepSpec, echo: Callable[[str], None]):
+        from ray import tune
+
+        class _Progress(tune.Callback):
+            def __init__(self):
+                self.t0 = time.time()
+                self.best = None
+
+            def _line(self, trial, text: str) -> None:
+                echo(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id:>12}  {text}")
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                self._line(trial, "start  " + _short_config(trial.config, spec))
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                value = result.get(spec.metric)
+                if value is None:
+                    return
+                if self.best is None or (value > self.best if spec.mode == "max" else value < self.best):
+                    self.best = value
+                self._line(trial, f"epoch {result.get('epoch', '?'):>3}/{spec.max_epochs}  "
+                                  f"{spec.metric} {value:.4f}  (sweep best {self.best:.4f})  "
+                                  f"{result.get('epoch_s', 0):.1f}s/epoch")
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                epoch = (trial.last_result or {}).get("epoch", 0)
+                done = epoch >= spec.max_epochs
+                self._line(trial, "done" if done else f"stopped early after epoch {epoch}")
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                self._line(trial, "ERROR  " + _first_line(getattr(trial, "error_msg", None) or "failed"))
+
+        return _Progress()
+
+
+def _short_config(config: dict[str, Any], spec: SweepSpec) -> str:
+    parts = []
+    for key in spec.searched():
+        v = config.get(key)
+        parts.append(f"{key}={v:.3g}" if isinstance(v, float) else f"{key}={v}")
+    return " ".join(parts)
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    # Ray wraps the trial's exception: its last line is the one that says what went wrong.
+    return lines[-1][:300] if lines else "failed"
+
+
+# --- the sweep --------------------------------------------------------------------------------
+
+
+def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Validate, run and summarise a sweep. Returns what ``final.json`` holds."""
+    spec = prepare_spec(opts)
+    opts.name = opts.name or f"{spec.task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    t_load = time.time()
+    data = load_data(spec, opts)
+    echo(f"{spec.task}: data loaded in {time.time() - t_load:.1f}s; "
+         f"{spec.num_samples} trials x up to {spec.max_epochs} epochs, search {opts.search}, "
+         f"scheduler {opts.scheduler}, metric {spec.metric} ({spec.mode})")
+    started = start_ray(opts)
+    try:
+        concurrency, per_trial = check_resources(opts)
+        exp_dir = experiment_dir(opts)
+        write_text(f"{exp_dir}/space.yaml", spec.to_yaml())
+        write_text(f"{exp_dir}/sweep.json", json.dumps(dataclasses.asdict(opts), indent=2))
+        echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
+             f"{per_trial['gpu']:g} GPU each)")
+        tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
+        return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: str | None = None):
+    from ray import tune
+
+    trainable = make_trainable(spec, opts, data, per_trial)
+    if restore_path is not None:
+        return tune.Tuner.restore(restore_path, trainable=trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False)
+    return tune.Tuner(
+        trainable,
+        param_space=spec.param_space(),
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(spec, opts),
+            scheduler=make_scheduler(spec, opts),
+            num_samples=spec.num_samples,
+            max_concurrent_trials=concurrency,
+            time_budget_s=spec.time_budget_s,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=opts.name,
+            storage_path=opts.resolved_storage(),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,  # Ray also keeps the latest, so resume and "best" both work
+                checkpoint_score_attribute=spec.metric,
+                checkpoint_score_order=spec.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            callbacks=[Progress(spec, echo)],
+            verbose=0,
+        ),
+    )
+
+
+def trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def fit_and_finish(tuner, spec, opts, data, exp_dir: str, echo) -> dict[str, Any]:
+    from dlb_tune.results import finish
+
+    t0 = time.time()
+    grid = tuner.fit()
+    wall = time.time() - t0
+    stopped = _asha_stopped(tuner)
+    return finish(grid, spec, opts, data, exp_dir, wall, stopped, echo)
+
+
+def _asha_stopped(tuner) -> set[str]:
+    try:
+        sched = tuner._local_tuner._tune_config.scheduler
+    except AttributeError:
+        return set()
+    return set(getattr(sched, "stopped", set()))
+
+
+def experiment_dir(opts: SweepOptions) -> str:
+    return f"{opts.resolved_storage().rstrip('/')}/{opts.name}"
+
+
+def write_text(path: str, text: str) -> None:
+    """Write to a local path or a storage URI (s3://, gs://) through pyarrow's filesystems."""
+    if "://" not in path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+        return
+    import pyarrow.fs
+
+    fs, p = pyarrow.fs.FileSystem.from_uri(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(p) as f:
+        f.write(text.encode())
+
+
+def read_text(path: str) -> str:
+    if "://" not in path:
+        return Path(path).read_text()
+    import pyarrow.fs
+
+    fs, p = pyarrow.fs.FileSystem.from_uri(path)
+    with fs.open_input_stream(p) as f:
+        return f.read().decode()
+
+
+def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=print) -> dict[str, Any]:
+    """Continue an interrupted sweep: unfinished trials resume from their last checkpoint."""
+    from ray import tune
+
+    probe = SweepOptions(task="?", name=name, storage=storage)
+    exp_dir = experiment_dir(probe)
+    try:
+        saved = json.loads(read_text(f"{exp_dir}/sweep.json"))
+    except (FileNotFoundError, OSError):
+        raise SpaceError(f"no sweep named '{name}' in {probe.resolved_storage()}") from None
+    opts = SweepOptions(**saved)
+    opts.storage = storage or opts.storage
+    opts.data_dir = data_dir or opts.data_dir
+    spec = load_space_yaml(read_text(f"{exp_dir}/space.yaml"), exp_dir)
+    data = load_data(spec, opts)
+    started = start_ray(opts)
+    try:
+        concurrency, per_trial = check_resources(opts)
+        if not tune.Tuner.can_restore(exp_dir):
+            raise SpaceError(f"{exp_dir} holds no Tune experiment state to resume")
+        echo(f"resuming {exp_dir}")
+        tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
+        return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def load_space_yaml(text: str, where: str) -> SweepSpec:
+    import yaml
+
+    from dlb_tune.space import parse_space
+
+    return parse_space(yaml.safe_load(text), source=f"{where}/space.yaml")
+
+
+def is_finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,184 @@
+"""The task contract: what a task module provides, and what the sweep gives it.
+
+A task is one module under ``dlb_tune/tasks/`` holding
+
+* a config dataclass whose fields are the task's hyperparameters (defaults that run),
+* a ``Task`` subclass decorated with ``@register``, which loads data once per sweep
+  (``load_data``), builds model and optimiser from a config (``__init__``), trains one
+  epoch (``train_epoch``) and evaluates a split (``evaluate``).
+
+The sweep (``dlb_tune.trainable``) owns everything else: seeding, threads, devices,
+reporting to Tune, checkpoints, early stopping, the final test evaluation.
+
+Metric names: ``train_epoch`` returns ``{"loss": .., "acc": ..}`` and the sweep reports them
+as ``train_loss``, ``train_acc``; ``evaluate("val")`` becomes ``val_*``, ``evaluate("test")``
+``test_*``. ``trial_metrics`` (parameter count, embedding coverage, ...) is reported unprefixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import torch
+
+
+class DataError(Exception):
+    """A data set is missing or malformed. The message is one line, shown to the user as is."""
+
+
+class TrialError(Exception):
+    """A trial cannot go on (non-finite loss, impossible config). Ends the trial as errored."""
+
+
+@dataclass
+class TrialContext:
+    """What the sweep hands a task besides its config and data."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    max_epochs: int = 10  # planned epochs, for learning-rate schedules and annealing
+    seed: int = 0
+    rank: int = 0  # data-parallel rank under Ray Train; 0 in a plain trial
+    world_size: int = 1  # data-parallel workers under Ray Train; 1 in a plain trial
+
+    def __post_init__(self) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def batches(self, n: int, batch_size: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+        """Index batches over ``n`` examples; under data parallelism, this worker's shard.
+
+        Every worker draws the same permutation (shared generator state) and takes every
+        ``world_size``-th batch, so shards are disjoint and equal in count.
+        """
+        order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
+        starts = range(0, n, batch_size)
+        if self.distributed:
+            usable = len(starts) - len(starts) % self.world_size  # equal steps on every worker
+            starts = starts[:usable][self.rank :: self.world_size]
+        for s in starts:
+            yield order[s : s + batch_size]
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DistributedDataParallel under Ray Train, the model itself otherwise."""
+        model = model.to(self.device)
+        if not self.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def all_reduce_mean(self, tensors: list[torch.Tensor]) -> None:
+        """Average tensors (hand-written gradients) across data-parallel workers, in place."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            t.div_(self.world_size)
+
+    def sum_across_workers(self, values: dict[str, float]) -> dict[str, float]:
+        """Sum per-worker totals (loss sums, correct counts) so every worker sees the whole."""
+        if not self.distributed or not values:
+            return values
+        import torch.distributed as dist
+
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return dict(zip(keys, t.tolist()))
+
+
+class Task:
+    """Base class of every task. Subclasses set the class attributes and override the methods."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]  # the hyperparameter dataclass
+    # Config fields that shape the data ``load_data`` builds (dataset, image size, ...). They are
+    # fixed for a whole sweep (the data is loaded once), so the search space may not sample them.
+    data_fields: ClassVar[tuple[str, ...]] = ()
+    # Whether the task supports Ray Train data parallelism (``--workers-per-trial > 1``).
+    supports_ddp: ClassVar[bool] = True
+    # Config overrides that make one epoch run in seconds on a CPU (tiny model): the smoke path
+    # of tests and of ``dlb-tune sweep TASK --smoke``.
+    smoke: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def load_data(cls, data_dir: Path, config: Any, limit: int | None = None) -> Any:
+        """Load and preprocess the data once per sweep (on the driver).
+
+        ``limit``: at most this many examples per split (smoke runs and tests), taken
+        deterministically (first N after a fixed-seed shuffle, or stratified where it matters).
+
+        Returns a picklable object (usually a dict of tensors) with train, val and test parts;
+        it goes to the Ray object store and every trial reads it from there. Raises
+        ``DataError`` with one line naming what is missing and where the original lives.
+        """
+        raise NotImplementedError
+
+    def __init__(self, config: Any, data: Any, ctx: TrialContext) -> None:
+        self.config = config
+        self.data = data
+        self.ctx = ctx
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split; returns at least ``loss`` (and ``acc`` when it applies)."""
+        raise NotImplementedError
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Metrics on ``"val"`` or ``"test"``: at least ``loss`` (and ``acc`` when it applies)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume training: model, optimiser, schedules."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def trial_metrics(self) -> dict[str, float]:
+        """Per-trial constants reported with every epoch (parameter count, embedding coverage)."""
+        return {}
+
+    def test_report(self, out_dir: Path) -> dict[str, Any]:
+        """Extra results of the final test evaluation (confusion matrix, figures) for ``final.json``.
+
+        Called once, on the best checkpoint, after ``evaluate("test")``. May write files into
+        ``out_dir`` and return their names.
+        """
+        return {}
+
+    @classmethod
+    def summarize(cls, trials: Any) -> dict[str, Any]:
+        """Extra sweep-level entries for ``final.json`` from the per-trial results table
+        (a pandas DataFrame, one row per trial, ``config/<key>`` columns)."""
+        return {}
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task known to the CLI, the sweep and the shared tests."""
+    if not dataclasses.is_dataclass(cls.Config):
+        raise TypeError(f"{cls.__name__}.Config must be a dataclass")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def config_fields(task: type[Task]) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(task.Config)}
+
+
+def check_finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise TrialError(f"{what} is {value}: training diverged")
+    return value

@@ -1,0 +1,246 @@
+"""Task ``fcn``: a fully connected net on MNIST with hand-written forward and backward passes.
+
+Only torch tensor operations: no autograd, no ``torch.nn``, no built-in loss, activation or
+optimiser. Softmax cross-entropy, the activations and their derivatives, and SGD with momentum
+are written out below, so the gradient checks in ``tests/test_fcn.py`` test this code.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, register
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # training-set pixel statistics, the usual constants
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@dataclass
+class FCNConfig:
+    activation: str = "relu"  # sigmoid | tanh | relu
+    hidden_size: int = 256  # units in each hidden layer
+    num_layers: int = 1  # hidden layers, 1 to 3
+    lr: float = 0.05  # SGD step size
+    momentum: float = 0.9  # heavy-ball momentum; 0 is plain SGD
+    weight_decay: float = 0.0  # L2 penalty added to the weight gradients
+    batch_size: int = 64  # examples per SGD step
+    lr_schedule: str = "cosine"  # constant | cosine (decays to 0 over max_epochs)
+    val_size: int = 5000  # examples carved from the 60,000 training images for validation
+
+
+# --- the network, as functions over a list of (W, b) --------------------------------------
+
+
+def activate(z: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "relu":
+        return z.clamp_min(0)
+    if name == "tanh":
+        return torch.tanh(z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + torch.exp(-z))
+    raise ValueError(f"unknown activation '{name}'")
+
+
+def activate_grad(z: torch.Tensor, a: torch.Tensor, name: str) -> torch.Tensor:
+    """d act(z) / dz, from the pre-activation z and the activation a = act(z)."""
+    if name == "relu":
+        return (z > 0).to(z.dtype)
+    if name == "tanh":
+        return 1.0 - a * a
+    if name == "sigmoid":
+        return a * (1.0 - a)
+    raise ValueError(f"unknown activation '{name}'")
+
+
+def init_params(sizes: list[int], activation: str, generator: torch.Generator, dtype=torch.float32):
+    """He initialisation for ReLU, Glorot (Xavier) for tanh and sigmoid; zero biases."""
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        std = math.sqrt(2.0 / fan_in) if activation == "relu" else math.sqrt(2.0 / (fan_in + fan_out))
+        if activation == "sigmoid":
+            std *= 4.0  # sigmoid's slope at 0 is 1/4 (Glorot & Bengio 2010)
+        w = torch.randn(fan_in, fan_out, generator=generator, dtype=dtype) * std
+        params.append([w, torch.zeros(fan_out, dtype=dtype)])
+    return params
+
+
+def forward(params, x: torch.Tensor, activation: str):
+    """x: [B, 784] -> logits [B, 10], plus what backward needs: every layer's (input, z, a)."""
+    cache = []
+    a = x
+    for i, (w, b) in enumerate(params):
+        z = a @ w + b  # [B, out]
+        last = i == len(params) - 1
+        out = z if last else activate(z, activation)
+        cache.append((a, z, out))
+        a = out
+    return a, cache
+
+
+def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and its gradient w.r.t. the logits, with the log-sum-exp shift."""
+    shifted = logits - logits.max(dim=1, keepdim=True).values  # [B, 10], avoids exp overflow
+    log_norm = torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))  # [B, 1]
+    log_probs = shifted - log_norm
+    rows = torch.arange(len(y), device=y.device)
+    loss = -log_probs[rows, y].mean()
+    grad = torch.exp(log_probs)  # softmax
+    grad[rows, y] -= 1.0
+    return loss, grad / len(y)
+
+
+def backward(params, cache, dlogits: torch.Tensor, activation: str):
+    """Gradients [(dW, db), ...] from dLoss/dlogits, layer by layer back to the input."""
+    grads = [None] * len(params)
+    dz = dlogits
+    for i in range(len(params) - 1, -1, -1):
+        a_in, _, _ = cache[i]
+        w = params[i][0]
+        grads[i] = [a_in.T @ dz, dz.sum(dim=0)]
+        if i > 0:
+            _, z_prev, a_prev = cache[i - 1]
+            dz = (dz @ w.T) * activate_grad(z_prev, a_prev, activation)
+    return grads
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def load_mnist(data_dir: Path, val_size: int = 5000, limit: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """MNIST from ``data_dir/MNIST/raw`` as uint8 images [N, 28, 28] and int64 labels.
+
+    The validation split is ``val_size`` training images chosen with a fixed seed; the test
+    split is the official 10,000. Downloads only when the files are missing and the network is up.
+    """
+    from torchvision.datasets import MNIST
+
+    data_dir = Path(data_dir)
+    raw = data_dir / "MNIST" / "raw"
+    if not all((raw / f).exists() for f in MNIST_FILES):
+        _download_mnist(data_dir, raw)
+    try:
+        train = MNIST(str(data_dir), train=True, download=False)
+        test = MNIST(str(data_dir), train=False, download=False)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise DataError(f"cannot read MNIST in {raw}: {e}") from None
+    if not 0 < val_size < len(train.data):
+        raise DataError(f"val_size must be between 1 and {len(train.data) - 1}, got {val_size}")
+    order = torch.randperm(len(train.data), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    splits = {
+        "train": (train.data[train_idx], train.targets[train_idx]),
+        "val": (train.data[val_idx], train.targets[val_idx]),
+        "test": (test.data, test.targets),
+    }
+    return {k: {"x": x[:limit].contiguous(), "y": y[:limit].contiguous()} for k, (x, y) in splits.items()}
+
+
+def _download_mnist(data_dir: Path, raw: Path) -> None:
+    from torchvision.datasets import MNIST
+
+    expected = f"{raw}/{{{','.join(MNIST_FILES)}}}"
+    host = urlparse(MNIST.mirrors[0]).hostname
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        raise DataError(
+            f"MNIST not found: expected {expected} (the four uncompressed IDX files from "
+            f"yann.lecun.com/exdb/mnist, torchvision's MNIST/raw layout), and no network to download them"
+        ) from None
+    try:
+        MNIST(str(data_dir), train=True, download=True)
+    except Exception as e:  # noqa: BLE001 - any download failure becomes one line
+        raise DataError(f"MNIST missing from {raw} and the download failed: {e}") from None
+
+
+# --- the task -----------------------------------------------------------------------------------
+
+
+@register
+class FCN(Task):
+    name = "fcn"
+    Config = FCNConfig
+    data_fields = ("val_size",)
+    smoke = {"hidden_size": 32, "batch_size": 128}
+
+    @classmethod
+    def load_data(cls, data_dir: Path, config: FCNConfig, limit: int | None = None) -> dict[str, Any]:
+        return load_mnist(data_dir, config.val_size, limit)
+
+    def __init__(self, config: FCNConfig, data: dict[str, Any], ctx: TrialContext) -> None:
+        super().__init__(config, data, ctx)
+        if config.activation not in ("relu", "tanh", "sigmoid"):
+            raise TrialError(f"unknown activation '{config.activation}' (relu, tanh, sigmoid)")
+        if config.lr_schedule not in ("constant", "cosine"):
+            raise TrialError(f"unknown lr_schedule '{config.lr_schedule}' (constant, cosine)")
+        self.splits = {k: self._prepare(v) for k, v in data.items()}
+        sizes = [784] + [config.hidden_size] * config.num_layers + [10]
+        self.params = [[t.to(ctx.device) for t in layer] for layer in init_params(sizes, config.activation, ctx.generator)]
+        self.velocity = [[torch.zeros_like(t) for t in layer] for layer in self.params]
+        self.steps = 0
+
+    def _prepare(self, split: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = split["x"].reshape(len(split["x"]), -1).float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
+        return x.to(self.ctx.device), split["y"].to(self.ctx.device)
+
+    def _lr(self, epoch: int) -> float:
+        if self.config.lr_schedule == "cosine":
+            return self.config.lr * 0.5 * (1 + math.cos(math.pi * epoch / self.ctx.max_epochs))
+        return self.config.lr
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg, (x, y) = self.config, self.splits["train"]
+        lr = self._lr(epoch)
+        totals = {"loss": 0.0, "correct": 0.0, "n": 0.0}
+        for idx in self.ctx.batches(len(y), cfg.batch_size):
+            xb, yb = x[idx], y[idx]
+            logits, cache = forward(self.params, xb, cfg.activation)
+            loss, dlogits = softmax_cross_entropy(logits, yb)
+            grads = backward(self.params, cache, dlogits, cfg.activation)
+            self.ctx.all_reduce_mean([g for layer in grads for g in layer])
+            self._sgd_step(grads, lr)
+            totals["loss"] += loss.item() * len(yb)
+            totals["correct"] += (logits.argmax(1) == yb).sum().item()
+            totals["n"] += len(yb)
+        totals = self.ctx.sum_across_workers(totals)
+        return {"loss": totals["loss"] / totals["n"], "acc": totals["correct"] / totals["n"], "lr": lr}
+
+    def _sgd_step(self, grads, lr: float) -> None:
+        cfg = self.config
+        for (w, b), (dw, db), (vw, vb) in zip(self.params, grads, self.velocity):
+            if cfg.weight_decay:
+                dw = dw + cfg.weight_decay * w
+            vw.mul_(cfg.momentum).add_(dw)
+            vb.mul_(cfg.momentum).add_(db)
+            w.sub_(lr * vw)
+            b.sub_(lr * vb)
+        self.steps += 1
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        x, y = self.splits[split]
+        loss_sum, correct = 0.0, 0
+        for s in range(0, len(y), 4096):
+            logits, _ = forward(self.params, x[s : s + 4096], self.config.activation)
+            loss, _ = softmax_cross_entropy(logits, y[s : s + 4096])
+            loss_sum += loss.item() * len(logits)
+            correct += (logits.argmax(1) == y[s : s + 4096]).sum().item()
+        return {"loss": loss_sum / len(y), "acc": correct / len(y)}
+
+    def trial_metrics(self) -> dict[str, float]:
+        return {"params": float(sum(t.numel() for layer in self.params for t in layer))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "velocity": self.velocity, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dev = self.ctx.device
+        self.params = [[t.to(dev) for t in layer] for layer in state["params"]]
+        self.velocity = [[t.to(dev) for t in layer] for layer in state["velocity"]]
+        self.steps = state["steps"]

@@ -1,0 +1,130 @@
+"""The trial: one config trained epoch by epoch, reporting to Tune and checkpointing.
+
+``epoch_loop`` is the shared training loop; ``tune_trial`` runs it in the Tune function
+trainable itself (the default, fast to start). ``dlb_tune.distributed`` runs the same loop on
+Ray Train workers when a trial is data-parallel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from dlb_tune.tasks import TrialContext, TrialError, get_task
+
+STATE_FILE = "state.pt"
+
+
+def trial_seed(base_seed: int, trial_id: str) -> int:
+    """A per-trial seed that is stable across restarts (unlike ``hash``)."""
+    return (base_seed * 1_000_003 + zlib.crc32(trial_id.encode())) % (2**31)
+
+
+def pick_device(use_gpu: bool) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def build_task(task_name: str, config: dict[str, Any], data: Any, ctx: TrialContext):
+    task_cls = get_task(task_name)
+    return task_cls(task_cls.Config(**config), data, ctx)
+
+
+def save_state(path: Path, task, epoch: int, best: float | None, generator: torch.Generator) -> None:
+    torch.save({"task": task.state_dict(), "epoch": epoch, "best": best, "rng": generator.get_state()}, path)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def epoch_loop(
+    task,
+    ctx: TrialContext,
+    *,
+    metric: str,
+    mode: str,
+    start_state: dict[str, Any] | None,
+    report: Callable[[dict[str, float], Path | None], None],
+    is_reporter: bool = True,
+) -> None:
+    """Train ``ctx.max_epochs`` epochs, reporting every epoch; resume from ``start_state``.
+
+    ``report(metrics, checkpoint_dir)`` hands metrics (and a folder holding ``state.pt``) to
+    Tune or Ray Train. Every epoch is checkpointed so a resumed trial loses nothing; Tune keeps
+    the latest and the best by ``metric``.
+    """
+    start, best = 0, None
+    if start_state is not None:
+        task.load_state_dict(start_state["task"])
+        ctx.generator.set_state(start_state["rng"])
+        start, best = start_state["epoch"] + 1, start_state["best"]
+    constants = task.trial_metrics()
+    for epoch in range(start, ctx.max_epochs):
+        t0 = time.perf_counter()
+        train = task.train_epoch(epoch)
+        val = task.evaluate("val")
+        metrics = {f"train_{k}": v for k, v in train.items()}
+        metrics.update({f"val_{k}": v for k, v in val.items()})
+        metrics.update(constants)
+        value = metrics.get(metric)
+        if value is None:
+            raise TrialError(f"the task reported no '{metric}'; it reports {sorted(metrics)}")
+        if not all(math.isfinite(v) for v in (metrics["train_loss"], value)):
+            raise TrialError(f"non-finite loss or {metric} at epoch {epoch + 1}: training diverged")
+        if best is None or (value > best if mode == "max" else value < best):
+            best = value
+        metrics.update({"epoch": epoch + 1, "epoch_s": time.perf_counter() - t0, f"best_{metric}": best})
+        if not is_reporter:
+            report(metrics, None)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            save_state(Path(tmp) / STATE_FILE, task, epoch, best, ctx.generator)
+            report(metrics, Path(tmp))
+
+
+def tune_trial(config: dict[str, Any], *, data: Any, task_name: str, metric: str, mode: str,
+               max_epochs: int, seed: int, threads: int, use_gpu: bool) -> None:
+    """The Tune function trainable: one trial in this process."""
+    from ray import tune
+
+    torch.set_num_threads(max(1, threads))
+    trial_id = tune.get_context().get_trial_id() or "local"
+    ctx = TrialContext(device=pick_device(use_gpu), max_epochs=max_epochs, seed=trial_seed(seed, trial_id))
+    torch.manual_seed(ctx.seed)
+    task = build_task(task_name, config, data, ctx)
+    checkpoint = tune.get_checkpoint()
+    start_state = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start_state = load_state(Path(d) / STATE_FILE)
+
+    def report(metrics: dict[str, float], ckpt_dir: Path | None) -> None:
+        ckpt = tune.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None
+        tune.report(metrics, checkpoint=ckpt)
+
+    epoch_loop(task, ctx, metric=metric, mode=mode, start_state=start_state, report=report)
+
+
+def evaluate_checkpoint(task_name: str, config: dict[str, Any], data: Any, checkpoint_dir: str,
+                        out_dir: Path, max_epochs: int) -> dict[str, Any]:
+    """The one test-split evaluation: the best trial's best checkpoint, at the end of a sweep."""
+    ctx = TrialContext(device=pick_device(True), max_epochs=max_epochs, seed=0)
+    task = build_task(task_name, config, data, ctx)
+    task.load_state_dict(load_state(Path(checkpoint_dir) / STATE_FILE)["task"])
+    test = {f"test_{k}": v for k, v in task.evaluate("test").items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extras = task.test_report(out_dir)
+    return {**test, **({"test_report": extras} if extras else {})}
+
+
+def default_threads(cpus_per_trial: float) -> int:
+    return max(1, min(int(cpus_per_trial), os.cpu_count() or 1))

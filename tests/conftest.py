@@ -1,0 +1,36 @@
+"""Shared fixtures: the real data folder and one local Ray instance for the whole session."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Real data: $DLB_TUNE_DATA, else ../shared/data beside the project (as CI lays it out)."""
+    path = Path(os.environ.get("DLB_TUNE_DATA") or ROOT.parent / "shared" / "data")
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path}; set DLB_TUNE_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray instance with 2 CPUs, started once and shared by every sweep test."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
+             log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def storage(tmp_path) -> Path:
+    return tmp_path / "runs"
