@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -10,11 +9,15 @@ from typing import Any, Callable
 
 import pandas as pd
 
-STATUS_ORDER = ("completed", "stopped_early", "incomplete", "errored")
+STATUS_ORDER = ("completed", "stopped_early", "cut_by_budget", "incomplete", "errored")
 
 
-def trial_table(grid, spec, stopped: set[str], budget_hit: bool) -> pd.DataFrame:
-    """One row per trial: status, epochs, config/<key>, last metrics, best_<metric>, error."""
+def trial_table(grid, spec, stopped: set[str], budget_hit: bool, interrupted: bool = False) -> pd.DataFrame:
+    """One row per trial: status, epochs, config/<key>, last metrics, best_<metric>, error.
+
+    status: completed (all epochs), stopped_early (by ASHA), cut_by_budget (the sweep's time
+    budget ran out), incomplete (interrupted: resume continues it), errored.
+    """
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
@@ -27,10 +30,12 @@ def trial_table(grid, spec, stopped: set[str], budget_hit: bool) -> pd.DataFrame
             status = "errored"
         elif epochs >= spec.max_epochs:
             status = "completed"
-        elif trial_id in stopped or (not budget_hit and epochs > 0):
+        elif trial_id in stopped or (not budget_hit and not interrupted and epochs > 0):
             status = "stopped_early"
-        else:
+        elif interrupted:
             status = "incomplete"
+        else:
+            status = "cut_by_budget"
         row.update(status=status, epochs=epochs, error=_error_line(result.error))
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in row:
@@ -41,6 +46,7 @@ def trial_table(grid, spec, stopped: set[str], budget_hit: bool) -> pd.DataFrame
                 best_idx = series.idxmax() if spec.mode == "max" else series.idxmin()
                 row[f"best_{spec.metric}"] = float(series[best_idx])
                 row["best_epoch"] = int(history.loc[best_idx, "epoch"]) if "epoch" in history else None
+        row["node_id"] = metrics.get("node_id")
         row["wall_s"] = float(history["time_total_s"].max()) if history is not None and "time_total_s" in history else None
         row["path"] = result.path
         rows.append(row)
@@ -74,11 +80,11 @@ def pareto_front(df: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) ->
 
 
 def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
-           echo: Callable[[str], None]) -> dict[str, Any]:
+           echo: Callable[[str], None], interrupted: bool = False) -> dict[str, Any]:
     from dlb_tune.sweep import write_text
 
     budget_hit = bool(spec.time_budget_s and wall >= spec.time_budget_s * 0.98)
-    df = trial_table(grid, spec, stopped, budget_hit)
+    df = trial_table(grid, spec, stopped, budget_hit, interrupted)
     write_parquet(df, f"{exp_dir}/results.parquet")
     counts = {s: int((df["status"] == s).sum()) if len(df) else 0 for s in STATUS_ORDER}
     final: dict[str, Any] = {
@@ -89,12 +95,11 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
         "trials": {"total": len(df), **counts}, "wall_s": round(wall, 1),
         "errors": [{"trial_id": r.trial_id, "error": r.error} for r in df.itertuples() if r.status == "errored"],
     }
-    unfinished = counts["incomplete"] and not budget_hit
-    if unfinished:
-        final["interrupted"] = True
+    if interrupted and counts["incomplete"]:
+        final["interrupted"] = True  # the test split waits for the resumed sweep's end
     best_col = f"best_{spec.metric}"
     candidates = df[df["status"] != "errored"].dropna(subset=[best_col]) if best_col in df else df.iloc[0:0]
-    if len(candidates):
+    if len(candidates) and not final.get("interrupted"):
         final.update(evaluate_best(grid, candidates.iloc[0], spec, data, exp_dir))
     pairs = spec.objective_pairs()
     if len(pairs) > 1:
@@ -116,17 +121,23 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
     """Evaluate the best trial's best checkpoint on the test split: once, here."""
     from dlb_tune.trainable import evaluate_checkpoint
 
+    from dlb_tune.distributed import best_train_checkpoint
+
     result = next(r for r in grid if (r.metrics or {}).get("trial_id") == best_row["trial_id"])
-    checkpoint = result.get_best_checkpoint(spec.metric, spec.mode) or result.checkpoint
+    checkpoint = result.get_best_checkpoint(spec.metric, spec.mode) if result.best_checkpoints else None
+    ckpt_path = checkpoint.path if checkpoint else best_train_checkpoint(result.metrics_dataframe, spec.metric, spec.mode)
     out = {"best": {"trial_id": best_row["trial_id"], "config": dict(result.config),
                     spec.metric: float(best_row[f"best_{spec.metric}"]),
-                    "epoch": _maybe_int(best_row.get("best_epoch")),
-                    "checkpoint": checkpoint.path if checkpoint else None}}
-    if checkpoint is None:
+                    "epoch": _maybe_int(best_row.get("best_epoch")), "checkpoint": ckpt_path}}
+    if ckpt_path is None:
         out["test_error"] = "the best trial left no checkpoint"
         return out
-    with checkpoint.as_directory() as ckpt_dir:
-        test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir,
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir,
+                                       Path(exp_dir) / "test_report", spec.max_epochs)
+    else:  # a data-parallel trial: Ray Train's checkpoint, a folder in the trial's storage
+        test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_path,
                                    Path(exp_dir) / "test_report", spec.max_epochs)
     out["test"] = test
     test_metric = "test_" + spec.metric.removeprefix("val_")
@@ -151,10 +162,12 @@ def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
         "",
         f"== {final['task']} sweep '{final['name']}' finished in {final['wall_s']:.0f}s ==",
         f"trials: {t['total']} total, {t['completed']} completed, {t['stopped_early']} stopped early "
-        f"by ASHA, {t['incomplete']} incomplete, {t['errored']} errored",
+        f"by ASHA, {t['cut_by_budget']} cut by the time budget, {t['incomplete']} incomplete, "
+        f"{t['errored']} errored",
     ]
     if final.get("interrupted"):
-        lines.append(f"interrupted: resume with `dlb-tune resume {final['name']}`")
+        lines.append(f"interrupted: {t['incomplete']} trial(s) unfinished; nothing is lost. Continue with "
+                     f"`dlb-tune resume {final['name']}`; the test split is evaluated when the sweep ends")
     best = final.get("best")
     if best:
         cfg = " ".join(f"{k}={_fmt(v)}" for k, v in best["config"].items())

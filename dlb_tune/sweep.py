@@ -74,6 +74,8 @@ class SweepOptions:
 def prepare_spec(opts: SweepOptions) -> SweepSpec:
     """The space file with --set, --smoke and the run-level overrides applied, validated."""
     task_cls = get_task(opts.task)
+    if opts.workers_per_trial > 1 and not task_cls.supports_ddp:
+        raise ResourceError(f"task '{opts.task}' does not support --workers-per-trial > 1")
     path = Path(opts.space) if opts.space else default_space_file(opts.task)
     overrides = list(opts.overrides)
     if opts.smoke:  # the task's tiny config, unless the user fixed those keys themselves
@@ -167,22 +169,25 @@ def check_resources(opts: SweepOptions) -> tuple[int, dict[str, float]]:
 
 
 def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: dict[str, float]):
+    """A plain function trainable, or (``--workers-per-trial N``) one that drives a TorchTrainer."""
+    import ray
     from ray import tune
 
     from dlb_tune.trainable import default_threads, tune_trial
 
-    fn = tune.with_parameters(
-        tune_trial,
-        data=data,
-        task_name=spec.task,
-        metric=spec.metric,
-        mode=spec.mode,
-        max_epochs=spec.max_epochs,
-        seed=opts.seed,
-        threads=default_threads(opts.cpus_per_trial),
-        use_gpu=opts.gpus_per_trial > 0,
-    )
-    return tune.with_resources(fn, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]})
+    common = dict(task_name=spec.task, metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
+                  seed=opts.seed, threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
+    if opts.workers_per_trial <= 1:
+        fn = tune.with_parameters(tune_trial, data=data, **common)
+        return tune.with_resources(fn, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]})
+    from dlb_tune.distributed import DRIVER_CPU, ddp_trial
+
+    # The workers hold the CPUs and GPUs; the driving trainable only waits for them. The data
+    # goes to the object store once, and workers fetch it by reference (nested, so Tune does
+    # not resolve it in the driving process).
+    fn = tune.with_parameters(ddp_trial, data_ref=[ray.put(data)], workers=opts.workers_per_trial,
+                              cpus_per_worker=opts.cpus_per_trial, gpus_per_worker=opts.gpus_per_trial, **common)
+    return tune.with_resources(fn, {"cpu": DRIVER_CPU})
 
 
 def make_searcher(spec: SweepSpec, opts: SweepOptions):
@@ -358,10 +363,55 @@ def fit_and_finish(tuner, spec, opts, data, exp_dir: str, echo) -> dict[str, Any
     from dlb_tune.results import finish
 
     t0 = time.time()
-    grid = tuner.fit()
+    with GracefulInterrupt() as guard:
+        grid = tuner.fit()
     wall = time.time() - t0
     stopped = _asha_stopped(tuner)
-    return finish(grid, spec, opts, data, exp_dir, wall, stopped, echo)
+    return finish(grid, spec, opts, data, exp_dir, wall, stopped, echo, interrupted=guard.interrupted)
+
+
+class GracefulInterrupt:
+    """Ctrl-C or SIGTERM ends the sweep gracefully, and we know it happened.
+
+    Tune's own SIGINT handler stops the run but leaves no trace of why; here SIGINT and SIGTERM
+    set ``interrupted`` and forward SIGUSR1, which Tune treats as the same graceful stop (it
+    saves the experiment state, so ``dlb-tune resume`` continues every unfinished trial).
+    A second Ctrl-C aborts at once.
+    """
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.interrupted = False
+        self.saved: dict = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        self.env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        if self.saved:
+            if self.env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self.env
+        return False
 
 
 def _asha_stopped(tuner) -> set[str]:

@@ -107,11 +107,20 @@ def tune_trial(config: dict[str, Any], *, data: Any, task_name: str, metric: str
         with checkpoint.as_directory() as d:
             start_state = load_state(Path(d) / STATE_FILE)
 
+    node_id = node_label()
+
     def report(metrics: dict[str, float], ckpt_dir: Path | None) -> None:
         ckpt = tune.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None
-        tune.report(metrics, checkpoint=ckpt)
+        tune.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
 
     epoch_loop(task, ctx, metric=metric, mode=mode, start_state=start_state, report=report)
+
+
+def node_label() -> str:
+    """Which Ray node runs this code (hostnames and IPs repeat on a one-machine cluster)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()[:12]
 
 
 def evaluate_checkpoint(task_name: str, config: dict[str, Any], data: Any, checkpoint_dir: str,

@@ -1,0 +1,103 @@
+"""Data-parallel trials: each trial is a Ray Train ``TorchTrainer`` with N workers.
+
+Ray 2.60 runs Train V2, where a trainer is no longer a Tune trainable: the Tune function
+trainable below starts ``TorchTrainer.fit()`` itself, and ``TuneReportCallback`` forwards the
+rank-0 metrics (and the checkpoint's path) to Tune. Workers run the same ``epoch_loop`` as a
+plain trial; the task sees data parallelism only through its ``TrialContext`` (sharded batches,
+DDP-wrapped model or all-reduced gradients, summed metric totals).
+
+Checkpoints are Ray Train's: each trial's Train run is named after the trial and stored inside
+the trial's folder, so a restarted trial (node lost, ``dlb-tune resume``) finds its latest
+checkpoint through ``ray.train.get_checkpoint()`` and continues from there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlb_tune.tasks import TrialContext
+from dlb_tune.trainable import STATE_FILE, build_task, epoch_loop, load_state, node_label, pick_device, trial_seed
+
+CHECKPOINT_PATH_KEY = "checkpoint_path"
+DRIVER_CPU = 0.01  # what the Tune trainable that drives a TorchTrainer reserves (0 is refused)  # where TuneReportCallback puts a Train checkpoint's path
+
+
+def ddp_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: the whole trial's training loop on this worker's shard."""
+    import ray
+    import ray.train
+
+    c = loop_config
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, c["threads"]))
+    device = ray.train.torch.get_device() if c["use_gpu"] else pick_device(False)
+    # The same seed on every worker: identical initial weights and one shared batch order,
+    # which ``TrialContext.batches`` splits into disjoint shards.
+    ctx = TrialContext(device=device, max_epochs=c["max_epochs"], seed=c["seed"], rank=rank, world_size=world)
+    torch.manual_seed(ctx.seed)
+    data = ray.get(c["data_ref"][0])
+    task = build_task(c["task_name"], c["config"], data, ctx)
+    start_state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start_state = load_state(Path(d) / STATE_FILE)
+
+    node_id = node_label()
+
+    def report(metrics: dict[str, float], ckpt_dir: Path | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None
+        ray.train.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
+
+    epoch_loop(task, ctx, metric=c["metric"], mode=c["mode"], start_state=start_state, report=report,
+               is_reporter=rank == 0)
+
+
+def ddp_trial(config: dict[str, Any], *, data_ref: list, task_name: str, metric: str, mode: str,
+              max_epochs: int, seed: int, threads: int, use_gpu: bool, workers: int,
+              cpus_per_worker: float, gpus_per_worker: float) -> None:
+    """The Tune function trainable of a data-parallel trial: it only drives a TorchTrainer."""
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    context = tune.get_context()
+    trial_id = context.get_trial_id() or "local"
+    # This driving process holds DRIVER_CPU; take it out of the workers' share so a trial asking
+    # for N x c CPUs fits in exactly N x c (2 workers x 1 CPU on a 2-core machine).
+    resources = {"CPU": max(cpus_per_worker - DRIVER_CPU / workers, DRIVER_CPU)}
+    if use_gpu:
+        resources["GPU"] = gpus_per_worker
+    trainer = TorchTrainer(
+        ddp_worker,
+        train_loop_config={
+            "config": config, "data_ref": data_ref, "task_name": task_name, "metric": metric,
+            "mode": mode, "max_epochs": max_epochs, "seed": trial_seed(seed, trial_id),
+            "threads": threads, "use_gpu": use_gpu,
+        },
+        scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=train.RunConfig(
+            name=f"train_{trial_id}",
+            storage_path=str(Path(context.get_trial_dir()).parent),
+            checkpoint_config=train.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()
+
+
+def best_train_checkpoint(history, metric: str, mode: str) -> str | None:
+    """The checkpoint folder of a data-parallel trial's best epoch, from its metric history."""
+    if history is None or CHECKPOINT_PATH_KEY not in history or metric not in history:
+        return None
+    rows = history.dropna(subset=[metric, CHECKPOINT_PATH_KEY])
+    if rows.empty:
+        return None
+    row = rows.loc[rows[metric].idxmax() if mode == "max" else rows[metric].idxmin()]
+    path = str(row[CHECKPOINT_PATH_KEY])
+    return path if Path(path).exists() else None

@@ -1,0 +1,140 @@
+"""Ray Train trials, multi-node placement, lost nodes, errored trials, and resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlb_tune.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_cluster_yaml_validates_against_rays_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(copy.deepcopy(cfg)))
+    head_start = " ".join(cfg["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start
+    ports = [p["FromPort"] for p in cfg["provider"]["security_group"]["IpPermissions"]]
+    assert ports == [22], "only SSH may be open to the outside"
+    assert any("pip install" in c and "dlb-tune" in c for c in cfg["setup_commands"])
+    gpu = cfg["available_node_types"]["gpu_worker"]
+    assert gpu["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert gpu["min_workers"] < gpu["max_workers"]
+
+
+def test_cluster_yaml_typo_fails_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    cfg["available_node_types"]["gpu_worker"]["min_wokers"] = 1
+    with pytest.raises(Exception, match="min_wokers"):
+        validate_config(prepare_config(cfg))
+
+
+def test_workers_per_trial_reports_the_same_schema(ray_local, data_dir, storage):
+    common = ["sweep", "fcn", "--data-dir", str(data_dir), "--smoke", "--num-samples", "1",
+              "--storage", str(storage)]
+    single = runner.invoke(app, common + ["--name", "one"])
+    ddp = runner.invoke(app, common + ["--name", "ddp", "--workers-per-trial", "2"])
+    assert single.exit_code == 0, single.output
+    assert ddp.exit_code == 0, ddp.output
+    a = pd.read_parquet(storage / "one" / "results.parquet")
+    b = pd.read_parquet(storage / "ddp" / "results.parquet")
+    assert set(b.columns) - {"checkpoint_path"} == set(a.columns)
+    assert b.loc[0, "status"] == "completed" and b.loc[0, "epochs"] == 2
+    final = json.loads((storage / "ddp" / "final.json").read_text())
+    assert 0 < final["test"]["test_acc"] <= 1  # evaluated from Ray Train's checkpoint
+    assert Path(final["best"]["checkpoint"]).is_dir()
+
+
+def test_workers_per_trial_beyond_the_cluster_fails_clearly(ray_local, data_dir, storage):
+    result = runner.invoke(app, ["sweep", "fcn", "--data-dir", str(data_dir), "--smoke",
+                                 "--workers-per-trial", "3", "--storage", str(storage)])
+    assert result.exit_code == 2
+    assert "needs 3 CPU(s) but the sweep may use 2" in result.output
+
+
+def test_a_diverging_trial_is_errored_and_the_sweep_goes_on(ray_local, data_dir, storage):
+    space = storage.parent / "diverge.yaml"
+    space.write_text("task: fcn\nmetric: val_acc\nmode: max\nmax_epochs: 2\nnum_samples: 4\n"
+                     "params:\n  lr: {choice: [0.05, 1.0e+6]}\n  activation: relu\n  hidden_size: 32\n")
+    result = runner.invoke(app, ["sweep", "fcn", "--data-dir", str(data_dir), "--space", str(space),
+                                 "--limit", "2000", "--search", "random", "--scheduler", "fifo",
+                                 "--storage", str(storage), "--name", "nan"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(storage / "nan" / "results.parquet")
+    errored = df[df.status == "errored"]
+    assert len(errored) >= 1 and (errored["config/lr"] == 1e6).all()
+    assert (df.loc[df.status != "errored", "config/lr"] == 0.05).all() and (df.status == "completed").any()
+    assert errored["error"].str.contains("diverged").all()
+    assert "errored" in result.output and "diverged" in result.output
+    final = json.loads((storage / "nan" / "final.json").read_text())
+    assert final["best"]["config"]["lr"] == 0.05 and len(final["errors"]) == len(errored)
+
+
+@pytest.mark.slow
+def test_node_lost_mid_sweep_loses_no_trial(data_dir, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "cluster_scenarios.py"), "nodekill",
+                           str(data_dir), str(tmp_path)], capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(out["nodes_before_kill"]) == sorted(out["worker_nodes"]), "trials spread over both nodes"
+    assert out["killed"] in out["worker_nodes"]
+    assert out["trials"]["total"] == 4
+    assert all(s in ("completed", "errored") for s in out["statuses"]), out["statuses"]
+    assert out["statuses"].count("completed") >= 3  # retried from their checkpoints on the survivor
+    assert out["test_acc"] > 0.9
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(data_dir, tmp_path):
+    storage = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "fcn", "--data-dir", str(data_dir),
+           "--storage", str(storage), "--name", "r", "--num-samples", "4", "--max-epochs", "5",
+           "--search", "random", "--scheduler", "fifo", "--limit", "20000",
+           "--set", "hidden_size=256", "--set", "lr=0.05", "--set", "activation=relu"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in proc.stdout:  # interrupt as soon as one trial has finished
+        lines.append(line)
+        if line.rstrip().endswith(" done"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert proc.returncode == 130, output
+    assert "dlb-tune resume r" in output
+    before = pd.read_parquet(storage / "r" / "results.parquet")
+    finished = before.loc[before.status == "completed", "trial_id"].tolist()
+    assert finished and (before.status == "incomplete").any(), before[["trial_id", "status", "epochs"]]
+    assert "test" not in json.loads((storage / "r" / "final.json").read_text())  # test waits for the end
+    stamps = {t: (storage / "r" / f"trial_{t}" / "progress.csv").stat().st_mtime for t in finished}
+
+    resumed = subprocess.run([sys.executable, "-m", "dlb_tune.cli", "resume", "r", "--storage", str(storage)],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = pd.read_parquet(storage / "r" / "results.parquet")
+    assert len(after) == 4 and (after.status == "completed").all(), after[["trial_id", "status"]]
+    for t in finished:  # never re-run: untouched history
+        assert (storage / "r" / f"trial_{t}" / "progress.csv").stat().st_mtime == stamps[t]
+    for t in after.trial_id:  # resumed trials continue from their checkpoint: no epoch twice
+        epochs = pd.read_csv(storage / "r" / f"trial_{t}" / "progress.csv")["epoch"].tolist()
+        assert epochs == sorted(set(epochs)) and epochs[-1] == 5, (t, epochs)
+    final = json.loads((storage / "r" / "final.json").read_text())
+    assert final["trials"]["completed"] == 4 and final["test"]["test_acc"] > 0.9
