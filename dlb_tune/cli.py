@@ -92,6 +92,7 @@ def sweep(
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial (fractions share a core).")] = 1.0,
     gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial (default: 1 when --gpus > 0).")] = None,
     workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train data-parallel workers per trial.")] = 1,
+    ray_train: Annotated[bool, typer.Option(help="Run trials under Ray Train even with one worker.")] = False,
     seed: Annotated[int, typer.Option(help="Seeds the searcher and every trial.")] = 0,
     search: Annotated[Search, typer.Option(help="Search algorithm.")] = Search.optuna,
     scheduler: Annotated[Scheduler, typer.Option(help="Trial scheduler (asha stops poor trials early).")] = Scheduler.asha,
@@ -109,7 +110,7 @@ def sweep(
         task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), objective=objective,
         name=name, storage=storage, num_samples=num_samples, max_epochs=max_epochs,
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, seed=seed,
+        gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, ray_train=ray_train, seed=seed,
         search=search.value, scheduler=scheduler.value, address=address, limit=limit, smoke=smoke,
         max_failures=max_failures,
     )
@@ -175,6 +176,172 @@ def _table(df, final) -> str:
     keep += [c for c in df.columns if c.startswith("config/")]
     shown = df[[c for c in keep if c in df]].rename(columns=lambda c: c.removeprefix("config/"))
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+# --- after a sweep: TensorBoard, report, best, compare; before one: plan ------------------------
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _guard_reading(fn, *args, **kwargs):
+    """``_run_guarded`` plus the errors of reading an experiment folder back."""
+    from dlb_tune.board import BoardError
+    from dlb_tune.report import ReportError
+
+    try:
+        return _run_guarded(fn, *args, **kwargs)
+    except (ReportError, BoardError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def tensorboard(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+    port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 6006,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+) -> None:
+    """Start TensorBoard over an experiment: per-epoch scalars, HParams, the task's images."""
+    from dlb_tune import board
+    from dlb_tune.report import load_experiment
+
+    exp = _guard_reading(load_experiment, name, storage)
+    written = _guard_reading(board.write_board, exp.path)
+    if port and not _port_free(host, port):
+        typer.echo(f"port {port} is taken; using a free one", err=True)
+        port = 0
+    proc, url = _guard_reading(board.start_tensorboard, exp.path, port or None, host)
+    images = sum(len(v) for v in written["images"].values())
+    typer.echo(f"TensorBoard on {url}  ({len(exp.trials)} trials; HParams: {len(written['hparams'])} "
+               f"parameters, {len(written['metrics'])} metrics; {images} image(s))  Ctrl-C stops it")
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        board.stop(proc)
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+) -> None:
+    """Write report.md and its figures into the experiment folder."""
+    from dlb_tune.report import _headline, load_experiment, write_report
+
+    exp = _guard_reading(load_experiment, name, storage)
+    path, figures = _guard_reading(write_report, exp)
+    for line in _headline(exp):
+        typer.echo(line.replace("**", ""))
+    typer.echo(f"wrote {path} with {len(figures)} figure(s):")
+    for fig in figures:
+        typer.echo(f"  {fig.relative_to(exp.path)}")
+
+
+@app.command()
+def best(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML here too.")] = None,
+    seeds: Annotated[int, typer.Option(min=0, help="Re-run the top configs with this many seeds; rank by mean.")] = 0,
+    top: Annotated[int, typer.Option(min=1, help="Configs to re-run with --seeds.")] = 3,
+    data_dir: DataDir = None,
+    cpus: Annotated[Optional[float], typer.Option(help="CPUs the --seeds runs may use (default: the sweep's).")] = None,
+) -> None:
+    """Print the best config as a space file with every parameter fixed (feed it to --space).
+
+    With --seeds K, the top configs are trained again with K seeds each (progress and ranking on
+    stderr) and the printed config is the one with the best mean.
+    """
+    from dlb_tune.report import best_yaml, load_experiment
+
+    exp = _guard_reading(load_experiment, name, storage)
+    text = _guard_reading(best_yaml, exp)
+    if seeds:
+        from dlb_tune.seeds import rerun_seeds, ranking_lines, seed_yaml
+
+        err = lambda line: typer.echo(line, err=True)  # noqa: E731 - stdout stays valid YAML
+        result = _guard_reading(rerun_seeds, exp, seeds, top, data_dir=data_dir, cpus=cpus, echo=err)
+        for line in ranking_lines(result):
+            err(line)
+        text = seed_yaml(exp, result)
+    typer.echo(text, nl=False)
+    if output:
+        output.write_text(text)
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+def compare(
+    names: Annotated[list[str], typer.Argument(help="Experiment names (or folders).")],
+    storage: Storage = None,
+    format: Annotated[CompareFormat, typer.Option("--format", help="Output format.")] = CompareFormat.table,
+) -> None:
+    """Sweeps side by side: best metric, test result, trials, wall time, time to reach the target.
+
+    Time to target: the first second after the sweep started at which any trial's validation
+    value of the sweep metric reached the space file's target.
+    """
+    from dlb_tune.report import compare as compare_sweeps
+    from dlb_tune.report import load_experiment
+
+    exps = [_guard_reading(load_experiment, n, storage) for n in names]
+    df = compare_sweeps(exps)
+    if format is CompareFormat.csv:
+        typer.echo(df.to_csv(index=False), nl=False)
+    elif format is CompareFormat.json:
+        typer.echo(df.to_json(orient="records", indent=2))
+    else:
+        shown = df.drop(columns=["test_metric"]).set_index("name").T
+        typer.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+@app.command()
+def plan(
+    task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
+    data_dir: DataDir = None,
+    space: Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fix a parameter: key=value (repeatable).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Save plan.json into this experiment's folder (then sweep with the same name).")] = None,
+    storage: Storage = None,
+    num_samples: Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")] = None,
+    cpus: Annotated[Optional[float], typer.Option(help="CPUs the sweep may use (default: all).")] = None,
+    gpus: Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial.")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
+    scheduler: Annotated[Scheduler, typer.Option(help="The sweep's scheduler.")] = Scheduler.asha,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most N examples per split, as the sweep will use.")] = None,
+    smoke: Annotated[bool, typer.Option(help="Plan the --smoke sweep.")] = False,
+    vary: Annotated[Optional[list[str]], typer.Option(help="Parameter whose extremes are timed (repeatable; default: size-like names).")] = None,
+    corners: Annotated[int, typer.Option(min=1, help="At most this many corners of the space to time.")] = 4,
+    calibration_batches: Annotated[int, typer.Option(min=2, help="Batches timed per loop; the rest is scaled.")] = 20,
+) -> None:
+    """Estimate a sweep's trial-epochs and wall time before launching it."""
+    from dlb_tune.plan import plan_sweep
+    from dlb_tune.sweep import SweepOptions
+
+    opts = SweepOptions(task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), name=name,
+                        storage=storage, num_samples=num_samples, max_epochs=max_epochs, time_budget_s=time_budget,
+                        cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                        scheduler=scheduler.value, limit=limit, smoke=smoke)
+    _guard_reading(plan_sweep, opts, vary=vary, max_corners=corners, calibration_batches=calibration_batches,
+                   echo=typer.echo)
 
 
 def main() -> None:

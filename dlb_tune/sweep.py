@@ -49,6 +49,7 @@ class SweepOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     workers_per_trial: int = 1  # >1: Ray Train data parallelism inside each trial
+    ray_train: bool = False  # run trials as TorchTrainers even with one worker (slower to start)
     seed: int = 0
     search: str = "optuna"  # optuna | random
     scheduler: str = "asha"  # asha | fifo
@@ -74,7 +75,7 @@ class SweepOptions:
 def prepare_spec(opts: SweepOptions) -> SweepSpec:
     """The space file with --set, --smoke and the run-level overrides applied, validated."""
     task_cls = get_task(opts.task)
-    if opts.workers_per_trial > 1 and not task_cls.supports_ddp:
+    if (opts.workers_per_trial > 1 or opts.ray_train) and not task_cls.supports_ddp:
         raise ResourceError(f"task '{opts.task}' does not support --workers-per-trial > 1")
     path = Path(opts.space) if opts.space else default_space_file(opts.task)
     overrides = list(opts.overrides)
@@ -124,16 +125,26 @@ def start_ray(opts: SweepOptions) -> bool:
         return True
     import torch
 
+    check_local_request(opts)
+    gpus = torch.cuda.device_count() if opts.gpus is None else opts.gpus
+    cpus = opts.cpus if opts.cpus is not None else os.cpu_count()
+    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host="127.0.0.1", **common)
+    return True
+
+
+def check_local_request(opts: SweepOptions) -> None:
+    """Fail at once, before any data is loaded, on a request this machine cannot meet."""
+    if opts.address:
+        return  # a cluster's resources are checked once connected (check_resources)
+    import torch
+
     detected = torch.cuda.device_count()
-    gpus = detected if opts.gpus is None else opts.gpus
-    if gpus > detected:
+    wanted = opts.gpus if opts.gpus is not None else (opts.gpus_per_trial * max(1, opts.workers_per_trial))
+    if wanted > detected:
         raise ResourceError(
-            f"--gpus {opts.gpus:g} asked for, but this machine has {detected} GPU(s) "
+            f"{wanted:g} GPU(s) asked for, but this machine has {detected} "
             f"(torch.cuda.device_count()); use --address to run on a GPU cluster"
         )
-    cpus = opts.cpus if opts.cpus is not None else os.cpu_count()
-    ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host="127.0.0.1", **common)
-    return True
 
 
 def quiet_libraries() -> None:
@@ -177,7 +188,7 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
 
     common = dict(task_name=spec.task, metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
                   seed=opts.seed, threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
-    if opts.workers_per_trial <= 1:
+    if opts.workers_per_trial <= 1 and not opts.ray_train:
         fn = tune.with_parameters(tune_trial, data=data, **common)
         return tune.with_resources(fn, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]})
     from dlb_tune.distributed import DRIVER_CPU, ddp_trial
@@ -299,6 +310,7 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[s
     """Validate, run and summarise a sweep. Returns what ``final.json`` holds."""
     spec = prepare_spec(opts)
     opts.name = opts.name or f"{spec.task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    check_local_request(opts)
     t_load = time.time()
     data = load_data(spec, opts)
     echo(f"{spec.task}: data loaded in {time.time() - t_load:.1f}s; "

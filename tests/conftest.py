@@ -25,7 +25,7 @@ def ray_local():
     """A local Ray instance with 2 CPUs, started once and shared by every sweep test."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
              log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
