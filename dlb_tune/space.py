@@ -200,6 +200,7 @@ def _validate(spec: SweepSpec, task: type[Task], source: str) -> None:
     if spec.grace_period > spec.max_epochs:
         raise SpaceError(f"{source}: grace_period ({spec.grace_period}) exceeds max_epochs ({spec.max_epochs})")
     fields = config_fields(task)
+    _coerce_str_fields(spec, fields)
     for name, value in spec.params.items():
         if name not in fields:
             hint = _closest(name, fields)
@@ -246,6 +247,24 @@ def _check_distribution(where: str, dist: dict, fld: dataclasses.Field) -> None:
     if kind == "quniform" and args[2] <= 0:
         raise SpaceError(f"{where}: quniform step q must be > 0, got {args[2]}")
     _check_value(where, high, fld)
+
+
+def _coerce_str_fields(spec: SweepSpec, fields: dict[str, dataclasses.Field]) -> None:
+    """Numbers given for text fields become text: ``--set disc_dims=10`` means "10", not 10."""
+
+    def fix(name, v):
+        default = fields[name].default
+        if isinstance(default, str) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            return str(v)
+        return v
+
+    for name, value in spec.params.items():
+        if name not in fields:
+            continue
+        if isinstance(value, dict) and "choice" in value and isinstance(value["choice"], list):
+            spec.params[name] = {"choice": [fix(name, v) for v in value["choice"]]}
+        elif not isinstance(value, dict):
+            spec.params[name] = fix(name, value)
 
 
 def _check_value(where: str, value: Any, fld: dataclasses.Field) -> None:

@@ -179,6 +179,17 @@ def check_resources(opts: SweepOptions) -> tuple[int, dict[str, float]]:
     return max(1, concurrency), per_trial
 
 
+def warn_if_storage_not_shared(opts: SweepOptions, echo: Callable[[str], None]) -> None:
+    """On several nodes, checkpoints must be readable from every node: say so if they may not be."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and "://" not in opts.resolved_storage():
+        echo(f"warning: {len(nodes)} nodes but --storage {opts.resolved_storage()} is a local path; "
+             f"unless it is a file system shared by every node, use an s3:// or gs:// URI so trials "
+             f"can resume on another node")
+
+
 def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: dict[str, float]):
     """A plain function trainable, or (``--workers-per-trial N``) one that drives a TorchTrainer."""
     import ray
@@ -319,6 +330,7 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[s
     started = start_ray(opts)
     try:
         concurrency, per_trial = check_resources(opts)
+        warn_if_storage_not_shared(opts, echo)
         exp_dir = experiment_dir(opts)
         write_text(f"{exp_dir}/space.yaml", spec.to_yaml())
         write_text(f"{exp_dir}/sweep.json", json.dumps(dataclasses.asdict(opts), indent=2))

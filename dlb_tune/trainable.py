@@ -55,6 +55,7 @@ def epoch_loop(
     start_state: dict[str, Any] | None,
     report: Callable[[dict[str, float], Path | None], None],
     is_reporter: bool = True,
+    on_improved: Callable[[int], None] | None = None,
 ) -> None:
     """Train ``ctx.max_epochs`` epochs, reporting every epoch; resume from ``start_state``.
 
@@ -80,12 +81,15 @@ def epoch_loop(
             raise TrialError(f"the task reported no '{metric}'; it reports {sorted(metrics)}")
         if not all(math.isfinite(v) for v in (metrics["train_loss"], value)):
             raise TrialError(f"non-finite loss or {metric} at epoch {epoch + 1}: training diverged")
-        if best is None or (value > best if mode == "max" else value < best):
+        improved = best is None or (value > best if mode == "max" else value < best)
+        if improved:
             best = value
         metrics.update({"epoch": epoch + 1, "epoch_s": time.perf_counter() - t0, f"best_{metric}": best})
         if not is_reporter:
             report(metrics, None)
             continue
+        if improved and on_improved is not None:
+            on_improved(epoch + 1)
         with tempfile.TemporaryDirectory() as tmp:
             save_state(Path(tmp) / STATE_FILE, task, epoch, best, ctx.generator)
             report(metrics, Path(tmp))
@@ -113,7 +117,22 @@ def tune_trial(config: dict[str, Any], *, data: Any, task_name: str, metric: str
         ckpt = tune.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None
         tune.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
 
-    epoch_loop(task, ctx, metric=metric, mode=mode, start_state=start_state, report=report)
+    trial_dir = tune.get_context().get_trial_dir()
+    epoch_loop(task, ctx, metric=metric, mode=mode, start_state=start_state, report=report,
+               on_improved=(lambda epoch: write_figures(task, trial_dir, epoch)) if trial_dir else None)
+
+
+def write_figures(task, log_dir: str, step: int) -> None:
+    """The task's image grids into TensorBoard (tag ``figures/<name>``), when it has any."""
+    out = task.figures("val")
+    grids = out[0] if isinstance(out, tuple) else out
+    if not grids:
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=log_dir, filename_suffix=".figures") as writer:
+        for name, grid in grids.items():
+            writer.add_image(f"figures/{name}", grid.clamp(0, 1), global_step=step)
 
 
 def node_label() -> str:

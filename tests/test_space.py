@@ -112,3 +112,9 @@ def test_every_task_has_a_valid_default_space(task):
     spec.base_config()  # constants build the task's config
     round_trip = parse_space(yaml.safe_load(spec.to_yaml()))
     assert round_trip.params == spec.params
+
+
+def test_numbers_for_text_fields_become_text():
+    spec = parse_space({**BASE, "params": {"activation": {"choice": ["relu", "tanh"]}}},
+                       overrides=["lr_schedule=1"])
+    assert spec.params["lr_schedule"] == "1"  # then rejected by the task, not mistyped by YAML

@@ -148,6 +148,12 @@ class Task:
         """Per-trial constants reported with every epoch (parameter count, embedding coverage)."""
         return {}
 
+    def figures(self, split: str = "val") -> dict[str, torch.Tensor]:
+        """Image grids (float [3, H, W] in [0, 1]) showing the model now: reconstructions,
+        traversals, misclassified examples. Written to the trial's TensorBoard log whenever the
+        trial improves on its best epoch. A task may also return ``(grids, notes)``."""
+        return {}
+
     def test_report(self, out_dir: Path) -> dict[str, Any]:
         """Extra results of the final test evaluation (confusion matrix, figures) for ``final.json``.
 
