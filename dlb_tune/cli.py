@@ -100,6 +100,7 @@ def sweep(
     limit: Annotated[Optional[int], typer.Option(min=1, help="At most N examples per split (quick runs).")] = None,
     smoke: Annotated[bool, typer.Option(help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.")] = False,
     max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.")] = 0,
+    seeds: Annotated[int, typer.Option(min=0, help="At the end, re-train the top 3 configs with K seeds and rank them.")] = 0,
 ) -> None:
     """Run a sweep: Optuna search with ASHA early stopping, then one test evaluation of the best trial."""
     from dlb_tune.sweep import SweepOptions, run_sweep
@@ -112,7 +113,7 @@ def sweep(
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, ray_train=ray_train, seed=seed,
         search=search.value, scheduler=scheduler.value, address=address, limit=limit, smoke=smoke,
-        max_failures=max_failures,
+        max_failures=max_failures, seeds=seeds,
     )
     final = _run_guarded(run_sweep, opts, echo=typer.echo)
     if final.get("interrupted"):
@@ -218,10 +219,18 @@ def tensorboard(
     images = sum(len(v) for v in written["images"].values())
     typer.echo(f"TensorBoard on {url}  ({len(exp.trials)} trials; HParams: {len(written['hparams'])} "
                f"parameters, {len(written['metrics'])} metrics; {images} image(s))  Ctrl-C stops it")
+    import signal
+
+    # Ctrl-C, or a plain `kill` (SIGINT is ignored in background jobs): TensorBoard goes too.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         proc.wait()
     except KeyboardInterrupt:
         board.stop(proc)
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 def _port_free(host: str, port: int) -> bool:

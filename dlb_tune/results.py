@@ -51,6 +51,8 @@ def trial_table(grid, spec, stopped: set[str], budget_hit: bool, interrupted: bo
         row["path"] = result.path
         rows.append(row)
     df = pd.DataFrame(rows)
+    if "error" in df:  # text even when no trial errored, so the parquet column has one type
+        df["error"] = df["error"].astype("string")
     if len(df) and f"best_{spec.metric}" in df:
         df = df.sort_values(f"best_{spec.metric}", ascending=spec.mode == "min", na_position="last")
     return df.reset_index(drop=True)
@@ -112,6 +114,9 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     if extra:
         final["task_summary"] = extra
     write_text(f"{exp_dir}/final.json", json.dumps(_jsonable(final), indent=2))
+    from dlb_tune.board import after_sweep
+
+    after_sweep(exp_dir, echo)  # TensorBoard: the HParams config and the task's test figures
     for line in summary_lines(final, df):
         echo(line)
     return final

@@ -57,6 +57,7 @@ class SweepOptions:
     limit: int | None = None  # examples per split (smoke runs)
     smoke: bool = False  # tiny model, 2 epochs, 2 samples, small data
     max_failures: int = 0  # retries of a failing trial
+    seeds: int = 0  # >1: at the end, re-train the top configs with this many seeds and rank them
 
     def resolved_storage(self) -> str:
         storage = self.storage or os.environ.get(RESULTS_ENV) or "dlb-tune-runs"
@@ -213,7 +214,7 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
 
 
 def make_searcher(spec: SweepSpec, opts: SweepOptions):
-    if opts.search == "random":
+    if opts.search == "random" or not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(random_state=opts.seed)
@@ -337,7 +338,16 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[s
         echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
              f"{per_trial['gpu']:g} GPU each)")
         tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
-        return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
+        final = fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
+        if opts.seeds > 1 and not final.get("interrupted"):
+            from dlb_tune.report import load_experiment
+            from dlb_tune.seeds import rerun_seeds
+
+            final["seeds"] = rerun_seeds(load_experiment(exp_dir), opts.seeds, data=data, echo=echo)
+            from dlb_tune.results import _jsonable
+
+            write_text(f"{exp_dir}/final.json", json.dumps(_jsonable(final), indent=2))
+        return final
     finally:
         if started:
             import ray

@@ -1,0 +1,259 @@
+"""TensorBoard over an experiment folder: what Ray does not write, and launching it.
+
+Ray's ``TBXLoggerCallback`` already writes, into every ``trial_<id>/``, the per-epoch scalars
+(tags ``ray/tune/<metric>``) and, when a trial ends (ASHA-stopped ones included), an HParams
+session with the searched parameters and the trial's last metrics. What it leaves out:
+
+* an experiment-level HParams config. Ray writes a one-trial experiment summary into every
+  trial, and TensorBoard shows the first it meets: every hparam marked "does not differ", no
+  domains, Ray's bookkeeping (``done``, ``should_checkpoint``, ...) among the metrics.
+  ``write_board`` writes one into the experiment root (run ``.``): the search space's domains
+  and the metrics that matter, the sweep metric and its best first. TensorBoard's Python loader
+  (``--load_fast=false``, as ``start_tensorboard`` runs it) meets the root's first;
+* the task's figures from the final test evaluation (``<exp>/test_report/*.png``) and the
+  report's figures (``<exp>/report/*.png``), written as TensorBoard images in runs
+  ``test_report`` and ``report``.
+
+Files written here end in ``.dlb-tune`` and are replaced on every call, so re-running is safe.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+SUFFIX = ".dlb-tune"  # marks our event files, so a rewrite replaces them
+IMAGE_RUNS = ("test_report", "report")  # sub-folders whose PNGs become TensorBoard images
+RAY_PREFIX = "ray/tune/"  # Ray's scalar tag prefix
+# Numbers Ray reports with every result that say nothing about the model.
+BOOKKEEPING = {
+    "timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "done",
+    "time_since_restore", "iterations_since_restore", "should_checkpoint", "best_epoch",
+    "wall_s", "epochs",
+}
+
+
+class BoardError(RuntimeError):
+    """TensorBoard cannot be started or fed. One line, for the user."""
+
+
+# --- what Ray does not write ---------------------------------------------------------------
+
+
+def write_board(exp_dir: Path | str) -> dict[str, Any]:
+    """Write the experiment-level HParams config and the image runs; returns what was written."""
+    from dlb_tune.report import load_experiment
+
+    exp = load_experiment(exp_dir)
+    root = exp.path
+    for old in [*root.glob(f"events.out.tfevents.*{SUFFIX}"), *root.glob(f"*/events.out.tfevents.*{SUFFIX}")]:
+        old.unlink()
+    now = time.time()
+    hparams, metrics = hparams_config(exp.spec, exp.trials)
+    _write_events(root, now, [_config_summary(hparams, metrics, now)])
+    images = {}
+    for run in IMAGE_RUNS:
+        pngs = sorted((root / run).glob("*.png"))
+        if pngs:
+            _write_events(root / run, now, [_image_summary(p) for p in pngs])
+            images[run] = [p.name for p in pngs]
+    return {"hparams": [h.name for h in hparams], "metrics": metrics, "images": images}
+
+
+def after_sweep(exp_dir: str, echo: Callable[[str], None]) -> None:
+    """``write_board`` at the end of a sweep, so that any TensorBoard opened on the folder later
+    finds the HParams config and the task's figures. Local folders only (event files on s3://
+    would need TensorFlow's file systems)."""
+    if "://" in exp_dir:
+        return
+    try:
+        write_board(exp_dir)
+    except Exception as e:  # noqa: BLE001 - extras for TensorBoard must never fail a finished sweep
+        echo(f"TensorBoard extras not written ({type(e).__name__}: {e}); `dlb-tune tensorboard` retries")
+
+
+def hparams_config(spec, trials) -> tuple[list, list[str]]:
+    """HParamInfos of the searched parameters (domains from the space) and the metric names."""
+    from tensorboard.plugins.hparams import api_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    infos = []
+    for name in spec.searched():
+        (kind, args), = spec.params[name].items()
+        if kind == "choice":
+            domain = hp.Discrete([_tb_value(v) for v in args])
+        else:  # uniform, loguniform, randint, quniform: an interval
+            domain = hp.RealInterval(float(args[0]), float(args[1]))
+        col = f"config/{name}"
+        # "differs" decides which columns TensorBoard shows first; Ray's summaries leave it unset.
+        differs = col in trials and trials[col].astype(str).nunique() > 1
+        info = api_pb2.HParamInfo(name=name, description=f"{kind} {args}", differs=differs)
+        domain.update_hparam_info(info)
+        infos.append(info)
+    return infos, _metric_names(spec, trials)
+
+
+def _tb_value(v: Any) -> Any:
+    # TensorBoard stores numbers as float64; Ray writes ints as numbers too, so they match.
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def _metric_names(spec, trials) -> list[str]:
+    """The sweep metric and its best first, then the other objectives, val_*, train_*, the rest."""
+    numeric = [c for c in trials.columns
+               if not c.startswith("config/") and c not in BOOKKEEPING and trials[c].dtype.kind in "if"]
+    first = [spec.metric, f"best_{spec.metric}"] + [m for m, _ in spec.objective_pairs()]
+
+    def order(name: str) -> tuple[int, str]:
+        if name in first:
+            return first.index(name), ""
+        return len(first) + (0 if name.startswith("val_") else 1 if name.startswith("train_") else 2), name
+
+    return sorted(dict.fromkeys(c for c in first + numeric if c in numeric), key=order)
+
+
+def _config_summary(hparam_infos: list, metric_names: list[str], created: float):
+    """The experiment summary (what ``hparams_config_pb`` builds, plus ``differs``)."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=RAY_PREFIX + m), display_name=_display(m))
+               for m in metric_names]
+    experiment = api_pb2.Experiment(hparam_infos=hparam_infos, metric_infos=metrics, time_created_secs=created)
+    content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment))
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=metadata.EXPERIMENT_TAG, metadata=content, tensor=metadata.NULL_TENSOR)
+    return summary
+
+
+def _display(metric: str) -> str:
+    if metric == "epoch":
+        return "epochs trained (fewer: stopped by ASHA)"
+    return metric
+
+
+def _image_summary(png: Path):
+    """A PNG as a TensorBoard image summary, bytes as they are (no re-encoding)."""
+    from PIL import Image
+    from tensorboard.compat.proto import summary_pb2
+
+    data = png.read_bytes()
+    with Image.open(png) as im:
+        width, height = im.size
+        channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}.get(im.mode, 3)
+    image = summary_pb2.Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=data)
+    return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=png.stem, image=image)])
+
+
+def _write_events(folder: Path, wall_time: float, summaries: list) -> Path:
+    """One event file, its first event (the run's start time for TensorBoard) at ``wall_time``."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"events.out.tfevents.{int(wall_time)}{SUFFIX}"
+    with open(path, "wb") as f:
+        writer = RecordWriter(f)
+        writer.write(event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2").SerializeToString())
+        for summary in summaries:
+            writer.write(event_pb2.Event(wall_time=wall_time, step=0, summary=summary).SerializeToString())
+    return path
+
+
+# --- launching ---------------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def tensorboard_command(logdir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """TensorBoard in this interpreter, bound to ``host`` only (127.0.0.1: not the network).
+
+    ``--load_fast=false``: TensorBoard shows the first experiment summary it finds. The Python
+    loader finds the experiment root's (ours) first; the Rust data server returns runs in an
+    order that changes from process to process, so it would pick one of Ray's per-trial ones
+    at random (no domains, Ray's bookkeeping as metrics).
+    """
+    return [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host,
+            "--port", str(port), "--reload_interval", "5", "--load_fast", "false"]
+
+
+def start_tensorboard(logdir: Path, port: int | None = None, host: str = "127.0.0.1",
+                      timeout_s: float = 90.0) -> tuple[subprocess.Popen, str]:
+    """Start TensorBoard (its own chatter silenced) and wait until it answers; process and URL."""
+    port = port or free_port(host)
+    proc = subprocess.Popen(tensorboard_command(logdir, port, host), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    url = f"http://{host}:{port}/"
+    try:
+        wait_until_ready(url, proc, timeout_s)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BoardError(f"TensorBoard exited with code {proc.returncode} before answering on {url}")
+        try:
+            with urllib.request.urlopen(url + "data/runs", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    raise BoardError(f"TensorBoard did not answer on {url} within {timeout_s:.0f}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- reading back through TensorBoard's HTTP API (what its frontend calls) -----------------------
+
+
+def get_json(url: str, payload: dict | None = None) -> Any:
+    """GET, or POST ``payload`` the way TensorBoard's frontend does (the XSRF header it needs)."""
+    import json
+
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json",
+                                                          "X-XSRF-Protected": "1"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def session_groups(base_url: str, metric: str, mode: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """HParams sessions sorted by ``metric`` (a Ray tag such as ``ray/tune/best_val_acc``)."""
+    order = "ORDER_DESC" if mode == "max" else "ORDER_ASC"
+    payload = {
+        "experimentName": "", "startIndex": 0, "sliceSize": limit, "aggregationType": "AGGREGATION_AVG",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [{"metric": {"tag": metric, "group": ""}, "order": order, "excludeMissingValues": False}],
+    }
+    return get_json(base_url + "data/plugin/hparams/session_groups", payload)["sessionGroups"]
+
+
+def metric_value(group: dict[str, Any], tag: str) -> float:
+    for mv in group.get("metricValues", []):
+        if mv["name"]["tag"] == tag:
+            return mv["value"]
+    return math.nan

@@ -1,0 +1,363 @@
+"""``dlb-tune plan``: what a sweep will cost, before launching it.
+
+1. Load the data exactly as the sweep would (timed: the sweep pays it too).
+2. For a few corners of the space (extremes of the parameters that set the model's size, the
+   rest at mid-range), build the task and time one epoch of training and validation on the
+   first ``calibration_batches`` batches, then scale each batch loop to its full length. The
+   truncation happens in ``TrialContext.batches``, which every task iterates, so no task needs
+   to know it is being timed. Saving a checkpoint is timed too (the sweep saves every epoch).
+3. Simulate the sweep: trials start as slots free up (concurrency from the resources given),
+   each runs at a corner's speed, and ASHA stops them by Ray's own rule (at each rung, a trial
+   below the (1 - 1/reduction_factor) quantile of the values recorded there so far stops).
+   Trial quality is random and keeps its rank from rung to rung. Repeated a few hundred times:
+   expected trial-epochs and wall time with a 10-90% range.
+
+Not counted: Ray's start-up, the searcher's own time, and the slow-down when concurrent trials
+share cores (calibration runs one at a time). The simulation draws trial quality independently
+of start order, as random search does; Optuna's TPE proposes better configs as it learns, so
+more of its trials pass the rungs than simulated. Saved as ``plan.json`` in the experiment folder when a name is given, so
+``dlb-tune report`` can set it against the actual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import heapq
+import itertools
+import json
+import math
+import random
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from dlb_tune.space import SpaceError, SweepSpec
+from dlb_tune.tasks import TrialContext
+
+# Parameter names that usually set how much compute an epoch takes (model size, batch size,
+# architecture). ``--vary`` replaces this guess.
+SIZE_LIKE = re.compile(r"size|dim|layer|width|channel|unit|hidden|block|depth|filter|head|embed|batch|cell|arch|len|conv")
+SIMULATIONS = 400  # Monte Carlo repeats of the ASHA simulation
+
+
+# --- corners ------------------------------------------------------------------------------------
+
+
+def size_params(spec: SweepSpec, vary: list[str] | None = None) -> list[str]:
+    searched = spec.searched()
+    if vary:
+        unknown = [v for v in vary if v not in searched]
+        if unknown:
+            raise SpaceError(f"--vary {', '.join(unknown)}: not searched in this space (searched: {', '.join(searched)})")
+        return list(vary)
+    return [p for p in searched if SIZE_LIKE.search(p)]
+
+
+def extremes(dist: dict) -> list[Any]:
+    """The values at the ends of a distribution (every value, for a choice of strings)."""
+    (kind, args), = dist.items()
+    if kind == "choice":
+        numeric = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        if len(numeric) == len(args):
+            return sorted({min(numeric), max(numeric)})
+        return list(dict.fromkeys(args))
+    low, high = args[0], args[1]
+    return [int(low), int(high)] if kind == "randint" else [low, high]
+
+
+def middle(dist: dict) -> Any:
+    """A representative value for a parameter that does not set the cost: mid-range."""
+    (kind, args), = dist.items()
+    if kind == "choice":
+        return args[len(args) // 2]
+    low, high = args[0], args[1]
+    if kind == "loguniform":
+        return math.sqrt(low * high)
+    if kind == "randint":
+        return int(round((low + high) / 2))
+    return (low + high) / 2
+
+
+def corners(spec: SweepSpec, vary: list[str], max_corners: int) -> list[dict[str, Any]]:
+    """Configs at the corners of the size-like parameters: all-low and all-high first."""
+    base = {k: (middle(v) if isinstance(v, dict) else v) for k, v in spec.params.items()}
+    if not vary:
+        return [base]
+    axes = [extremes(spec.params[p]) for p in vary]
+    combos = list(itertools.product(*axes))
+    first = [combos[0], combos[-1]] if len(combos) > 1 else combos
+    rest = [c for c in combos if c not in first]
+    random.Random(0).shuffle(rest)
+    chosen = (first + rest)[:max(1, max_corners)]
+    return [{**base, **dict(zip(vary, c))} for c in chosen]
+
+
+# --- calibration --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Loop:
+    total: int  # batches the full loop would run
+    times: list[float]  # perf_counter when each batch was handed out
+    end: float | None = None  # perf_counter when the next batch was asked for after the last
+
+
+@dataclass
+class CalibrationContext(TrialContext):
+    """A TrialContext whose batch loops stop after ``max_batches``, remembering their length."""
+
+    max_batches: int = 20
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.loops: list[_Loop] = []
+
+    def batches(self, n: int, batch_size: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+        loop = _Loop(total=math.ceil(n / batch_size), times=[])
+        self.loops.append(loop)
+        for i, idx in enumerate(super().batches(n, batch_size, shuffle)):
+            if i >= self.max_batches:
+                break
+            loop.times.append(time.perf_counter())
+            yield idx
+        loop.end = time.perf_counter()
+
+    def remaining_s(self) -> float:
+        """Seconds the loops cut short would still have taken, at their steady per-batch rate."""
+        extra = 0.0
+        for loop in self.loops:
+            k = len(loop.times)
+            if k == 0 or loop.end is None or loop.total <= k:
+                continue
+            # The first batch pays one-off costs (allocation, kernel selection): rate from the rest.
+            per_batch = (loop.end - loop.times[1]) / (k - 1) if k > 1 else loop.end - loop.times[0]
+            extra += per_batch * (loop.total - k)
+        return extra
+
+    def take(self) -> float:
+        extra = self.remaining_s()
+        self.loops = []
+        return extra
+
+
+def calibrate(spec: SweepSpec, config: dict[str, Any], data: Any, *, max_epochs: int, threads: int,
+              use_gpu: bool, max_batches: int) -> dict[str, Any]:
+    """Time building the task, one training epoch, one validation pass and one checkpoint."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))  # what each trial gets
+    try:
+        return _timed_epoch(spec, config, data, max_epochs=max_epochs, use_gpu=use_gpu, max_batches=max_batches)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _timed_epoch(spec: SweepSpec, config: dict[str, Any], data: Any, *, max_epochs: int, use_gpu: bool,
+                 max_batches: int) -> dict[str, Any]:
+    from dlb_tune.trainable import build_task, pick_device, save_state
+
+    ctx = CalibrationContext(device=pick_device(use_gpu), max_epochs=max_epochs, seed=0, max_batches=max_batches)
+    t0 = time.perf_counter()
+    task = build_task(spec.task, config, data, ctx)
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    task.train_epoch(0)
+    train_s = time.perf_counter() - t0 + ctx.take()
+    t0 = time.perf_counter()
+    task.evaluate("val")
+    val_s = time.perf_counter() - t0 + ctx.take()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        save_state(Path(tmp) / "state.pt", task, 0, None, ctx.generator)
+        ckpt_s = time.perf_counter() - t0
+    return {"config": config, "build_s": build_s, "train_s": train_s, "val_s": val_s, "checkpoint_s": ckpt_s,
+            "epoch_s": train_s + val_s + ckpt_s}
+
+
+# --- the ASHA simulation ------------------------------------------------------------------------
+
+
+def rungs(max_epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """Ray's ASHA milestones: grace_period * rf**k, k < int(log(max/grace) / log(rf) + 1)."""
+    n = int(np.log(max_epochs / grace_period) / np.log(reduction_factor) + 1)  # np.log as Ray, to the last bit
+    return [grace_period * reduction_factor**k for k in range(n)]
+
+
+def simulate(quality: list[float], epoch_s: list[float], *, max_epochs: int, concurrency: int,
+             milestones: list[int] | None, reduction_factor: float, start_s: float = 0.0,
+             budget_s: float | None = None) -> tuple[int, float, list[int]]:
+    """One sweep: trials in order, ``concurrency`` at a time; returns (trial-epochs, seconds, epochs run).
+
+    ``milestones=None`` is FIFO (every trial runs ``max_epochs``). ASHA decisions follow Ray's
+    ``_Bracket.on_result``: at a milestone, stop if below the quantile of those recorded there.
+    """
+    recorded: dict[int, list[float]] = {m: [] for m in milestones or []}
+    events: list[tuple[float, int, int]] = []  # (time the epoch ends, trial, epoch)
+    epochs = [0] * len(quality)
+    waiting = iter(range(len(quality)))
+    clock = 0.0
+
+    def launch(t: float) -> None:
+        i = next(waiting, None)
+        if i is not None:
+            heapq.heappush(events, (t + start_s + epoch_s[i], i, 1))
+
+    for _ in range(concurrency):
+        launch(0.0)
+    while events:
+        t, i, epoch = heapq.heappop(events)
+        if budget_s is not None and t > budget_s:
+            clock = budget_s
+            break
+        clock, epochs[i] = t, epoch
+        stop = epoch >= max_epochs
+        if not stop and epoch in recorded:
+            seen = recorded[epoch]
+            stop = bool(seen) and quality[i] < np.percentile(seen, (1 - 1 / reduction_factor) * 100)
+            seen.append(quality[i])
+        if stop:
+            launch(t)
+        else:
+            heapq.heappush(events, (t + epoch_s[i], i, epoch + 1))
+    return sum(epochs), clock, epochs
+
+
+def estimate(epoch_times: list[float], *, num_samples: int, max_epochs: int, concurrency: int,
+             scheduler: str, grace_period: int, reduction_factor: int, start_s: float,
+             budget_s: float | None, seed: int = 0) -> dict[str, float]:
+    """Monte Carlo over trial qualities, arrival order and which corner each trial resembles."""
+    rng = np.random.default_rng(seed)
+    milestones = rungs(max_epochs, grace_period, reduction_factor) if scheduler == "asha" else None
+    runs = []
+    for _ in range(SIMULATIONS):
+        quality = rng.random(num_samples).tolist()
+        speed = [epoch_times[j] for j in rng.integers(len(epoch_times), size=num_samples)]
+        total, wall, _ = simulate(quality, speed, max_epochs=max_epochs, concurrency=concurrency,
+                                  milestones=milestones, reduction_factor=reduction_factor,
+                                  start_s=start_s, budget_s=budget_s)
+        runs.append((total, wall))
+    te, wall = np.array(runs).T
+    return {"trial_epochs": float(te.mean()), "trial_epochs_p10": float(np.percentile(te, 10)),
+            "trial_epochs_p90": float(np.percentile(te, 90)), "trial_s": float(wall.mean()),
+            "trial_s_p10": float(np.percentile(wall, 10)), "trial_s_p90": float(np.percentile(wall, 90))}
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def concurrency_for(opts) -> int:
+    """Trials at a time, as ``check_resources`` will find it on this machine."""
+    import os
+
+    cpus = opts.cpus if opts.cpus is not None else os.cpu_count() or 1
+    if opts.cpus_per_trial <= 0:
+        raise SpaceError("--cpus-per-trial must be > 0")
+    c = int(cpus // opts.cpus_per_trial)
+    if opts.gpus_per_trial > 0:
+        gpus = opts.gpus if opts.gpus is not None else torch.cuda.device_count()
+        c = min(c, int(gpus // opts.gpus_per_trial + 1e-9))
+    if c < 1:
+        from dlb_tune.sweep import ResourceError
+
+        raise ResourceError(f"a trial needs {opts.cpus_per_trial:g} CPU / {opts.gpus_per_trial:g} GPU, more than given")
+    return c
+
+
+def plan_sweep(opts, *, vary: list[str] | None = None, max_corners: int = 4, calibration_batches: int = 20,
+               echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Calibrate, simulate, print; write ``plan.json`` into the experiment folder when named."""
+    from dlb_tune.sweep import load_data, prepare_spec
+    from dlb_tune.trainable import default_threads
+
+    spec = prepare_spec(opts)
+    concurrency = concurrency_for(opts)
+    varied = size_params(spec, vary)
+    configs = corners(spec, varied, max_corners)
+    t0 = time.perf_counter()
+    data = load_data(spec, opts)
+    load_s = time.perf_counter() - t0
+    echo(f"{spec.task}: data loaded in {load_s:.1f}s; timing {len(configs)} corner(s) of "
+         f"{', '.join(varied) or 'the space (no size-like parameter searched)'}, "
+         f"{calibration_batches} batches per loop")
+    timing = dict(max_epochs=spec.max_epochs, threads=default_threads(opts.cpus_per_trial),
+                  use_gpu=opts.gpus_per_trial > 0)
+    calibrate(spec, configs[0], data, max_batches=2, **timing)  # warm-up: first touch of data and kernels
+    measured = []
+    for cfg in configs:
+        m = calibrate(spec, cfg, data, max_batches=calibration_batches, **timing)
+        measured.append(m)
+        echo(f"  {_corner_label(cfg, varied):40} {m['epoch_s']:7.2f} s/epoch  (train {m['train_s']:.2f}, "
+             f"val {m['val_s']:.2f}, checkpoint {m['checkpoint_s']:.2f}, build {m['build_s']:.2f})")
+    times = [m["epoch_s"] for m in measured]
+    est = estimate(times, num_samples=spec.num_samples, max_epochs=spec.max_epochs, concurrency=concurrency,
+                   scheduler=opts.scheduler, grace_period=spec.grace_period,
+                   reduction_factor=spec.reduction_factor, start_s=float(np.mean([m["build_s"] for m in measured])),
+                   budget_s=spec.time_budget_s)
+    test_s = float(np.mean([m["val_s"] for m in measured]))  # the one test pass: about a validation pass
+    est.update(epoch_s_mean=float(np.mean(times)), data_load_s=load_s, test_eval_s=test_s,
+               wall_s=load_s + est["trial_s"] + test_s, wall_s_p10=load_s + est["trial_s_p10"] + test_s,
+               wall_s_p90=load_s + est["trial_s_p90"] + test_s)
+    plan = {
+        "created": dt.datetime.now().isoformat(timespec="seconds"), "task": spec.task,
+        "scheduler": opts.scheduler, "num_samples": spec.num_samples, "max_epochs": spec.max_epochs,
+        "grace_period": spec.grace_period, "reduction_factor": spec.reduction_factor,
+        "rungs": rungs(spec.max_epochs, spec.grace_period, spec.reduction_factor) if opts.scheduler == "asha" else [],
+        "time_budget_s": spec.time_budget_s, "concurrency": concurrency, "cpus_per_trial": opts.cpus_per_trial,
+        "gpus_per_trial": opts.gpus_per_trial, "limit": opts.limit, "calibration_batches": calibration_batches,
+        "varied": varied, "corners": measured, "estimate": est,
+        "not_counted": ["Ray start-up", "searcher time", "slow-down when concurrent trials share cores"],
+        "assumes": "trial quality does not depend on when a trial starts (random search); Optuna learns, "
+                   "so more of its later trials pass the rungs: expect the upper part of the range",
+    }
+    for line in plan_lines(plan):
+        echo(line)
+    if opts.name:
+        from dlb_tune.sweep import experiment_dir, write_text
+
+        path = f"{experiment_dir(opts)}/plan.json"
+        write_text(path, json.dumps(plan, indent=2, default=_json_default))
+        echo(f"saved {path}; run the sweep with the same --name and --storage, and `dlb-tune report` "
+             f"will set this estimate against the actual")
+    return plan
+
+
+def plan_lines(plan: dict[str, Any]) -> list[str]:
+    e = plan["estimate"]
+    sched = (f"ASHA (grace {plan['grace_period']}, reduction {plan['reduction_factor']}, rungs "
+             f"{', '.join(map(str, plan['rungs']))})" if plan["scheduler"] == "asha" else "FIFO (no early stopping)")
+    lines = [
+        f"plan: {plan['num_samples']} trials x up to {plan['max_epochs']} epochs, {sched}, "
+        f"{plan['concurrency']} trial(s) at a time",
+        f"expected trial-epochs: {e['trial_epochs']:.0f} (10-90%: {e['trial_epochs_p10']:.0f}-{e['trial_epochs_p90']:.0f}; "
+        f"without early stopping {plan['num_samples'] * plan['max_epochs']})",
+        f"expected wall time: {_dur(e['wall_s'])} (10-90%: {_dur(e['wall_s_p10'])}-{_dur(e['wall_s_p90'])}), "
+        f"of which data loading {_dur(e['data_load_s'])}; not counted: {', '.join(plan['not_counted'])}",
+        f"assumes {plan['assumes']}",
+    ]
+    budget = plan.get("time_budget_s")
+    if budget:
+        binding = e["trial_s_p90"] >= budget * 0.98
+        lines.append(f"time budget {_dur(budget)}: {'binding, the sweep will stop early' if binding else 'not binding'}")
+    return lines
+
+
+def _corner_label(cfg: dict[str, Any], varied: list[str]) -> str:
+    return " ".join(f"{k}={cfg[k]:.3g}" if isinstance(cfg[k], float) else f"{k}={cfg[k]}" for k in varied) or "mid-range config"
+
+
+def _dur(s: float) -> str:
+    return f"{s:.0f}s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _json_default(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)

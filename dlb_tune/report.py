@@ -1,0 +1,656 @@
+"""Reading a finished sweep back, and what to make of it: report, best config, comparisons.
+
+Everything here works from the experiment folder alone (``results.parquet``, ``final.json``,
+``space.yaml``, ``sweep.json``, ``trial_<id>/progress.csv``): no Ray, no data.
+
+Wall-clock times are seconds since the sweep started: the earliest trial start, i.e. the first
+result's ``timestamp`` less its ``time_this_iter_s`` (Ray's timestamps are whole seconds).
+"Time to target" is the first such second at which any trial's validation value of the sweep
+metric reached the space file's ``target`` (>= for mode max, <= for min); the target itself is
+judged on the test split, once, so this is when the sweep first had a candidate worth testing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dlb_tune.space import SweepSpec
+
+REPORT_DIR = "report"  # figures, beside report.md
+STATUS_STYLE = {  # how each trial status is drawn: line style, colour, marker at its last epoch
+    "completed": dict(ls="-", color=None, marker=None),
+    "stopped_early": dict(ls="--", color="0.55", marker="x"),
+    "cut_by_budget": dict(ls="-.", color="0.35", marker="|"),
+    "incomplete": dict(ls=":", color="0.35", marker="|"),
+    "errored": dict(ls=":", color="tab:red", marker="X"),
+}
+
+
+class ReportError(RuntimeError):
+    """An experiment folder that cannot be read. One line, for the user."""
+
+
+@dataclass
+class Experiment:
+    """A finished (or interrupted) sweep, read from its folder."""
+
+    path: Path
+    spec: SweepSpec
+    trials: pd.DataFrame  # results.parquet: one row per trial
+    final: dict[str, Any] | None  # final.json (None while a sweep has not finished)
+    sweep: dict[str, Any]  # sweep.json: the run-level options
+    _history: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric
+
+    @property
+    def better(self):
+        """max or min over a pandas Series, as the sweep's mode says."""
+        return max if self.spec.mode == "max" else min
+
+    def reached(self, value: float, target: float) -> bool:
+        return value >= target if self.spec.mode == "max" else value <= target
+
+    def history(self) -> pd.DataFrame:
+        """Every epoch of every trial: progress.csv rows plus ``trial_id``, ``status``, ``t_s``."""
+        if self._history is None:
+            self._history = _read_history(self)
+        return self._history
+
+    def plan(self) -> dict[str, Any] | None:
+        return _read_json(self.path / "plan.json")
+
+    def seeds(self) -> dict[str, Any] | None:
+        return _read_json(self.path / "seeds.json")
+
+
+def find_experiment(name: str, storage: str | None = None) -> Path:
+    """NAME under the storage folder (as ``sweep --name`` put it), or NAME as a folder path."""
+    from dlb_tune.sweep import SweepOptions, experiment_dir
+
+    direct = Path(name).expanduser()
+    if direct.is_dir() and (direct / "space.yaml").exists():
+        return direct.resolve()
+    where = experiment_dir(SweepOptions(task="?", name=name, storage=storage))
+    if "://" in where:
+        raise ReportError(f"{where}: reports read a local folder; copy the experiment here first")
+    path = Path(where)
+    if not (path / "space.yaml").exists():
+        raise ReportError(f"no sweep named '{name}' in {path.parent} (is --storage right?)")
+    return path
+
+
+def load_experiment(exp: Path | str, storage: str | None = None) -> Experiment:
+    path = find_experiment(str(exp), storage)
+    from dlb_tune.sweep import load_space_yaml
+
+    spec = load_space_yaml((path / "space.yaml").read_text(), str(path))
+    if not (path / "results.parquet").exists():
+        raise ReportError(f"{path} has no results.parquet yet: the sweep has not finished "
+                          f"(resume it with `dlb-tune resume {path.name}`)")
+    trials = pd.read_parquet(path / "results.parquet")
+    return Experiment(path=path, spec=spec, trials=trials, final=_read_json(path / "final.json"),
+                      sweep=_read_json(path / "sweep.json") or {})
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _read_history(exp: Experiment) -> pd.DataFrame:
+    frames = []
+    for row in exp.trials.itertuples():
+        csv = exp.path / f"trial_{row.trial_id}" / "progress.csv"
+        if not csv.exists() and isinstance(getattr(row, "path", None), str):
+            csv = exp.path / Path(row.path).name / "progress.csv"
+        if not csv.exists() or csv.stat().st_size == 0:
+            continue
+        h = pd.read_csv(csv)
+        h["trial_id"], h["status"] = str(row.trial_id), row.status
+        frames.append(h)
+    if not frames:
+        return pd.DataFrame(columns=["trial_id", "status", "epoch", "t_s", exp.metric])
+    hist = pd.concat(frames, ignore_index=True)
+    start = (hist["timestamp"] - hist["time_this_iter_s"]).min()
+    hist["t_s"] = hist["timestamp"] - start  # seconds since the sweep's first trial started
+    return hist.sort_values(["t_s", "trial_id", "epoch"], ignore_index=True)
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+
+def time_to_target(exp: Experiment) -> float | None:
+    """First second since sweep start at which any trial's val metric reached the target."""
+    hist = exp.history()
+    if exp.spec.target is None or hist.empty or exp.metric not in hist:
+        return None
+    hit = hist[[exp.reached(v, exp.spec.target) for v in hist[exp.metric]]]
+    return float(hit["t_s"].min()) if len(hit) else None
+
+
+def best_so_far(exp: Experiment) -> pd.DataFrame:
+    """``t_s`` and the best sweep-metric value seen by then, one row per result."""
+    hist = exp.history().dropna(subset=[exp.metric])
+    values = hist[exp.metric].cummax() if exp.spec.mode == "max" else hist[exp.metric].cummin()
+    return pd.DataFrame({"t_s": hist["t_s"].to_numpy(), "best": values.to_numpy()})
+
+
+def summary_row(exp: Experiment) -> dict[str, Any]:
+    """One sweep in numbers: what ``compare`` lays side by side."""
+    final, t = exp.final or {}, exp.trials
+    best_col = f"best_{exp.metric}"
+    best = exp.better(t[best_col].dropna()) if best_col in t and t[best_col].notna().any() else None
+    test_metric = final.get("test_metric") or "test_" + exp.metric.removeprefix("val_")
+    counts = t["status"].value_counts() if len(t) else pd.Series(dtype=int)
+    return {
+        "name": exp.name, "task": exp.spec.task, "search": final.get("search", exp.sweep.get("search")),
+        "scheduler": final.get("scheduler", exp.sweep.get("scheduler")), "metric": exp.metric,
+        "best_val": best, "test": (final.get("test") or {}).get(test_metric), "test_metric": test_metric,
+        "target": exp.spec.target, "target_met": final.get("target_met"),
+        "trials": len(t), "completed": int(counts.get("completed", 0)),
+        "stopped_early": int(counts.get("stopped_early", 0)), "cut_by_budget": int(counts.get("cut_by_budget", 0)),
+        "incomplete": int(counts.get("incomplete", 0)), "errored": int(counts.get("errored", 0)),
+        "trial_epochs": int(t["epochs"].sum()) if "epochs" in t else None,
+        "wall_s": final.get("wall_s"), "time_to_target_s": time_to_target(exp),
+    }
+
+
+def compare(exps: list[Experiment]) -> pd.DataFrame:
+    return pd.DataFrame([summary_row(e) for e in exps])
+
+
+# --- best config --------------------------------------------------------------------------------
+
+
+def best_config(exp: Experiment) -> dict[str, Any]:
+    """The winner's full config: final.json's, else the top row of results.parquet."""
+    if exp.final and exp.final.get("best"):
+        return dict(exp.final["best"]["config"])
+    best_col = f"best_{exp.metric}"
+    ok = exp.trials.dropna(subset=[best_col]) if best_col in exp.trials else exp.trials.iloc[0:0]
+    if ok.empty:
+        raise ReportError(f"{exp.path}: no trial reported {exp.metric}; there is no best config")
+    row = ok.sort_values(best_col, ascending=exp.spec.mode == "min").iloc[0]
+    return {k.removeprefix("config/"): _plain(v) for k, v in row.items() if k.startswith("config/")}
+
+
+def best_yaml(exp: Experiment) -> str:
+    """A search-space file with every parameter fixed to the winner's value (``--space`` reads it)."""
+    final = exp.final or {}
+    best = final.get("best") or {}
+    head = [f"best trial {best.get('trial_id', '?')} of sweep {exp.name}: "
+            f"{exp.metric} {_fmt(best.get(exp.metric))} at epoch {best.get('epoch', '?')}"]
+    test = final.get("test") or {}
+    if final.get("test_metric") in test:
+        head.append(f"{final['test_metric']} {_fmt(test[final['test_metric']])} (test split, evaluated once)")
+    head.append(f"checkpoint: {best.get('checkpoint') or checkpoint_of(exp, best.get('trial_id')) or 'none'}")
+    return fixed_space_yaml(exp, best_config(exp), head)
+
+
+def fixed_space_yaml(exp: Experiment, config: dict[str, Any], comments: list[str]) -> str:
+    """The sweep's space file with ``params`` replaced by ``config`` (constants only), 1 sample."""
+    import yaml
+
+    spec = exp.spec
+    doc: dict[str, Any] = {"task": spec.task, "metric": spec.metric, "mode": spec.mode}
+    if spec.target is not None:
+        doc["target"] = spec.target
+    doc.update(max_epochs=spec.max_epochs, grace_period=spec.grace_period,
+               reduction_factor=spec.reduction_factor, num_samples=1)
+    doc["params"] = {k: _plain(v) for k, v in config.items()}
+    return "".join(f"# {c}\n" for c in comments) + yaml.safe_dump(doc, sort_keys=False)
+
+
+def checkpoint_of(exp: Experiment, trial_id: str | None) -> str | None:
+    """The kept checkpoint of a trial's best epoch (Ray keeps the best one and the latest)."""
+    hist = exp.history()
+    if trial_id is None or hist.empty or "checkpoint_dir_name" not in hist:
+        return None
+    h = hist[hist["trial_id"] == trial_id].dropna(subset=[exp.metric, "checkpoint_dir_name"])
+    h = h.sort_values(exp.metric, ascending=exp.spec.mode == "min")
+    for name in h["checkpoint_dir_name"]:
+        path = exp.path / f"trial_{trial_id}" / name
+        if path.is_dir():
+            return str(path)
+    return None
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def asha_rungs(spec: SweepSpec) -> list[int]:
+    """The epochs at which ASHA compared trials, below max_epochs (a trial there just ends)."""
+    from dlb_tune.plan import rungs
+
+    return [r for r in rungs(spec.max_epochs, spec.grace_period, spec.reduction_factor) if r < spec.max_epochs]
+
+
+def best_trial_id(exp: Experiment) -> str | None:
+    best = (exp.final or {}).get("best") or {}
+    return best.get("trial_id")
+
+
+def plot_metric_vs_epoch(exp: Experiment):
+    """Sweep metric per epoch for every trial; ASHA-stopped trials dashed grey, ending in x."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    hist = exp.history()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    best_id = best_trial_id(exp)
+    colors = plt.get_cmap("tab10")
+    for i, (trial_id, h) in enumerate(hist.groupby("trial_id", sort=False)):
+        h = h.sort_values("epoch")
+        status = h["status"].iloc[0]
+        style = STATUS_STYLE.get(status, STATUS_STYLE["incomplete"])
+        color = "black" if trial_id == best_id else style["color"] or colors(i % 10)
+        ax.plot(h["epoch"], h[exp.metric], ls=style["ls"], color=color,
+                lw=2.4 if trial_id == best_id else 1.2, alpha=0.9)
+        if style["marker"]:
+            ax.plot(h["epoch"].iloc[-1], h[exp.metric].iloc[-1], style["marker"], color=color, ms=8)
+    if exp.sweep.get("scheduler", "asha") == "asha":
+        for r in asha_rungs(exp.spec):
+            ax.axvline(r, color="0.8", lw=1, zorder=0)
+    handles = [Line2D([], [], color="black", lw=2.4, label=f"best trial {best_id}")] if best_id else []
+    for status, style in STATUS_STYLE.items():
+        n = int((exp.trials["status"] == status).sum())
+        if n:
+            label = {"stopped_early": "stopped early by ASHA", "cut_by_budget": "cut by the time budget"}.get(
+                status, status.replace("_", " "))
+            handles.append(Line2D([], [], ls=style["ls"], color=style["color"] or "tab:blue",
+                                  marker=style["marker"], label=f"{label} ({n})"))
+    handles.append(Line2D([], [], color="0.8", label="ASHA rungs"))
+    ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.set(xlabel="epoch", ylabel=exp.metric, title=f"{exp.name}: {exp.metric} per epoch, every trial")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_best_so_far(exp: Experiment):
+    """Best sweep-metric value against wall-clock seconds since the sweep started."""
+    plt = _plt()
+    hist, curve = exp.history(), best_so_far(exp)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    stopped = hist["status"] == "stopped_early"
+    ax.scatter(hist.loc[~stopped, "t_s"], hist.loc[~stopped, exp.metric], s=10, color="0.6", label="a trial's epoch")
+    ax.scatter(hist.loc[stopped, "t_s"], hist.loc[stopped, exp.metric], s=14, marker="x", color="0.6",
+               label="epoch of a trial ASHA stopped")
+    ax.step(curve["t_s"], curve["best"], where="post", color="tab:blue", lw=2, label="best so far")
+    if exp.spec.target is not None:
+        ax.axhline(exp.spec.target, color="tab:green", ls="--", lw=1, label=f"target {exp.spec.target}")
+        hit = time_to_target(exp)
+        if hit is not None:
+            ax.axvline(hit, color="tab:green", lw=1, ls=":", label=f"first reached at {hit:.0f}s")
+    ax.set(xlabel="seconds since sweep start", ylabel=exp.metric, title=f"{exp.name}: best {exp.metric} over time")
+    _clip_to_spread(ax, hist[exp.metric], exp.spec.mode)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _clip_to_spread(ax, values: pd.Series, mode: str) -> None:
+    """Keep the interesting end in view: a diverged trial should not flatten everyone else."""
+    v = values.dropna()
+    if len(v) < 4:
+        return
+    lo, hi = (v.quantile(0.1), v.max()) if mode == "max" else (v.min(), v.quantile(0.9))
+    pad = 0.1 * (hi - lo) or 0.01
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def plot_parallel(exp: Experiment):
+    """Parallel coordinates: one axis per searched parameter, then the metric; a line per trial."""
+    plt = _plt()
+    params = [p for p in exp.spec.searched() if f"config/{p}" in exp.trials]
+    best_col = f"best_{exp.metric}"
+    t = exp.trials.dropna(subset=[best_col]) if best_col in exp.trials else exp.trials.iloc[0:0]
+    if not params or t.empty:
+        return None
+    cols, ticks = [], []
+    for p in params:
+        pos, tick = _axis_positions(exp.spec.params[p], t[f"config/{p}"])
+        cols.append(pos)
+        ticks.append(tick)
+    m = t[best_col].astype(float)
+    lo, hi = m.min(), m.max()
+    cols.append(((m - lo) / (hi - lo)).to_numpy() if hi > lo else (m * 0 + 0.5).to_numpy())
+    ticks.append([(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")])
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(cols)), 5))
+    cmap = plt.get_cmap("viridis" if exp.spec.mode == "max" else "viridis_r")
+    xs = list(range(len(cols)))
+    best_id = best_trial_id(exp)
+    for i, (_, row) in enumerate(t.iterrows()):
+        ys = [c[i] for c in cols]
+        early = row["status"] != "completed"
+        if row["trial_id"] == best_id:
+            ax.plot(xs, ys, color="tab:red", lw=2.6, zorder=5)
+        else:
+            ax.plot(xs, ys, color=cmap(cols[-1][i]), lw=1.0 if early else 1.8, ls="--" if early else "-",
+                    alpha=0.6 if early else 0.9)
+    for x, tick in zip(xs, ticks):
+        ax.axvline(x, color="0.3", lw=0.8)
+        for y, label in tick:
+            ax.text(x + 0.03, y, label, fontsize=7, va="center")
+    ax.set_xticks(xs, params + [f"best {exp.metric}"], rotation=20)
+    ax.set_yticks([])
+    ax.set_ylim(-0.08, 1.08)
+    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(lo, hi)), ax=ax, label=f"best {exp.metric}")
+    ax.set_title(f"{exp.name}: parameters against best {exp.metric} "
+                 f"(red: best trial {best_id}; dashed: stopped early)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _axis_positions(dist: dict, values: pd.Series) -> tuple[list[float], list[tuple[float, str]]]:
+    """Values on a [0, 1] axis: choices evenly spaced, intervals linear (log for loguniform)."""
+    (kind, args), = dist.items()
+    if kind == "choice":
+        n = max(1, len(args) - 1)
+        pos = [next((i for i, c in enumerate(args) if c == _plain(v)), 0) / n if len(args) > 1 else 0.5
+               for v in values]
+        return pos, [(i / n if len(args) > 1 else 0.5, str(c)) for i, c in enumerate(args)]
+    lo, hi = float(args[0]), float(args[1])
+    if kind == "loguniform":
+        f = lambda v: (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))  # noqa: E731
+    else:
+        f = lambda v: (v - lo) / (hi - lo)  # noqa: E731
+    return [f(float(v)) for v in values], [(0.0, f"{lo:.3g}"), (1.0, f"{hi:.3g}")]
+
+
+def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
+    """The searched parameters as Optuna distributions, rebuilt from the space file."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out = {}
+    for name in spec.searched():
+        (kind, args), = spec.params[name].items()
+        if kind == "choice":
+            out[name] = CategoricalDistribution(list(args))
+        elif kind == "randint":
+            out[name] = IntDistribution(int(args[0]), int(args[1]))
+        else:  # quniform without its step: Tune's rounding need not land on Optuna's grid
+            out[name] = FloatDistribution(float(args[0]), float(args[1]), log=kind == "loguniform")
+    return out
+
+
+def param_importance(exp: Experiment) -> dict[str, dict[str, float]]:
+    """fANOVA importances (Optuna) of the searched parameters, on two sets of trials:
+
+    * ``completed``: trials that ran every epoch, judged by their best validation value (what
+      Optuna itself would use: it ignores pruned trials);
+    * ``first rung``: every trial, by its value at the first ASHA rung (``grace_period``), the
+      last epoch all trials share, so trials ASHA stopped count too.
+
+    A set with fewer than 3 trials, or no varying parameter, is left out.
+    """
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = optuna_distributions(exp.spec)
+    if not dists:
+        return {}
+    sets = {}
+    t = exp.trials
+    done = t[t["status"] == "completed"]
+    best_col = f"best_{exp.metric}"
+    if best_col in t:
+        sets["completed trials, best " + exp.metric] = {r["trial_id"]: r[best_col] for _, r in done.iterrows()}
+    hist = exp.history()
+    g = exp.spec.grace_period
+    if exp.sweep.get("scheduler", "asha") == "asha" and g < exp.spec.max_epochs and not hist.empty:
+        at = hist[hist["epoch"] == g].drop_duplicates("trial_id", keep="last")
+        sets[f"all trials, {exp.metric} at epoch {g}"] = dict(zip(at["trial_id"], at[exp.metric]))
+    out = {}
+    for label, values in sets.items():
+        study = optuna.create_study(direction="maximize" if exp.spec.mode == "max" else "minimize")
+        for _, row in t[t["trial_id"].isin(list(values))].iterrows():
+            params = {k: _plain(row[f"config/{k}"]) for k in dists if f"config/{k}" in row}
+            value = values[row["trial_id"]]
+            if len(params) == len(dists) and _finite(value) and all(dists[k]._contains(dists[k].to_internal_repr(v))
+                                                                    for k, v in params.items()):
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(value)))
+        varying = [k for k in dists if len({repr(tr.params[k]) for tr in study.trials}) > 1]
+        if len(study.trials) < 3 or not varying:
+            continue
+        imp = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
+                                                      params=varying)
+        out[f"{label} ({len(study.trials)})"] = {k: float(v) for k, v in imp.items()}
+    return out
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def plot_importance(exp: Experiment, importance: dict[str, dict[str, float]]):
+    if not importance:
+        return None
+    plt = _plt()
+    import numpy as np
+
+    params = sorted({p for imp in importance.values() for p in imp},
+                    key=lambda p: -max(imp.get(p, 0) for imp in importance.values()))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(params) + 1.8))
+    h = 0.8 / len(importance)
+    y = np.arange(len(params))
+    for i, (label, imp) in enumerate(importance.items()):
+        ax.barh(y + i * h, [imp.get(p, 0.0) for p in params], height=h, label=label)
+    ax.set_yticks(y + h * (len(importance) - 1) / 2, params)
+    ax.invert_yaxis()
+    ax.set(xlabel="fANOVA importance (share of the metric's variance)",
+           title=f"{exp.name}: parameter importance for {exp.metric}")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pareto(exp: Experiment):
+    """All trials on the first two objectives; the Pareto front from final.json joined up."""
+    front = (exp.final or {}).get("pareto")
+    if not front:
+        return None
+    pairs = exp.spec.objective_pairs()
+    if len(pairs) < 2:
+        return None
+    plt = _plt()
+    (m1, d1), (m2, d2) = pairs[:2]
+    c1 = f"best_{m1}" if m1 == exp.metric else m1
+    c2 = f"best_{m2}" if m2 == exp.metric else m2
+    t = exp.trials[exp.trials["status"] != "errored"].dropna(subset=[c for c in (c1, c2) if c in exp.trials])
+    if c1 not in t or c2 not in t:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter(t[c2], t[c1], color="0.6", s=18, label="trials")
+    f = pd.DataFrame(front).sort_values(m2)
+    ax.plot(f[m2], f[m1], "o-", color="tab:red", drawstyle="steps-post" if d2 == "min" else "default",
+            label=f"Pareto front ({len(f)})")
+    for _, r in f.iterrows():
+        ax.annotate(str(r["trial_id"]), (r[m2], r[m1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if t[c2].min() > 0 and t[c2].max() / t[c2].min() > 100:
+        ax.set_xscale("log")
+    ax.set(xlabel=f"{m2} ({d2})", ylabel=f"{c1} ({d1})", title=f"{exp.name}: {m1} against {m2}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# --- report.md ---------------------------------------------------------------------------------
+
+
+def write_report(exp: Experiment) -> tuple[Path, list[Path]]:
+    """``report.md`` and its figures (``report/*.png``) in the experiment folder."""
+    fig_dir = exp.path / REPORT_DIR
+    shutil.rmtree(fig_dir, ignore_errors=True)
+    fig_dir.mkdir()
+    importance = param_importance(exp)
+    plots = {
+        "metric_vs_epoch": plot_metric_vs_epoch(exp),
+        "best_so_far": plot_best_so_far(exp),
+        "parallel_coordinates": plot_parallel(exp),
+        "param_importance": plot_importance(exp, importance),
+        "pareto_front": plot_pareto(exp),
+    }
+    figures = {k: _save(fig, fig_dir / f"{k}.png") for k, fig in plots.items() if fig is not None}
+    task_figs = sorted((exp.path / "test_report").glob("*.png"))
+    path = exp.path / "report.md"
+    path.write_text(_markdown(exp, figures, importance, task_figs))
+    return path, list(figures.values()) + task_figs
+
+
+def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: list[Path]) -> str:
+    final = exp.final or {}
+    lines = [f"# Sweep `{exp.name}`: task `{exp.spec.task}`", ""]
+    lines += _headline(exp) + [""]
+    row = summary_row(exp)
+    lines += [
+        f"- search `{row['search']}`, scheduler `{row['scheduler']}`, metric `{exp.metric}` ({exp.spec.mode}), "
+        f"up to {exp.spec.max_epochs} epochs",
+        f"- trials: {row['trials']} ({row['completed']} completed, {row['stopped_early']} stopped early by ASHA, "
+        f"{row['cut_by_budget']} cut by the time budget, {row['incomplete']} incomplete, {row['errored']} errored); "
+        f"{row['trial_epochs']} trial-epochs",
+        f"- wall time: {_fmt(row['wall_s'])} s; time to target: "
+        + ("not reached" if row["time_to_target_s"] is None else f"{row['time_to_target_s']:.0f} s"),
+        "",
+    ]
+    best = final.get("best")
+    if best:
+        lines += ["## Best configuration", "",
+                  f"Trial `{best['trial_id']}`, {exp.metric} {_fmt(best.get(exp.metric))} at epoch {best.get('epoch')}; "
+                  f"checkpoint `{best.get('checkpoint')}`. `dlb-tune best {exp.name}` prints it as a space file.", ""]
+        lines += _md_table(["parameter", "value"], [[k, _fmt(v)] for k, v in best["config"].items()]) + [""]
+    lines += _plan_section(exp) + _seeds_section(exp)
+    titles = {
+        "metric_vs_epoch": f"{exp.metric} per epoch (dashed, ending in x: stopped early by ASHA; grey verticals: ASHA rungs)",
+        "best_so_far": "Best so far against wall time",
+        "parallel_coordinates": "Parameters against the metric",
+        "param_importance": "Parameter importance (fANOVA)",
+        "pareto_front": "Pareto front",
+    }
+    for key, path in figures.items():
+        lines += [f"## {titles[key]}", "", f"![{key}]({REPORT_DIR}/{path.name})", ""]
+        if key == "param_importance":
+            for label, imp in importance.items():
+                lines.append(f"- {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()))
+            lines.append("")
+    if task_figs:
+        lines += ["## The task's figures (best checkpoint, test split)", ""]
+        lines += [f"![{p.stem}](test_report/{p.name})" for p in task_figs] + [""]
+    lines += ["## Trials", ""] + _trials_table(exp) + [""]
+    return "\n".join(lines)
+
+
+def _headline(exp: Experiment) -> list[str]:
+    final = exp.final or {}
+    test, metric = final.get("test") or {}, final.get("test_metric")
+    if not test:
+        reason = final.get("test_error") or "no test evaluation in final.json (interrupted sweep?)"
+        return [f"**Test result: none** ({reason})"]
+    value = test.get(metric) if metric else None
+    if value is None:
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in test.items() if isinstance(v, (int, float)))
+        return [f"**Test result** (best checkpoint, evaluated once): {shown}; no target set"]
+    op = ">=" if exp.spec.mode == "max" else "<="
+    verdict = "**met**" if final.get("target_met") else "**NOT met**"
+    return [f"**Test result: {metric} = {value:.4f}** against target {op} {exp.spec.target}: {verdict} "
+            f"(best checkpoint, evaluated once on the test split)"]
+
+
+def _plan_section(exp: Experiment) -> list[str]:
+    plan = exp.plan()
+    if not plan:
+        return []
+    row = summary_row(exp)
+    hist = exp.history()
+    actual_epoch = float(hist["epoch_s"].mean()) if "epoch_s" in hist and len(hist) else None
+    est = plan["estimate"]
+    rows = [
+        ["trial-epochs", f"{est['trial_epochs']:.0f} ({est['trial_epochs_p10']:.0f}-{est['trial_epochs_p90']:.0f})",
+         _fmt(row["trial_epochs"])],
+        ["seconds per epoch (mean)", f"{est['epoch_s_mean']:.2f}", _fmt(actual_epoch)],
+        ["wall time, s", f"{est['wall_s']:.0f} ({est['wall_s_p10']:.0f}-{est['wall_s_p90']:.0f})",
+         "-" if row["wall_s"] is None else f"{row['wall_s']:.1f}"],
+    ]
+    return ["## Plan against actual", "",
+            f"`dlb-tune plan` before the sweep ({plan.get('created', '?')}; {len(plan.get('corners', []))} "
+            f"calibrated corner(s), {plan['concurrency']} trial(s) at a time). Ranges: 10th-90th percentile "
+            f"of the ASHA simulation.", ""] + _md_table(["", "estimate", "actual"], rows) + [""]
+
+
+def _seeds_section(exp: Experiment) -> list[str]:
+    seeds = exp.seeds()
+    if not seeds:
+        return []
+    head = ["rank", "original trial", f"mean {exp.metric}", "std", "min", "max", "seeds", "config"]
+    rows = [[r["rank"], r["trial_id"], f"{r['mean']:.4f}", f"{r['std']:.4f}", f"{r['min']:.4f}", f"{r['max']:.4f}",
+             len(r["values"]), " ".join(f"{k}={_fmt(v)}" for k, v in r["searched"].items())] for r in seeds["ranking"]]
+    return [f"## Top configurations re-run with {seeds['seeds']} seeds", "",
+            f"Best validation {exp.metric} of each seed's run, ranked by mean.", ""] + _md_table(head, rows) + [""]
+
+
+def _trials_table(exp: Experiment, top: int = 20) -> list[str]:
+    best_col = f"best_{exp.metric}"
+    params = exp.spec.searched()
+    head = ["trial", "status", "epochs", best_col] + params
+    rows = []
+    for _, r in exp.trials.head(top).iterrows():
+        rows.append([r["trial_id"], r["status"], r["epochs"], _fmt(_plain(r.get(best_col)))]
+                    + [_fmt(_plain(r.get(f"config/{p}"))) for p in params])
+    more = [f"({len(exp.trials) - top} more in results.parquet)"] if len(exp.trials) > top else []
+    return _md_table(head, rows) + more
+
+
+def _md_table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(v):
+        return str(v).replace("|", "\\|")
+
+    return (["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])

@@ -1,0 +1,67 @@
+"""One small real FCN sweep, planned first, shared by the report, TensorBoard and plan tests.
+
+``finished_sweep`` runs ``dlb-tune plan`` and then ``dlb-tune sweep`` under the same name (as a
+user would), once per test session, whichever test module asks first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dlb_tune.cli import app
+
+runner = CliRunner()
+
+# 6 trials x up to 3 epochs on 3,000 MNIST examples per split: ASHA (rungs at 1 and 2) stops
+# some; hidden_size gives `plan` two corners to time.
+SPACE = """
+task: fcn
+metric: val_acc
+mode: max
+target: 0.9
+max_epochs: 3
+grace_period: 1
+reduction_factor: 2
+num_samples: 6
+params:
+  activation: {choice: [sigmoid, relu]}
+  lr: {loguniform: [3.0e-3, 0.2]}
+  momentum: {choice: [0.0, 0.9]}
+  hidden_size: {choice: [32, 96]}
+  batch_size: 64
+"""
+NAME = "s"
+LIMIT = "3000"
+
+
+@dataclass
+class Finished:
+    root: Path  # holds space.yaml and the storage folder
+    storage: Path
+    exp: Path  # the experiment folder
+    space: Path
+    plan_output: str
+    sweep_output: str
+
+
+_DONE: dict[str, Finished] = {}
+
+
+def finished_sweep(tmp_path_factory, data_dir) -> Finished:
+    if "fcn" in _DONE:
+        return _DONE["fcn"]
+    root = tmp_path_factory.mktemp("finished")
+    space = root / "space.yaml"
+    space.write_text(SPACE)
+    storage = root / "runs"
+    common = ["--data-dir", str(data_dir), "--space", str(space), "--storage", str(storage), "--name", NAME,
+              "--limit", LIMIT]
+    plan = runner.invoke(app, ["plan", "fcn", *common, "--cpus", "2", "--calibration-batches", "5"])
+    assert plan.exit_code == 0, plan.output
+    sweep = runner.invoke(app, ["sweep", "fcn", *common, "--seed", "1"])
+    assert sweep.exit_code == 0, sweep.output
+    _DONE["fcn"] = Finished(root, storage, storage / NAME, space, plan.output, sweep.output)
+    return _DONE["fcn"]

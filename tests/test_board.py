@@ -1,0 +1,249 @@
+"""`dlb-tune tensorboard` on a finished real sweep: scalars, HParams and images read back through
+TensorBoard's HTTP API, and the HParams page rendered by a real headless browser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from dlb_tune import board
+from dlb_tune.cli import app
+from finished_sweep import NAME, finished_sweep
+
+runner = CliRunner()
+SEARCHED = {"activation", "lr", "momentum", "hidden_size"}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, data_dir, ray_local):
+    return finished_sweep(tmp_path_factory, data_dir)
+
+
+@pytest.fixture(scope="module")
+def tb(sweep):
+    """`dlb-tune tensorboard` in its own process, as a user starts it; stopped with Ctrl-C."""
+    assert runner.invoke(app, ["report", NAME, "--storage", str(sweep.storage)]).exit_code == 0
+    # The FCN task writes no figure at test time; a real PNG in test_report/ stands in for the
+    # emotion confusion matrix or the VAE reconstructions, which land there the same way.
+    task_dir = sweep.exp / "test_report"
+    task_dir.mkdir(exist_ok=True)
+    shutil.copy(sweep.exp / "report" / "best_so_far.png", task_dir / "task_figure.png")
+    proc = subprocess.Popen([sys.executable, "-m", "dlb_tune.cli", "tensorboard", NAME, "--storage",
+                             str(sweep.storage), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+    url = None
+    try:
+        deadline = time.monotonic() + 180
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line.startswith("TensorBoard on "):
+                url = line.split()[2]
+        assert url, f"no URL printed (exit code {proc.poll()})"
+        children = _children(proc.pid)  # TensorBoard itself
+        yield url, sweep.exp
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the command stops TensorBoard on Ctrl-C or kill
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()]
+    assert not alive, f"TensorBoard (pid {alive}) outlived the command"
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes, from /proc (Linux): the ones whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_url_is_local_only(tb):
+    url, _ = tb
+    assert url.startswith("http://127.0.0.1:")
+
+
+def test_scalars_per_epoch_for_every_trial(tb):
+    url, exp = tb
+    trials = pd.read_parquet(exp / "results.parquet")
+    runs = board.get_json(url + "data/runs")
+    for row in trials.itertuples():
+        run = f"trial_{row.trial_id}"
+        assert run in runs
+        points = board.get_json(f"{url}data/plugin/scalars/scalars?run={run}&tag={quote('ray/tune/val_acc')}")
+        progress = pd.read_csv(exp / run / "progress.csv")
+        assert [p[1] for p in points] == list(progress["training_iteration"])  # one point per epoch
+        assert [p[2] for p in points] == pytest.approx(list(progress["val_acc"]), abs=1e-6)
+
+
+def test_hparams_experiment_has_the_space_and_the_metrics(tb):
+    url, _ = tb
+    exp = board.get_json(url + "data/plugin/hparams/experiment", {"experimentName": ""})
+    infos = {h["name"]: h for h in exp["hparamInfos"]}
+    assert set(infos) == SEARCHED
+    assert sorted(infos["activation"]["domainDiscrete"]) == ["relu", "sigmoid"]
+    assert infos["lr"]["domainInterval"] == {"minValue": 0.003, "maxValue": 0.2}
+    assert all(infos[k]["differs"] for k in SEARCHED)
+    tags = [m["name"]["tag"] for m in exp["metricInfos"]]
+    assert tags[:2] == ["ray/tune/val_acc", "ray/tune/best_val_acc"]
+    assert "ray/tune/epoch" in tags and "ray/tune/done" not in tags and "ray/tune/should_checkpoint" not in tags
+
+
+def test_hparams_sessions_for_every_trial_sortable_by_metric(tb):
+    url, exp = tb
+    trials = pd.read_parquet(exp / "results.parquet").set_index("trial_id")
+    final = json.loads((exp / "final.json").read_text())
+    groups = board.session_groups(url, "ray/tune/best_val_acc", "max")
+    assert len(groups) == len(trials)  # ASHA-stopped trials included
+    assert groups[0]["name"] == f"trial_{final['best']['trial_id']}"
+    values = [board.metric_value(g, "ray/tune/best_val_acc") for g in groups]
+    assert values == sorted(values, reverse=True)
+    for g in groups:
+        row = trials.loc[g["name"].removeprefix("trial_")]
+        assert g["hparams"]["activation"] == row["config/activation"]
+        assert g["hparams"]["lr"] == pytest.approx(row["config/lr"])
+        assert g["hparams"]["hidden_size"] == row["config/hidden_size"]
+        assert board.metric_value(g, "ray/tune/epoch") == row["epochs"]  # fewer where ASHA stopped it
+        assert board.metric_value(g, "ray/tune/best_val_acc") == pytest.approx(row["best_val_acc"], abs=1e-6)
+
+
+def test_task_and_report_figures_are_images(tb):
+    url, exp = tb
+    tags = board.get_json(url + "data/plugin/images/tags")
+    assert "task_figure" in tags["test_report"]
+    assert {"metric_vs_epoch", "best_so_far", "parallel_coordinates"} <= set(tags["report"])
+    [entry] = board.get_json(f"{url}data/plugin/images/images?run=test_report&tag=task_figure")
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}data/plugin/images/individualImage?{entry['query']}") as r:
+        assert r.read() == (exp / "test_report" / "task_figure.png").read_bytes()
+
+
+def test_write_board_replaces_its_own_files(sweep):
+    board.write_board(sweep.exp)
+    board.write_board(sweep.exp)
+    assert len(list(sweep.exp.glob(f"events.out.tfevents.*{board.SUFFIX}"))) == 1
+    assert len(list((sweep.exp / "report").glob(f"events.out.tfevents.*{board.SUFFIX}"))) == 1
+
+
+# --- a real browser ------------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium; installed with apt-get when missing, skipped where that cannot work."""
+    path = shutil.which("chromium")
+    if path:
+        return path
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("chromium is not installed and cannot be installed here (needs apt-get as root)")
+    proc = subprocess.run("apt-get update -qq && apt-get install -y -qq chromium", shell=True,
+                          capture_output=True, text=True, timeout=900)
+    path = shutil.which("chromium")
+    if not path:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        pytest.skip(f"apt-get install chromium failed: {tail[0]}")
+    return path
+
+
+# Text of the whole page, shadow roots included (TensorBoard's HParams plugin renders in them).
+DEEP_TEXT = """(() => { const out = []; const walk = (n) => {
+  if (n.shadowRoot) walk(n.shadowRoot);
+  for (const c of n.childNodes) {
+    if (c.nodeType === 3) out.push(c.textContent);
+    else if (!['SCRIPT', 'STYLE'].includes(c.nodeName)) walk(c);
+  } };
+  walk(document); return out.join(' '); })()"""
+
+
+async def _rendered_text(debug_port: int, url: str, want: list[str], timeout_s: float = 60) -> str:
+    """Navigate through the DevTools protocol and poll the rendered text until ``want`` shows."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{debug_port}/json") as r:
+            page = next(t for t in await r.json() if t["type"] == "page")
+        async with s.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            ids = iter(range(1, 10**6))
+
+            async def call(method: str, params: dict | None = None) -> dict:
+                i = next(ids)
+                await ws.send_json({"id": i, "method": method, "params": params or {}})
+                while True:
+                    msg = await ws.receive_json()
+                    if msg.get("id") == i:
+                        return msg
+
+            await call("Page.navigate", {"url": url})
+            text, deadline = "", time.monotonic() + timeout_s
+            while time.monotonic() < deadline and not all(w in text for w in want):
+                await asyncio.sleep(1)
+                reply = await call("Runtime.evaluate", {"expression": DEEP_TEXT, "returnByValue": True})
+                text = reply["result"]["result"].get("value", "")
+            return text
+
+
+def test_hparams_page_in_headless_chromium(tb, chromium, tmp_path):
+    pytest.importorskip("aiohttp")
+    url, exp = tb
+    trial_ids = pd.read_parquet(exp / "results.parquet")["trial_id"].tolist()
+    shot = tmp_path / "hparams.png"
+    proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                           f"--screenshot={shot}", "--window-size=1400,900", "--virtual-time-budget=15000",
+                           url + "#hparams"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    with Image.open(shot) as im:
+        assert im.size == (1400, 900)
+        header = im.convert("RGB").crop((0, 0, 1400, 50))
+        orange = sum(1 for r, g, b in header.getdata() if r > 200 and 90 < g < 160 and b < 60)
+        assert orange > 0.5 * 1400 * 50, "TensorBoard's header bar is missing: the page did not load"
+    print(f"screenshot: {shot}")
+    # The same page again, driven over the DevTools protocol: the HParams table lists every trial.
+    profile = tempfile.mkdtemp(dir=tmp_path)
+    browser = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                                "--window-size=1400,900", "about:blank"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        want = [f"trial_{t}" for t in trial_ids] + ["best_val_acc"]
+        text = asyncio.run(_rendered_text(int(port_file.read_text().split()[0]), url + "#hparams", want))
+        missing = [w for w in want if w not in text]
+        assert not missing, f"not rendered on the HParams page: {missing}"
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)

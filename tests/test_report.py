@@ -1,0 +1,208 @@
+"""Reading a finished real sweep back: report, best config (and its seed re-runs), compare, export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from dlb_tune.cli import app
+from dlb_tune.report import load_experiment, plot_metric_vs_epoch
+from dlb_tune.space import load_space
+from finished_sweep import NAME, finished_sweep
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, data_dir, ray_local):
+    return finished_sweep(tmp_path_factory, data_dir)
+
+
+def _png_ok(path):
+    assert path.exists() and path.stat().st_size > 2000, path
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
+
+
+def test_report_writes_markdown_and_figures(sweep):
+    result = runner.invoke(app, ["report", NAME, "--storage", str(sweep.storage)])
+    assert result.exit_code == 0, result.output
+    md = (sweep.exp / "report.md").read_text()
+    final = json.loads((sweep.exp / "final.json").read_text())
+    first = md.split("\n## ")[0]  # the test result against the target comes first
+    assert f"test_acc = {final['test']['test_acc']:.4f}" in first and "target >= 0.9" in first
+    assert ("**met**" if final["target_met"] else "**NOT met**") in first
+    for name in ("metric_vs_epoch", "best_so_far", "parallel_coordinates", "param_importance"):
+        _png_ok(sweep.exp / "report" / f"{name}.png")
+        assert f"(report/{name}.png)" in md
+    assert "pareto_front.png" not in md  # a single-objective sweep has no front
+    assert "## Plan against actual" in md  # `plan` ran before the sweep under the same name
+    df = pd.read_parquet(sweep.exp / "results.parquet")
+    for trial_id in df["trial_id"]:
+        assert trial_id in md
+
+
+def test_stopped_trials_are_drawn_dashed_with_a_cross(sweep):
+    exp = load_experiment(NAME, str(sweep.storage))
+    stopped = int((exp.trials["status"] == "stopped_early").sum())
+    assert stopped >= 1, exp.trials[["trial_id", "status", "epochs"]]
+    fig = plot_metric_vs_epoch(exp)
+    ax = fig.axes[0]
+    data_lines = [ln for ln in ax.lines if len(ln.get_xdata()) > 1]  # trials with 2+ epochs
+    crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert len(crosses) == stopped
+    dashed = [ln for ln in data_lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == int(((exp.trials["status"] == "stopped_early") & (exp.trials["epochs"] > 1)).sum())
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"stopped early by ASHA ({stopped})" in labels
+
+
+def test_parameter_importance_uses_fanova_on_the_trials(sweep):
+    from dlb_tune.report import param_importance
+
+    exp = load_experiment(sweep.exp)
+    imp = param_importance(exp)
+    assert imp, "fANOVA should run on 6 trials at the first rung"
+    label = next(k for k in imp if k.startswith("all trials"))
+    assert label.endswith("(6)")
+    assert set(imp[label]) <= {"activation", "lr", "momentum", "hidden_size"}
+    assert sum(imp[label].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_pareto_front_of_a_multi_objective_sweep(sweep, tmp_path):
+    """The same real trials read as an accuracy-against-size sweep, with the front finish() writes."""
+    from dlb_tune.report import plot_pareto, write_report
+    from dlb_tune.results import pareto_front
+
+    exp_dir = tmp_path / "mo"
+    shutil.copytree(sweep.exp, exp_dir, ignore=shutil.ignore_patterns("checkpoint_*"))
+    space = yaml.safe_load((exp_dir / "space.yaml").read_text())
+    space.update(objectives={"acc-params": {"val_acc": "max", "params": "min"}}, objective="acc-params")
+    (exp_dir / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    df = pd.read_parquet(exp_dir / "results.parquet")
+    front = pareto_front(df, [("val_acc", "max"), ("params", "min")], "val_acc")
+    final = json.loads((exp_dir / "final.json").read_text())
+    final["pareto"] = [{"trial_id": r["trial_id"], "val_acc": r["best_val_acc"], "params": r["params"]}
+                       for _, r in front.iterrows()]
+    (exp_dir / "final.json").write_text(json.dumps(final))
+    exp = load_experiment(exp_dir)
+    [line] = [ln for ln in plot_pareto(exp).axes[0].lines if ln.get_label().startswith("Pareto front")]
+    assert sorted(line.get_xdata()) == sorted(front["params"])
+    md_path, figures = write_report(exp)
+    assert exp_dir / "report" / "pareto_front.png" in figures
+    _png_ok(exp_dir / "report" / "pareto_front.png")
+    assert "(report/pareto_front.png)" in md_path.read_text()
+
+
+def test_best_prints_a_space_file_with_every_parameter_fixed(sweep, tmp_path):
+    result = runner.invoke(app, ["best", NAME, "--storage", str(sweep.storage), "-o", str(tmp_path / "best.yaml")])
+    assert result.exit_code == 0, result.output
+    final = json.loads((sweep.exp / "final.json").read_text())
+    text = (tmp_path / "best.yaml").read_text()
+    assert text in result.output
+    spec = load_space(tmp_path / "best.yaml")
+    assert spec.searched() == [] and spec.num_samples == 1
+    assert spec.params == final["best"]["config"]
+    checkpoint = next(ln for ln in text.splitlines() if ln.startswith("# checkpoint: ")).split(": ", 1)[1]
+    assert checkpoint == final["best"]["checkpoint"]
+    assert (Path(checkpoint) / "state.pt").exists()
+
+
+def test_best_with_seeds_reruns_the_top_configs(sweep):
+    result = runner.invoke(app, ["best", NAME, "--storage", str(sweep.storage), "--seeds", "2", "--top", "2"])
+    assert result.exit_code == 0, result.output
+    ranking = json.loads((sweep.exp / "seeds.json").read_text())
+    assert ranking["seeds"] == 2 and len(ranking["ranking"]) == 2
+    assert len(list((sweep.storage / f"{NAME}-seeds").glob("trial_*"))) == 4  # beside the sweep, not in it
+    means = [r["mean"] for r in ranking["ranking"]]
+    assert means == sorted(means, reverse=True)  # val_acc: best mean first
+    for r in ranking["ranking"]:
+        assert len(r["values"]) == 2 and all(0.5 < v <= 1 for v in r["values"])
+        assert r["std"] == pytest.approx(pd.Series(r["values"]).std())
+    df = pd.read_parquet(sweep.exp / "results.parquet")
+    top2 = df.nlargest(2, "best_val_acc")["trial_id"].tolist()
+    assert sorted(r["trial_id"] for r in ranking["ranking"]) == sorted(top2)
+    # stdout is the winner by mean, as a space file (progress and the ranking go to stderr)
+    spec = yaml.safe_load(result.stdout)
+    assert spec["params"] == ranking["ranking"][0]["config"]
+    assert "ranked first of 2 config(s)" in result.stdout
+    runner.invoke(app, ["report", NAME, "--storage", str(sweep.storage)])
+    assert "re-run with 2 seeds" in (sweep.exp / "report.md").read_text()
+
+
+def _time_to_target(exp_dir, target):
+    """Independently of dlb_tune: first second since start at which any trial's val_acc >= target."""
+    rows = pd.concat([pd.read_csv(p) for p in exp_dir.glob("trial_*/progress.csv")])
+    start = (rows["timestamp"] - rows["time_this_iter_s"]).min()
+    hit = rows[rows["val_acc"] >= target]
+    return None if hit.empty else float((hit["timestamp"] - start).min())
+
+
+def test_compare_puts_sweeps_side_by_side(sweep, tmp_path):
+    other = tmp_path / "copy"
+    shutil.copytree(sweep.exp, other, ignore=shutil.ignore_patterns("checkpoint_*"))
+    result = runner.invoke(app, ["compare", NAME, str(other), "--storage", str(sweep.storage), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == [NAME, "copy"]
+    final = json.loads((sweep.exp / "final.json").read_text())
+    df = pd.read_parquet(sweep.exp / "results.parquet")
+    for r in rows:
+        assert r["best_val"] == pytest.approx(df["best_val_acc"].max())
+        assert r["test"] == pytest.approx(final["test"]["test_acc"])
+        assert r["trials"] == 6 and r["trial_epochs"] == df["epochs"].sum()
+        assert r["wall_s"] == final["wall_s"]
+        assert r["time_to_target_s"] == pytest.approx(_time_to_target(sweep.exp, 0.9))
+    table = runner.invoke(app, ["compare", NAME, str(other), "--storage", str(sweep.storage)])
+    assert table.exit_code == 0 and "time_to_target_s" in table.output
+
+
+def test_compare_unknown_sweep_is_one_line(sweep):
+    result = runner.invoke(app, ["compare", NAME, "nosuchsweep", "--storage", str(sweep.storage)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("error: no sweep named 'nosuchsweep'")
+
+
+# The export's documented columns and their Arrow types (README, "Where results go").
+DOCUMENTED = {
+    "trial_id": pa.types.is_string, "status": pa.types.is_string, "epochs": pa.types.is_int64,
+    "best_val_acc": pa.types.is_float64, "best_epoch": pa.types.is_int64, "wall_s": pa.types.is_float64,
+    "path": pa.types.is_string, "val_acc": pa.types.is_float64, "val_loss": pa.types.is_float64,
+    "train_loss": pa.types.is_float64, "train_acc": pa.types.is_float64, "epoch_s": pa.types.is_float64,
+    "config/activation": pa.types.is_string, "config/lr": pa.types.is_float64,
+    "config/momentum": pa.types.is_float64, "config/hidden_size": pa.types.is_int64,
+    "config/batch_size": pa.types.is_int64,
+}
+
+
+def _is_str(t):
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def test_parquet_export_round_trips_through_pyarrow(sweep, tmp_path):
+    out = tmp_path / "export.parquet"
+    result = runner.invoke(app, ["results", NAME, "--storage", str(sweep.storage), "--format", "parquet", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    schema = {f.name: f.type for f in table.schema}
+    for column, check in DOCUMENTED.items():
+        assert column in schema, column
+        assert (_is_str(schema[column]) if check is pa.types.is_string else check(schema[column])), (column, schema[column])
+    # error: text where a trial failed; an all-null column when none did
+    assert _is_str(schema["error"]) or pa.types.is_null(schema["error"])
+    assert set(table.column("status").to_pylist()) <= {"completed", "stopped_early", "incomplete", "errored"}
+    original = pd.read_parquet(sweep.exp / "results.parquet")
+    pd.testing.assert_frame_equal(table.to_pandas(), original)
+    again = tmp_path / "again.parquet"
+    pq.write_table(table, again)
+    assert pq.read_table(again).equals(table)
