@@ -22,6 +22,7 @@ from dlb_tune.tasks import TrialContext
 from dlb_tune.trainable import STATE_FILE, build_task, epoch_loop, load_state, node_label, pick_device, trial_seed
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"
+PLACEMENT_GROUP_KEY = "train_placement_group"  # the workers' placement group, reported by rank 0
 DRIVER_CPU = 0.01  # what the Tune trainable that drives a TorchTrainer reserves (0 is refused)  # where TuneReportCallback puts a Train checkpoint's path
 
 
@@ -48,10 +49,12 @@ def ddp_worker(loop_config: dict[str, Any]) -> None:
             start_state = load_state(Path(d) / STATE_FILE)
 
     node_id = node_label()
+    group = ray.util.get_current_placement_group()
+    tags = {"node_id": node_id, PLACEMENT_GROUP_KEY: group.id.hex() if group else None}
 
     def report(metrics: dict[str, float], ckpt_dir: Path | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None
-        ray.train.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
+        ray.train.report({**metrics, **tags}, checkpoint=ckpt)
 
     epoch_loop(task, ctx, metric=c["metric"], mode=c["mode"], start_state=start_state, report=report,
                is_reporter=rank == 0)
@@ -89,6 +92,37 @@ def ddp_trial(config: dict[str, Any], *, data_ref: list, task_name: str, metric:
         ),
     )
     trainer.fit()
+
+
+def release_placement_group_callback():
+    """A Tune callback that frees a data-parallel trial's workers when the trial ends.
+
+    Ray 2.60 leaves the Train workers' placement group reserved when Tune stops the trial (ASHA,
+    or reaching ``max_t``) before ``TorchTrainer.fit()`` returns: its reservation is never freed
+    and later trials wait forever. The trial's rank 0 reports the group's id; this removes it.
+    """
+    from ray import tune
+
+    class ReleaseTrainPlacementGroup(tune.Callback):
+        def _release(self, trial) -> None:
+            from ray._raylet import PlacementGroupID
+            from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+            group = (trial.last_result or {}).get(PLACEMENT_GROUP_KEY)
+            if not group:
+                return
+            try:
+                remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(group))))
+            except Exception:  # noqa: BLE001 - already removed by Ray Train: nothing to free
+                pass
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._release(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._release(trial)
+
+    return ReleaseTrainPlacementGroup()
 
 
 def best_train_checkpoint(history, metric: str, mode: str) -> str | None:

@@ -191,6 +191,10 @@ def warn_if_storage_not_shared(opts: SweepOptions, echo: Callable[[str], None]) 
              f"can resume on another node")
 
 
+def uses_ray_train(opts: SweepOptions) -> bool:
+    return opts.workers_per_trial > 1 or opts.ray_train
+
+
 def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: dict[str, float]):
     """A plain function trainable, or (``--workers-per-trial N``) one that drives a TorchTrainer."""
     import ray
@@ -200,7 +204,7 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
 
     common = dict(task_name=spec.task, metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
                   seed=opts.seed, threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
-    if opts.workers_per_trial <= 1 and not opts.ray_train:
+    if not uses_ray_train(opts):
         fn = tune.with_parameters(tune_trial, data=data, **common)
         return tune.with_resources(fn, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]})
     from dlb_tune.distributed import DRIVER_CPU, ddp_trial
@@ -358,6 +362,8 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[s
 def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: str | None = None):
     from ray import tune
 
+    from dlb_tune.distributed import release_placement_group_callback
+
     trainable = make_trainable(spec, opts, data, per_trial)
     if restore_path is not None:
         return tune.Tuner.restore(restore_path, trainable=trainable, resume_unfinished=True,
@@ -371,7 +377,9 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
             num_samples=spec.num_samples,
             max_concurrent_trials=concurrency,
             time_budget_s=spec.time_budget_s,
-            reuse_actors=True,
+            # Plain trials reuse their actors (under 1 s to start). A TorchTrainer trial must not:
+            # its Train controller frees the workers' placement group only when it goes away.
+            reuse_actors=not uses_ray_train(opts),
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -383,7 +391,7 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
                 checkpoint_score_order=spec.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            callbacks=[Progress(spec, echo)],
+            callbacks=[Progress(spec, echo)] + ([release_placement_group_callback()] if uses_ray_train(opts) else []),
             verbose=0,
         ),
     )
