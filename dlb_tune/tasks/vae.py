@@ -1,0 +1,541 @@
+"""Task ``vae``: JointVAE (Dupont, NeurIPS 2018) on CelebA aligned faces at 64x64.
+
+Continuous Gaussian latents plus one or more discrete (categorical) latents, trained with
+controlled capacities: per image, BCE reconstruction + gamma |KL_cont - C_cont| +
+gamma |KL_disc - C_disc|, each capacity C rising linearly from 0 over ``capacity_iters``
+optimiser steps (the discrete one never above sum log K). The sweep compares trials by the
+validation negative ELBO (reconstruction + both KLs, no capacity terms), so capacities and
+gammas that trade likelihood for disentanglement compete fairly.
+
+Sampling: Gumbel-softmax with ``temperature`` while training; the ELBO on val/test draws a
+hard categorical sample and z ~ q(z|x) with a fixed noise seed (an unbiased one-sample
+estimate, identical noise every epoch); figures and codes use the posterior mode (mean of z,
+argmax one-hot c), as Dupont's eval mode does.
+
+Data: ``<data_dir>/celeba/`` (torchvision's layout) or the celeba folder itself, holding
+``img_align_celeba/*.jpg`` and ``list_eval_partition.txt``. Official 178x218 images are
+centre-cropped to 148 and resized to 64x64; images already 64x64 are used as they are. JPEGs
+are decoded once into a uint8 cache on disk. ``list_attr_celeba.txt``, where present, is used
+only to score the discrete codes (normalised mutual information), never for training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlb_tune.tasks._cache import cache_dir, load_cached, save_atomic
+from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, check_finite, register
+
+CELEBA_SOURCE = ("the CelebA site (mmlab.ie.cuhk.edu.hk/projects/CelebA.html, 'Align&Cropped Images') "
+                 "or torchvision.datasets.CelebA(root, download=True)")
+SPLITS = ("train", "val", "test")  # partition codes 0, 1, 2 in list_eval_partition.txt
+IMAGE_SIZE = 64  # px; the architecture's four stride-2 convs map 64 -> 4
+CROP = 148  # px, centre square taken from the official 178x218 images before resizing
+CACHE_VERSION = 1  # bump when the cached tensor layout or the crop/resize rule changes
+EVAL_SEED = 1234  # the ELBO's noise on val/test: the same draw every epoch and every trial
+GUMBEL_EPS = 1e-10  # keeps log(-log(u)) finite
+TRAVERSE_RANGE = (-2.0, 2.0)  # continuous traversals: about the prior's central 95%
+
+
+@dataclass
+class VAEConfig:
+    cont_dim: int = 32  # continuous Gaussian latents (paper, CelebA: 32)
+    disc_dims: str = "10"  # categories per discrete latent, comma-separated ("10,10"); a string
+    #                        because Optuna's choices must be scalars; "" for none
+    cont_capacity_max: float = 50.0  # nats, C_cont at the end of its ramp (paper: 50)
+    disc_capacity_max: float = 10.0  # nats, C_disc at the end of its ramp, clipped to sum log K (paper: 10)
+    gamma: float = 100.0  # weight of |KL - C| for both latent groups (paper: 100; the course also tried 30)
+    capacity_iters: int = 100_000  # optimiser steps over which both capacities rise from 0 (paper: 1e5)
+    temperature: float = 0.67  # Gumbel-softmax temperature while training (paper: 0.67)
+    lr: float = 5e-4  # Adam step size (paper: 5e-4; the course's 4e-3 stalls at the mean face here)
+    batch_size: int = 64  # images per step (paper: 64)
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def celeba_root(data_dir: Path) -> Path:
+    """The folder holding ``list_eval_partition.txt``: ``data_dir/celeba`` or ``data_dir``."""
+    data_dir = Path(data_dir).expanduser()
+    for root in (data_dir / "celeba", data_dir):
+        if (root / "list_eval_partition.txt").is_file():
+            if not (root / "img_align_celeba").is_dir():
+                raise DataError(f"{root} has list_eval_partition.txt but no img_align_celeba/ folder of "
+                                f"JPEGs; get the aligned images from {CELEBA_SOURCE}")
+            return root
+    raise DataError(f"no CelebA under {data_dir}: expected img_align_celeba/*.jpg and "
+                    f"list_eval_partition.txt in {data_dir / 'celeba'} (or {data_dir}); "
+                    f"get them from {CELEBA_SOURCE}")
+
+
+def read_partition(root: Path) -> dict[str, list[str]]:
+    """Image file names per split from ``list_eval_partition.txt`` (``name code`` per line)."""
+    path = root / "list_eval_partition.txt"
+    files: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise DataError(f"{path}:{i}: expected '<image>.jpg 0|1|2', got {line!r}")
+        files[SPLITS[int(parts[1])]].append(parts[0])
+    empty = [s for s in SPLITS if not files[s]]
+    if empty:
+        raise DataError(f"{path} puts no image in the {', '.join(empty)} split(s)")
+    return files
+
+
+def read_attributes(root: Path) -> tuple[list[str], dict[str, list[int]]]:
+    """``list_attr_celeba.txt`` in the official format: a count line, a line of attribute
+    names, then ``<image> v1 .. vA`` with -1/1. Returns the names and {image: [0/1, ...]};
+    nothing when the file is absent."""
+    path = root / "list_attr_celeba.txt"
+    if not path.is_file():
+        return [], {}
+    lines = path.read_text().splitlines()
+    if len(lines) < 2 or not lines[0].strip().isdigit():
+        raise DataError(f"{path}: expected a count line and a line of attribute names first")
+    names = lines[1].split()
+    rows: dict[str, list[int]] = {}
+    for i, line in enumerate(lines[2:], 3):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(names) + 1 or any(v not in ("-1", "1") for v in parts[1:]):
+            raise DataError(f"{path}:{i}: expected '<image>.jpg' and {len(names)} values of -1/1")
+        rows[parts[0]] = [int(v == "1") for v in parts[1:]]
+    if len(rows) != int(lines[0]):
+        raise DataError(f"{path}: the count line says {int(lines[0])} images, the file lists {len(rows)}")
+    return names, rows
+
+
+def decode_face(path: Path) -> torch.Tensor:
+    """One aligned face as uint8 [3, 64, 64]: as is when already 64x64, otherwise the centre
+    148x148 square (the usual CelebA crop) resized to 64x64."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (IMAGE_SIZE, IMAGE_SIZE):
+                w, h = img.size
+                if min(w, h) < CROP:
+                    raise DataError(f"{path} is {w}x{h}: expected 64x64 or an official aligned face "
+                                    f"(178x218) to centre-crop to {CROP}")
+                left, top = round((w - CROP) / 2), round((h - CROP) / 2)  # torchvision's CenterCrop
+                img = img.crop((left, top, left + CROP, top + CROP))
+                img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)  # antialiased
+    except FileNotFoundError:
+        raise DataError(f"missing image {path} (listed in list_eval_partition.txt)") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"unreadable image {path}: {e}") from None
+    hwc = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(IMAGE_SIZE, IMAGE_SIZE, 3)
+    return hwc.permute(2, 0, 1).contiguous()  # [3, 64, 64]
+
+
+def take(files: list[str], limit: int | None, seed: int = 0) -> list[str]:
+    """The first ``limit`` names after a fixed-seed shuffle (all of them, in order, without)."""
+    if limit is None or limit >= len(files):
+        return files
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:limit]
+    return [files[i] for i in order.tolist()]
+
+
+def cache_key(root: Path, files: dict[str, list[str]]) -> str:
+    """Hash of what the decoded tensors depend on: the partition file, the chosen names and
+    each image's byte size and mtime (a stat per image, no reading)."""
+    h = hashlib.sha256(f"v{CACHE_VERSION} size={IMAGE_SIZE} crop={CROP}".encode())
+    h.update((root / "list_eval_partition.txt").read_bytes())
+    images = root / "img_align_celeba"
+    for split in SPLITS:
+        h.update(f"[{split}:{len(files[split])}]".encode())
+        for name in files[split]:
+            try:
+                st = (images / name).stat()
+            except FileNotFoundError:
+                raise DataError(f"missing image {images / name} (listed in list_eval_partition.txt); "
+                                f"the full set comes from {CELEBA_SOURCE}") from None
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def decode_splits(root: Path, files: dict[str, list[str]]) -> dict[str, torch.Tensor]:
+    """{split: uint8 [N, 3, 64, 64]}, from the disk cache when it holds this exact selection."""
+    path = cache_dir() / f"celeba-{IMAGE_SIZE}px-{cache_key(root, files)}.pt"
+    cached = load_cached(path)
+    if cached is not None:
+        return cached
+    images = root / "img_align_celeba"
+    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
+        out = {s: torch.stack(list(pool.map(decode_face, [images / n for n in files[s]]))) for s in SPLITS}
+    save_atomic(out, path)
+    return out
+
+
+def load_celeba(data_dir: Path, limit: int | None = None) -> dict[str, Any]:
+    """Train/val/test faces as uint8 [N, 3, 64, 64], with attributes where the file has them:
+    ``attrs`` bool [N, A] (False where unknown) and ``has_attrs`` bool [N]."""
+    root = celeba_root(data_dir)
+    files = {s: take(f, limit) for s, f in read_partition(root).items()}
+    images = decode_splits(root, files)
+    names, rows = read_attributes(root)
+    out: dict[str, Any] = {"attr_names": names}
+    for s in SPLITS:
+        known = [rows.get(f) for f in files[s]]
+        table = [a or [0] * len(names) for a in known]  # all False where unknown
+        out[s] = {
+            "x": images[s],  # [N, 3, 64, 64] uint8
+            "attrs": torch.tensor(table, dtype=torch.bool).view(len(known), len(names)),  # [N, A]
+            "has_attrs": torch.tensor([a is not None for a in known], dtype=torch.bool),  # [N]
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+def parse_disc_dims(spec: str) -> tuple[int, ...]:
+    """"10,10" -> (10, 10); "" -> (). Each discrete latent needs at least 2 categories."""
+    try:
+        dims = tuple(int(p) for p in str(spec).replace(" ", "").split(",") if p)
+    except ValueError:
+        raise TrialError(f"disc_dims must be comma-separated integers like '10' or '10,10', got {spec!r}") from None
+    if any(k < 2 for k in dims):
+        raise TrialError(f"every discrete latent needs at least 2 categories, got disc_dims={spec!r}")
+    return dims
+
+
+def gumbel(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=device)
+    return -torch.log(-torch.log(u + GUMBEL_EPS) + GUMBEL_EPS)
+
+
+def sample_categorical(logits: torch.Tensor, mode: str, temperature: float,
+                       generator: torch.Generator | None) -> torch.Tensor:
+    """logits [B, K] -> a code [B, K]: a Gumbel-softmax relaxation ("relaxed", training), a
+    one-hot categorical sample ("sample", Gumbel-max) or the one-hot argmax ("mode", eval)."""
+    if mode == "mode":
+        return F.one_hot(logits.argmax(1), logits.shape[1]).to(logits.dtype)
+    noisy = logits + gumbel(logits.shape, generator, logits.device)
+    if mode == "relaxed":
+        return F.softmax(noisy / temperature, dim=1)
+    return F.one_hot(noisy.argmax(1), logits.shape[1]).to(logits.dtype)
+
+
+def sample_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mode: str,
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """z ~ N(mu, exp(logvar)) by reparameterisation; the mean itself in "mode"."""
+    if mode == "mode":
+        return mu
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+    return mu + eps * torch.exp(0.5 * logvar)
+
+
+def kl_gaussian_dims(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per image and dimension: [B, D] -> [B, D]."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per image, summed over dimensions: [B, D] -> [B]."""
+    return kl_gaussian_dims(mu, logvar).sum(1)
+
+
+def kl_uniform_categorical(logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(logits) || uniform over K) = log K - H(q), per image: [B, K] -> [B]."""
+    log_q = F.log_softmax(logits, dim=1)
+    return math.log(logits.shape[1]) + (log_q.exp() * log_q).sum(1)
+
+
+def bce_sum(x_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Bernoulli negative log-likelihood in nats, summed over pixels and channels: [B, 3, H, W] -> [B].
+    From logits, so a saturated sigmoid never produces log(0)."""
+    return F.binary_cross_entropy_with_logits(x_logits, x, reduction="none").flatten(1).sum(1)
+
+
+def capacity(step: int, c_max: float, iters: int) -> float:
+    """Capacity after ``step`` optimiser steps: linear from 0 to ``c_max`` over ``iters`` steps."""
+    return c_max * min(1.0, step / iters) if iters > 0 else c_max
+
+
+def capacities(step: int, cfg: VAEConfig, disc_dims: tuple[int, ...]) -> tuple[float, float]:
+    """(C_cont, C_disc); C_disc never above sum log K, the most a uniform prior allows."""
+    disc_max = min(cfg.disc_capacity_max, sum(math.log(k) for k in disc_dims))
+    return capacity(step, cfg.cont_capacity_max, cfg.capacity_iters), capacity(step, disc_max, cfg.capacity_iters)
+
+
+def jointvae_objective(recon: torch.Tensor, kl_cont: torch.Tensor, kl_disc: torch.Tensor,
+                       cap_cont: float, cap_disc: float, gamma: float) -> torch.Tensor:
+    """The training loss per image of a batch: mean recon + gamma |mean KL - C| for each group.
+    The batch-mean KL sits inside the absolute value, as in Dupont's trainer."""
+    return recon.mean() + gamma * ((kl_cont.mean() - cap_cont).abs() + (kl_disc.mean() - cap_disc).abs())
+
+
+class JointVAE(nn.Module):
+    """Dupont's 64x64 architecture: conv 32-32-64-64 (4x4, stride 2) -> 256 -> heads; a
+    mirrored transposed-conv decoder whose output logits give Bernoulli means via sigmoid."""
+
+    def __init__(self, cont_dim: int, disc_dims: tuple[int, ...], hidden: int = 256) -> None:
+        super().__init__()
+        self.cont_dim, self.disc_dims = cont_dim, disc_dims
+        chans = [3, 32, 32, 64, 64]
+        enc = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            enc += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.ReLU()]  # halves H and W
+        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(64 * 4 * 4, hidden), nn.ReLU())
+        self.mu = nn.Linear(hidden, cont_dim)
+        self.logvar = nn.Linear(hidden, cont_dim)
+        self.disc = nn.ModuleList(nn.Linear(hidden, k) for k in disc_dims)  # softmax logits
+        latent = cont_dim + sum(disc_dims)
+        dec = [nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, 64 * 4 * 4), nn.ReLU(),
+               nn.Unflatten(1, (64, 4, 4))]
+        rev = chans[::-1]  # 64, 64, 32, 32, 3
+        for i, (cin, cout) in enumerate(zip(rev[:-1], rev[1:])):
+            dec.append(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1))  # doubles H and W
+            if i < len(rev) - 2:
+                dec.append(nn.ReLU())
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """x [B, 3, 64, 64] in [0, 1] -> mu, logvar [B, cont_dim] and logits [B, K] per discrete latent."""
+        h = self.encoder(x)  # [B, 256]
+        return self.mu(h), self.logvar(h), [head(h) for head in self.disc]
+
+    def latent(self, mu, logvar, logits, mode: str, temperature: float = 1.0, generator=None) -> torch.Tensor:
+        """The decoder's input [B, cont_dim + sum K]: z, then each discrete code."""
+        z = sample_gaussian(mu, logvar, mode, generator)
+        return torch.cat([z] + [sample_categorical(l, mode, temperature, generator) for l in logits], dim=1)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """[B, cont_dim + sum K] -> pixel logits [B, 3, 64, 64]; sigmoid gives the image."""
+        return self.decoder(latent)
+
+    def forward(self, x: torch.Tensor, mode: str, temperature: float = 1.0, generator=None):
+        mu, logvar, logits = self.encode(x)
+        return self.decode(self.latent(mu, logvar, logits, mode, temperature, generator)), mu, logvar, logits
+
+
+def loss_terms(model: nn.Module, x: torch.Tensor, mode: str, temperature: float, generator) -> dict[str, torch.Tensor]:
+    """Per-image reconstruction and KLs [B] for a batch x [B, 3, 64, 64] in [0, 1]."""
+    x_logits, mu, logvar, logits = model(x, mode, temperature, generator)
+    kl_disc = sum((kl_uniform_categorical(l) for l in logits), torch.zeros(len(x), device=x.device))
+    return {"recon": bce_sum(x_logits, x), "kl_cont": kl_gaussian(mu, logvar), "kl_disc": kl_disc}
+
+
+@torch.no_grad()
+def traverse_cont(net: JointVAE, base: torch.Tensor, dims: list[int], steps: int) -> torch.Tensor:
+    """Images [len(dims) * steps, 3, 64, 64]: from the latent ``base`` [L], each continuous dim
+    in ``dims`` swept over TRAVERSE_RANGE (where the N(0, 1) prior puts 95% of its mass)."""
+    values = torch.linspace(*TRAVERSE_RANGE, steps, device=base.device)
+    rows = base.repeat(len(dims), steps, 1)  # [dims, steps, L]
+    for r, d in enumerate(dims):
+        rows[r, :, d] = values
+    return torch.sigmoid(net.decode(rows.flatten(0, 1)))
+
+
+@torch.no_grad()
+def traverse_disc(net: JointVAE, bases: torch.Tensor, start: int, k: int) -> torch.Tensor:
+    """Images [len(bases) * k, 3, 64, 64]: each latent of ``bases`` [n, L] decoded with the
+    discrete code at columns start..start+k set to each of its k categories in turn."""
+    lat = bases.repeat_interleave(k, 0)  # [n * k, L]
+    lat[:, start : start + k] = torch.eye(k, device=bases.device).repeat(len(bases), 1)
+    return torch.sigmoid(net.decode(lat))
+
+
+# ------------------------------------------------------------------------------------- task
+
+
+@register
+class VAE(Task):
+    name = "vae"
+    Config = VAEConfig
+    smoke = {"cont_dim": 4, "disc_dims": "3", "batch_size": 32, "capacity_iters": 20}
+
+    @classmethod
+    def load_data(cls, data_dir: Path, config: VAEConfig, limit: int | None = None) -> dict[str, Any]:
+        return load_celeba(data_dir, limit)
+
+    def __init__(self, config: VAEConfig, data: dict[str, Any], ctx: TrialContext) -> None:
+        super().__init__(config, data, ctx)
+        self.disc_dims = parse_disc_dims(config.disc_dims)
+        if config.cont_dim < 0 or config.cont_dim + len(self.disc_dims) == 0:
+            raise TrialError(f"need at least one latent: cont_dim={config.cont_dim}, disc_dims={config.disc_dims!r}")
+        self.net = JointVAE(config.cont_dim, self.disc_dims).to(ctx.device)
+        self.model = ctx.wrap_model(self.net)  # DDP under Ray Train; self.net for figures
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.steps = 0  # optimiser steps taken: the capacity schedule's clock
+        # Gumbel and Gaussian noise: its own stream per worker, so the shared batch order
+        # generator (ctx.generator) stays in step across data-parallel workers.
+        self.noise = torch.Generator(device=ctx.device).manual_seed(ctx.seed * 1009 + ctx.rank + 1)
+
+    def _images(self, split: str, idx: torch.Tensor) -> torch.Tensor:
+        return self.data[split]["x"][idx].to(self.ctx.device).float().div_(255.0)  # [B, 3, 64, 64]
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config
+        self.model.train()
+        totals = dict.fromkeys(("loss", "recon", "kl_cont", "kl_disc", "n"), 0.0)
+        for idx in self.ctx.batches(len(self.data["train"]["x"]), cfg.batch_size):
+            terms = loss_terms(self.model, self._images("train", idx), "relaxed", cfg.temperature, self.noise)
+            cap_cont, cap_disc = capacities(self.steps, cfg, self.disc_dims)
+            loss = jointvae_objective(terms["recon"], terms["kl_cont"], terms["kl_disc"], cap_cont, cap_disc, cfg.gamma)
+            check_finite(loss.item(), f"training loss at step {self.steps + 1}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.steps += 1
+            totals["loss"] += loss.item() * len(idx)
+            for k in ("recon", "kl_cont", "kl_disc"):
+                totals[k] += terms[k].sum().item()
+            totals["n"] += len(idx)
+        totals = self.ctx.sum_across_workers(totals)
+        out = {k: totals[k] / totals["n"] for k in ("loss", "recon", "kl_cont", "kl_disc")}
+        return {**out, **self._capacities(), "nelbo": out["recon"] + out["kl_cont"] + out["kl_disc"]}
+
+    def _capacities(self) -> dict[str, float]:
+        cap_cont, cap_disc = capacities(self.steps, self.config, self.disc_dims)
+        return {"cap_cont": cap_cont, "cap_disc": cap_disc}
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Negative ELBO (one-sample estimate, fixed noise), its parts, the objective at the
+        current capacities, and the reconstruction at the posterior mode (``recon_mode``)."""
+        self.net.eval()
+        x_all, cfg = self.data[split]["x"], self.config
+        gen = torch.Generator(device=self.ctx.device).manual_seed(EVAL_SEED)
+        sums = dict.fromkeys(("recon", "kl_cont", "kl_disc", "recon_mode"), 0.0)
+        for s in range(0, len(x_all), 256):
+            x = self._images(split, torch.arange(s, min(s + 256, len(x_all))))
+            terms = loss_terms(self.net, x, "sample", cfg.temperature, gen)
+            for k in ("recon", "kl_cont", "kl_disc"):
+                sums[k] += terms[k].sum().item()
+            sums["recon_mode"] += loss_terms(self.net, x, "mode", cfg.temperature, None)["recon"].sum().item()
+        m = {k: v / len(x_all) for k, v in sums.items()}
+        caps = self._capacities()
+        loss = m["recon"] + cfg.gamma * (abs(m["kl_cont"] - caps["cap_cont"]) + abs(m["kl_disc"] - caps["cap_disc"]))
+        return {"loss": loss, "nelbo": m["recon"] + m["kl_cont"] + m["kl_disc"], **m}
+
+    def trial_metrics(self) -> dict[str, float]:
+        return {"params": float(sum(p.numel() for p in self.net.parameters()))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.net.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps,
+                "noise": self.noise.get_state(), "noise_device": self.noise.device.type}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.steps = state["steps"]
+        # CPU and CUDA generator states differ in format; a checkpoint trained on the other
+        # device type (a CPU trial tested on a GPU) keeps this generator's fresh stream.
+        if state.get("noise_device") == self.noise.device.type:
+            self.noise.set_state(state["noise"])
+
+    # ------------------------------------------------------------------ figures and codes
+
+    @torch.no_grad()
+    def codes(self, split: str) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Posterior means [N, cont_dim], per-image continuous KL [N, cont_dim] and each discrete
+        latent's argmax [N] over a whole split."""
+        self.net.eval()
+        x_all = self.data[split]["x"]
+        mus, kls, args = [], [], [[] for _ in self.disc_dims]
+        for s in range(0, len(x_all), 256):
+            mu, logvar, logits = self.net.encode(self._images(split, torch.arange(s, min(s + 256, len(x_all)))))
+            mus.append(mu.cpu())
+            kls.append(kl_gaussian_dims(mu, logvar).cpu())
+            for a, l in zip(args, logits):
+                a.append(l.argmax(1).cpu())
+        return torch.cat(mus), torch.cat(kls), [torch.cat(a) for a in args]
+
+    @torch.no_grad()
+    def figures(self, split: str = "val", n: int = 8, steps: int = 9) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Image grids as float [3, H, W] in [0, 1] (for PNG files or TensorBoard's add_image),
+        plus what their rows mean.
+
+        ``reconstructions``: rows of ``n`` images, each row followed by its reconstruction.
+        ``traverse_cont``: one row per continuous dim (most informative first), the dim swept
+        over [-2, 2] from the first image's posterior mode. ``traverse_disc<i>``: one row per
+        image (its continuous mode), one column per category of discrete latent i.
+        """
+        from torchvision.utils import make_grid
+
+        self.net.eval()
+        x = self._images(split, torch.arange(min(2 * n, len(self.data[split]["x"]))))  # [2n, 3, 64, 64]
+        mu, logvar, logits = self.net.encode(x)
+        modes = self.net.latent(mu, logvar, logits, "mode")  # [2n, L]: mean z, argmax one-hot c
+        recon = torch.sigmoid(self.net.decode(modes))
+        pairs = torch.cat([torch.cat([x[r : r + n], recon[r : r + n]]) for r in range(0, len(x), n)])
+        grids = {"reconstructions": make_grid(pairs.cpu(), nrow=n, padding=2)}
+        kl = self.codes(split)[1].mean(0)  # [cont_dim], nats per dim
+        order = kl.argsort(descending=True).tolist()
+        if self.net.cont_dim:
+            imgs = traverse_cont(self.net, modes[0], order, steps)
+            grids["traverse_cont"] = make_grid(imgs.cpu(), nrow=steps, padding=2)
+        start = self.net.cont_dim
+        for i, k in enumerate(self.disc_dims):
+            imgs = traverse_disc(self.net, modes[:n], start, k)
+            grids[f"traverse_disc{i}"] = make_grid(imgs.cpu(), nrow=k, padding=2)
+            start += k
+        info = {"split": split, "traverse_cont_dims": order, "traverse_range": list(TRAVERSE_RANGE),
+                "cont_kl_per_dim": [round(v, 4) for v in kl.tolist()]}
+        return grids, info
+
+    def attribute_nmi(self) -> dict[str, Any]:
+        """Normalised mutual information between each discrete latent's argmax and each
+        attribute, over every image that has attributes (whichever splits hold them)."""
+        from sklearn.metrics import normalized_mutual_info_score
+
+        names = self.data.get("attr_names") or []
+        if not names or not self.disc_dims:
+            return {}
+        codes, attrs, counts = [[] for _ in self.disc_dims], [], {}
+        for split in SPLITS:
+            mask = self.data[split]["has_attrs"]
+            if not mask.any():
+                continue
+            counts[split] = int(mask.sum())
+            for c, a in zip(codes, self.codes(split)[2]):
+                c.append(a[mask])
+            attrs.append(self.data[split]["attrs"][mask])
+        if not counts:
+            return {}
+        attrs_all = torch.cat(attrs).int()  # [M, A]
+
+        def nmi(attr, code) -> float:
+            # sklearn scores two constant labelings 1.0; they share no information, so 0 here
+            if len(set(attr.tolist())) < 2 or len(set(code.tolist())) < 2:
+                return 0.0
+            return round(float(normalized_mutual_info_score(attr, code)), 4)
+
+        table = {}
+        for i, c in enumerate(codes):
+            code = torch.cat(c).numpy()
+            table[f"disc{i}"] = {a: nmi(attrs_all[:, j].numpy(), code) for j, a in enumerate(names)}
+        top = {d: sorted(row.items(), key=lambda kv: -kv[1])[:5] for d, row in table.items()}
+        return {"images": int(attrs_all.shape[0]), "splits": counts, "table": table, "top": top}
+
+    def test_report(self, out_dir: Path) -> dict[str, Any]:
+        from torchvision.utils import save_image
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        grids, info = self.figures("test")
+        files = {}
+        for name, grid in grids.items():
+            save_image(grid, out_dir / f"{name}.png")
+            files[name] = f"{name}.png"
+        report: dict[str, Any] = {"figures": files, "figure_info": info}
+        nmi = self.attribute_nmi()
+        if nmi:
+            report["attribute_nmi"] = nmi
+        return report

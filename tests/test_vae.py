@@ -1,0 +1,361 @@
+"""Task ``vae`` (JointVAE on CelebA): loss terms, capacities, Gumbel-softmax, the loader on the
+real test copy and on a synthetic folder in the official 178x218 layout, training, figures,
+attribute NMI and a short CLI sweep."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlb_tune.tasks import DataError, TrialContext, TrialError
+from dlb_tune.tasks.vae import (
+    VAE,
+    JointVAE,
+    VAEConfig,
+    bce_sum,
+    capacities,
+    capacity,
+    decode_face,
+    jointvae_objective,
+    kl_gaussian,
+    kl_uniform_categorical,
+    load_celeba,
+    sample_categorical,
+    traverse_cont,
+    traverse_disc,
+)
+
+SMOKE = VAEConfig(**VAE.smoke)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny batches gain nothing from threads, and a busy 2-core CI box loses a lot to them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)  # the framework seeds model initialisation the same way
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private decode cache, so tests neither read nor fill the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("vae_cache")
+        mp.setenv("DLB_TUNE_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def faces(data_dir, cache):
+    """The whole real test copy (6,000 faces), decoded once for the module."""
+    return load_celeba(data_dir)
+
+
+@pytest.fixture(scope="module")
+def small(data_dir, cache):
+    """96 faces per split: enough to train a few steps and to hold some attributed images."""
+    return load_celeba(data_dir, limit=96)
+
+
+# --- loss terms, by hand ------------------------------------------------------------------------
+
+
+def test_kl_of_known_gaussian():
+    mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(2.0)]])
+    # dim 1: 0.5 (1 + 1 - 1 - 0) = 0.5; dim 2: 0.5 (0 + 2 - 1 - log 2)
+    assert kl_gaussian(mu, logvar).item() == pytest.approx(0.5 + 0.5 * (1 - math.log(2.0)), rel=1e-6)
+    assert kl_gaussian(torch.zeros(3, 4), torch.zeros(3, 4)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_kl_of_categoricals():
+    assert kl_uniform_categorical(torch.zeros(2, 10)).abs().max().item() < 1e-6  # uniform: 0
+    one_hot = torch.tensor([[60.0] + [0.0] * 9])
+    assert kl_uniform_categorical(one_hot).item() == pytest.approx(math.log(10), abs=1e-5)  # log K
+    q = torch.tensor([[0.5, 0.25, 0.25]])
+    expected = math.log(3) + 0.5 * math.log(0.5) + 0.5 * math.log(0.25)
+    assert kl_uniform_categorical(q.log()).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_bce_summed_over_pixels():
+    x = torch.rand(2, 3, 64, 64)
+    assert bce_sum(torch.zeros(2, 3, 64, 64), x).tolist() == pytest.approx([12288 * math.log(2)] * 2, rel=1e-5)
+    p = 1 / (1 + math.exp(-2.0))
+    per_pixel = -(0.25 * math.log(p) + 0.75 * math.log(1 - p))
+    got = bce_sum(torch.full((1, 3, 2, 2), 2.0), torch.full((1, 3, 2, 2), 0.25))
+    assert got.item() == pytest.approx(12 * per_pixel, rel=1e-5)
+
+
+def test_objective_uses_batch_mean_kl_against_capacity():
+    recon, kl_c, kl_d = torch.tensor([100.0, 200.0]), torch.tensor([3.0, 5.0]), torch.tensor([1.0, 0.0])
+    # 150 + 2 |4 - 10| + 2 |0.5 - 0.2|
+    assert jointvae_objective(recon, kl_c, kl_d, 10.0, 0.2, 2.0).item() == pytest.approx(162.6)
+
+
+# --- capacity schedule ----------------------------------------------------------------------------
+
+
+def test_capacity_rises_linearly_then_holds():
+    assert capacity(0, 50.0, 1000) == 0.0
+    assert capacity(250, 50.0, 1000) == pytest.approx(12.5)
+    assert capacity(1000, 50.0, 1000) == 50.0
+    assert capacity(5000, 50.0, 1000) == 50.0
+
+
+def test_discrete_capacity_capped_at_sum_log_k():
+    cfg = VAEConfig(cont_capacity_max=50.0, disc_capacity_max=10.0, capacity_iters=100)
+    assert capacities(100, cfg, (10,)) == pytest.approx((50.0, math.log(10)))
+    assert capacities(50, cfg, (10, 10)) == pytest.approx((25.0, math.log(10)))  # half of 2 log 10
+    low = VAEConfig(disc_capacity_max=1.0, capacity_iters=100)
+    assert capacities(100, low, (10,))[1] == pytest.approx(1.0)  # below the cap: as given
+
+
+# --- sampling --------------------------------------------------------------------------------------
+
+
+def test_gumbel_softmax_shapes_and_eval_argmax():
+    torch.manual_seed(0)
+    net = JointVAE(cont_dim=5, disc_dims=(10, 3))
+    x = torch.rand(4, 3, 64, 64)
+    mu, logvar, logits = net.encode(x)
+    assert mu.shape == logvar.shape == (4, 5) and [l.shape for l in logits] == [(4, 10), (4, 3)]
+    gen = torch.Generator().manual_seed(0)
+    relaxed = net.latent(mu, logvar, logits, "relaxed", 0.67, gen)
+    assert relaxed.shape == (4, 5 + 13)
+    for part in (relaxed[:, 5:15], relaxed[:, 15:]):
+        assert torch.allclose(part.sum(1), torch.ones(4)) and (part.max(1).values < 1).all()
+    mode = net.latent(mu, logvar, logits, "mode")
+    assert torch.equal(mode[:, :5], mu)
+    assert torch.equal(mode[:, 5:15], F.one_hot(logits[0].argmax(1), 10).float())
+    assert torch.equal(mode[:, 15:], F.one_hot(logits[1].argmax(1), 3).float())
+    assert net.decode(mode).shape == (4, 3, 64, 64)
+
+
+def test_traversals_change_one_latent_at_a_time():
+    net = JointVAE(cont_dim=3, disc_dims=(4,)).eval()
+    bases = torch.cat([torch.randn(2, 3), F.one_hot(torch.tensor([1, 3]), 4).float()], dim=1)  # [2, 7]
+    cont = traverse_cont(net, bases[0], [2, 0], steps=5)  # rows: dim 2, then dim 0
+    want = bases[0].clone()
+    want[0] = 1.0  # row 1 (dim 0), step 3 of linspace(-2, 2, 5)
+    assert cont.shape == (10, 3, 64, 64)
+    assert torch.allclose(cont[5 + 3], torch.sigmoid(net.decode(want[None]))[0], atol=1e-6)
+    disc = traverse_disc(net, bases, start=3, k=4)  # rows: the 2 bases, columns: 4 categories
+    want = bases[1].clone()
+    want[3:] = F.one_hot(torch.tensor(2), 4).float()
+    assert disc.shape == (8, 3, 64, 64)
+    assert torch.allclose(disc[4 + 2], torch.sigmoid(net.decode(want[None]))[0], atol=1e-6)
+
+
+def test_gumbel_samples_follow_the_categorical():
+    probs = torch.tensor([0.7, 0.2, 0.1])
+    logits = probs.log().expand(20000, 3)
+    gen = torch.Generator().manual_seed(1)
+    hard = sample_categorical(logits, "sample", 1.0, gen)
+    assert ((hard == 0) | (hard == 1)).all() and torch.equal(hard.sum(1), torch.ones(20000))
+    assert torch.allclose(hard.mean(0), probs, atol=0.015)
+    relaxed = sample_categorical(logits, "relaxed", 0.5, gen)  # its argmax is a Gumbel-max sample
+    assert torch.allclose(F.one_hot(relaxed.argmax(1), 3).float().mean(0), probs, atol=0.015)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def test_loader_on_real_test_copy(faces, data_dir):
+    assert [len(faces[s]["x"]) for s in ("train", "val", "test")] == [4560, 780, 660]
+    assert faces["train"]["x"].dtype == torch.uint8 and faces["train"]["x"].shape[1:] == (3, 64, 64)
+    assert [int(faces[s]["has_attrs"].sum()) for s in ("train", "val", "test")] == [548, 0, 0]
+    from PIL import Image
+
+    first = data_dir / "celeba" / "img_align_celeba" / "000002.jpg"  # first train line, 64x64
+    pil = torch.tensor(list(Image.open(first).convert("RGB").getdata()), dtype=torch.uint8)
+    assert torch.equal(faces["train"]["x"][0], pil.view(64, 64, 3).permute(2, 0, 1))
+
+
+def test_attributes_parsed(faces):
+    names = faces["attr_names"]
+    assert len(names) == 40 and names[0] == "5_o_Clock_Shadow" and names[-1] == "Young"
+    a = dict(zip(names, faces["train"]["attrs"][0].tolist()))  # 000002.jpg's row of the file
+    assert a["Bags_Under_Eyes"] and a["Big_Nose"] and a["High_Cheekbones"] and a["Young"]
+    assert not a["Male"] and not a["Eyeglasses"] and not a["5_o_Clock_Shadow"]
+    assert not faces["val"]["attrs"].any()  # unknown attributes are all False
+
+
+def test_limit_is_deterministic(data_dir, cache, small):
+    again = load_celeba(data_dir / "celeba", limit=96)  # the celeba folder itself also works
+    assert all(torch.equal(small[s]["x"], again[s]["x"]) for s in ("train", "val", "test"))
+    assert len(small["val"]["x"]) == 96
+
+
+def _official_face(path: Path) -> None:
+    """178x218 with a red border outside the centre 148 square, whose quadrants are blue,
+    green, white, black (top-left, top-right, bottom-left, bottom-right)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (178, 218), (255, 0, 0))
+    d = ImageDraw.Draw(img)
+    left, top, mid_x, mid_y = 15, 35, 89, 109
+    d.rectangle([left, top, mid_x - 1, mid_y - 1], fill=(0, 0, 255))
+    d.rectangle([mid_x, top, left + 147, mid_y - 1], fill=(0, 255, 0))
+    d.rectangle([left, mid_y, mid_x - 1, top + 147], fill=(255, 255, 255))
+    d.rectangle([mid_x, mid_y, left + 147, top + 147], fill=(0, 0, 0))
+    img.save(path, quality=95, subsampling=0)
+
+
+@pytest.fixture
+def official(tmp_path):
+    """Six faces in the official layout: <data>/celeba/img_align_celeba + partition + attributes."""
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    names = [f"{i:06d}.jpg" for i in range(1, 7)]
+    for n in names:
+        _official_face(root / "img_align_celeba" / n)
+    (root / "list_eval_partition.txt").write_text("".join(f"{n} {i // 2}\n" for i, n in enumerate(names)))
+    (root / "list_attr_celeba.txt").write_text("2\nMale Smiling \n000001.jpg  1 -1\n000004.jpg -1  1\n")
+    return tmp_path
+
+
+def test_loader_on_official_178x218_layout(official, monkeypatch, tmp_path):
+    monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))
+    data = load_celeba(official)
+    assert [tuple(data[s]["x"].shape) for s in ("train", "val", "test")] == [(2, 3, 64, 64)] * 3
+    img = data["val"]["x"][0].float()  # [3, 64, 64]
+    quadrants = [(6, 6, (0, 0, 255)), (6, 38, (0, 255, 0)), (38, 6, (255, 255, 255)), (38, 38, (0, 0, 0))]
+    for top, left, rgb in quadrants:  # each quadrant's 20x20 interior
+        assert (img[:, top : top + 20, left : left + 20].mean((1, 2)) - torch.tensor(rgb)).abs().max() < 20, rgb
+    assert img[0, 1:26, 1:26].max() < 60  # the red border stayed outside the crop
+    assert data["attr_names"] == ["Male", "Smiling"]
+    assert data["train"]["has_attrs"].tolist() == [True, False]
+    assert data["train"]["attrs"][0].tolist() == [True, False]
+    assert data["val"]["attrs"][1].tolist() == [False, True]  # 000004.jpg is the 2nd val image
+    assert any(p.name.startswith("celeba-") for p in (tmp_path / "cache").iterdir())  # cached
+    assert torch.equal(decode_face(official / "celeba" / "img_align_celeba" / "000003.jpg"), data["val"]["x"][0])
+
+
+def test_missing_or_malformed_data(tmp_path, official, monkeypatch):
+    monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"list_eval_partition\.txt.*CelebA"):
+        load_celeba(tmp_path / "nothing")
+    (official / "celeba" / "img_align_celeba" / "000005.jpg").unlink()
+    with pytest.raises(DataError, match="missing image .*000005.jpg"):
+        load_celeba(official)
+    (official / "celeba" / "list_eval_partition.txt").write_text("000001.jpg 7\n")
+    with pytest.raises(DataError, match="list_eval_partition.txt:1"):
+        load_celeba(official)
+
+
+def test_attribute_count_mismatch_is_a_data_error(official, monkeypatch, tmp_path):
+    monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))
+    (official / "celeba" / "list_attr_celeba.txt").write_text("3\nMale Smiling\n000001.jpg 1 -1\n")
+    with pytest.raises(DataError, match="count line says 3"):
+        load_celeba(official)
+
+
+# --- training, resume, figures --------------------------------------------------------------------
+
+
+def test_training_lowers_the_validation_nelbo(small):
+    cfg = VAEConfig(**{**VAE.smoke, "lr": 3e-3, "batch_size": 16})
+    task = VAE(cfg, small, TrialContext(seed=0))
+    before = task.evaluate("val")
+    assert task.evaluate("val") == before  # fixed evaluation noise: deterministic
+    for epoch in range(3):
+        train = task.train_epoch(epoch)
+    after = task.evaluate("val")
+    assert after["nelbo"] < before["nelbo"] - 100  # 18 steps: on the way to the mean face
+    assert after["nelbo"] == pytest.approx(after["recon"] + after["kl_cont"] + after["kl_disc"])
+    steps = 3 * 96 // 16
+    assert train["cap_cont"] == pytest.approx(capacity(steps, cfg.cont_capacity_max, cfg.capacity_iters))
+    assert train["cap_disc"] == pytest.approx(capacity(steps, math.log(3), cfg.capacity_iters))  # capped: log 3 < 10
+
+
+def test_resume_reproduces_training(small):
+    cfg = VAEConfig(**VAE.smoke)
+    a = VAE(cfg, small, TrialContext(seed=3))
+    a.train_epoch(0)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)  # a real round trip, as a checkpoint makes one
+    rng = a.ctx.generator.get_state()
+    b = VAE(cfg, small, TrialContext(seed=99))
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=False))
+    b.ctx.generator.set_state(rng)
+    assert a.train_epoch(1) == b.train_epoch(1)
+
+
+def test_non_finite_loss_and_bad_config_are_trial_errors(small):
+    task = VAE(SMOKE, small, TrialContext())
+    with torch.no_grad():
+        task.net.mu.weight.fill_(float("nan"))
+    with pytest.raises(TrialError, match="diverged"):
+        task.train_epoch(0)
+    with pytest.raises(TrialError, match="disc_dims"):
+        VAE(VAEConfig(disc_dims="10,x"), small, TrialContext())
+
+
+def test_test_report_figures_and_attribute_nmi(small, tmp_path):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    cfg = VAEConfig(**{**VAE.smoke, "disc_dims": "4,2"})
+    task = VAE(cfg, small, TrialContext())
+    task.train_epoch(0)
+    report = task.test_report(tmp_path)
+    assert set(report["figures"]) == {"reconstructions", "traverse_cont", "traverse_disc0", "traverse_disc1"}
+    assert all((tmp_path / f).stat().st_size > 0 for f in report["figures"].values())
+    grids, _ = task.figures("test")
+    assert grids["reconstructions"].shape == (3, 2 + 4 * 66, 2 + 8 * 66)  # 16 images, each row + its recon
+    assert grids["traverse_cont"].shape == (3, 2 + cfg.cont_dim * 66, 2 + 9 * 66)  # dims x 9 steps
+    assert grids["traverse_disc0"].shape == (3, 2 + 8 * 66, 2 + 4 * 66)  # 8 faces x 4 categories
+    nmi = report["attribute_nmi"]
+    n_attr = int(small["train"]["has_attrs"].sum())
+    assert nmi["splits"] == {"train": n_attr} and nmi["images"] == n_attr > 0
+    assert set(nmi["table"]) == {"disc0", "disc1"} and len(nmi["table"]["disc0"]) == 40
+    mask = small["train"]["has_attrs"]
+    code = task.codes("train")[2][0][mask]
+    male = small["train"]["attrs"][mask, small["attr_names"].index("Male")]
+    assert nmi["table"]["disc0"]["Male"] == pytest.approx(normalized_mutual_info_score(male.int(), code), abs=1e-4)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_smoke_sweep(data_dir, ray_local, tmp_path, cache):
+    from typer.testing import CliRunner
+
+    import dlb_tune.cli
+
+    args = ["sweep", "vae", "--data-dir", str(data_dir), "--storage", str(tmp_path), "--name", "smoke",
+            "--smoke", "--limit", "64", "--cpus", "2", "--seed", "0"]
+    result = CliRunner().invoke(dlb_tune.cli.app, args)
+    assert result.exit_code == 0, result.output
+    final = json.loads((tmp_path / "smoke" / "final.json").read_text())
+    assert final["metric"] == "val_nelbo" and final["mode"] == "min"
+    assert final["trials"]["total"] == 2 and final["trials"]["errored"] == 0
+    test = final["test"]
+    # the best trial's checkpoint, evaluated once on test: same model and distribution as its best
+    # val score (64 images each; four training steps do not reliably beat a constant 0.5 output,
+    # test_training_lowers_the_validation_nelbo checks learning)
+    assert math.isfinite(test["test_nelbo"]) and test["test_nelbo"] > 0
+    assert test["test_nelbo"] == pytest.approx(final["best"]["val_nelbo"], rel=0.15)
+    assert test["test_nelbo"] == pytest.approx(test["test_recon"] + test["test_kl_cont"] + test["test_kl_disc"])
+    figures = test["test_report"]["figures"]
+    assert all((tmp_path / "smoke" / "test_report" / f).is_file() for f in figures.values())
+    import pandas as pd
+
+    df = pd.read_parquet(tmp_path / "smoke" / "results.parquet")
+    for col in ("train_loss", "train_recon", "train_kl_cont", "train_kl_disc", "train_cap_cont",
+                "train_cap_disc", "val_nelbo", "val_kl_disc"):
+        assert col in df and df[col].notna().all(), col
+    # every trial's best epoch so far is drawn into its TensorBoard log
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for trial in (tmp_path / "smoke").glob("trial_*"):
+        acc = EventAccumulator(str(trial), size_guidance={"images": 0})
+        acc.Reload()
+        assert {"figures/reconstructions", "figures/traverse_cont"} <= set(acc.Tags()["images"]), trial
