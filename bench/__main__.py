@@ -28,7 +28,7 @@ def figure_fn(name: str, args: argparse.Namespace) -> Callable[[], dict[str, Any
     extra: dict[str, Any] = {}
     if name == "early-stopping":
         extra["seeds"] = args.seeds
-    if name == "quality" and args.tasks:
+    if name in ("quality", "early-stopping") and args.tasks:
         extra["tasks"] = args.tasks.split(",")
     return lambda: module.figure(args.quick, args.data_dir, **extra)
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="small settings (all figures in under 20 minutes on 2 CPUs)")
     p.add_argument("--data-dir", default=default_data_dir(), help="data folder (default: $DLB_TUNE_DATA or ../shared/data)")
     p.add_argument("--seeds", type=int, default=3, help="figure 2: seeds per method (median over them)")
-    p.add_argument("--tasks", default=None, help="figure 3: comma-separated tasks (default: all)")
+    p.add_argument("--tasks", default=None, help="figures 2 and 3: comma-separated tasks (default: all)")
     args = p.parse_args(argv)
 
     from bench import table

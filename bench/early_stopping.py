@@ -10,7 +10,7 @@ Median over seeds; a run that misses the target within its budget counts as "> b
 instance serves every Tune run (its start-up, a one-off, is reported separately). The clock
 starts when ``fit`` / ``optimize`` is called; data is loaded once per task beforehand.
 
-    python -m bench early-stopping [--quick] [--seeds 3]
+    python -m bench early-stopping [--quick] [--seeds 3] [--tasks fcn,emotion]
 """
 
 from __future__ import annotations
@@ -237,12 +237,12 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], budget_s: float) -
     return out
 
 
-def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2) -> dict[str, Any]:
+def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2, tasks: list[str] | None = None) -> dict[str, Any]:
     import ray
 
     from dlb_tune.sweep import SweepOptions, start_ray
 
-    workloads, results, skipped = (QUICK if quick else FULL), [], {}
+    workloads, results, skipped = [w for w in (QUICK if quick else FULL) if not tasks or w.task in tasks], [], {}
     t = time.perf_counter()
     start_ray(SweepOptions(task="fcn", cpus=cpus))
     ray_start_s = time.perf_counter() - t

@@ -127,7 +127,7 @@ def test_plan_before_the_sweep_and_report_after(sweep):
     assert "hidden_size=32" in out and "hidden_size=96" in out
     assert "expected trial-epochs" in out and "expected wall time" in out
     plan = json.loads((sweep.exp / "plan.json").read_text())
-    assert plan["concurrency"] == 2 and plan["rungs"] == [1, 2] and len(plan["corners"]) == 2
+    assert plan["concurrency"] == 1 and plan["rungs"] == [1, 2] and len(plan["corners"]) == 2
     est = plan["estimate"]
     assert 6 * 1 <= est["trial_epochs_p10"] <= est["trial_epochs"] <= est["trial_epochs_p90"] <= 6 * 3
     assert all(c["epoch_s"] > 0 and c["train_s"] > 0 for c in plan["corners"])
