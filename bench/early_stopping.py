@@ -257,5 +257,21 @@ def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2, tasks: lis
                 results.append(run_workload(w, data_dir, seeds, cpus, str(tmp)))
     finally:
         ray.shutdown()
+    if tasks:  # a run of some tasks keeps the other tasks' workloads from the last saved run
+        results += carried_over(quick, {w["workload"]["task"] for w in results})
     return {"settings": {"seeds": seeds, "cpus": cpus}, "ray_start_s": ray_start_s, "workloads": results,
             "skipped": skipped or None}
+
+
+def carried_over(quick: bool, fresh: set[str]) -> list[dict[str, Any]]:
+    """Workloads of other tasks from the saved figure, each stamped with the run it came from."""
+    from bench.common import load_json, mode_dir
+
+    prev = load_json(mode_dir(quick) / "early_stopping.json") or {}
+    out = []
+    for w in prev.get("workloads") or []:
+        if w["workload"]["task"] in fresh:
+            continue
+        w.setdefault("from_run", {k: prev.get(k) for k in ("started", "command", "wall_s", "loadavg_start", "loadavg_end")})
+        out.append(w)
+    return out

@@ -3,7 +3,7 @@
 Runs the sweep as ``dlb-tune sweep emotion --cpus 2`` would and writes the best trial's
 validation and test accuracy (selected on validation, tested once), the per-cell leaderboard,
 the test confusion matrix and the wall time to ``bench/results/emotion.json``. The issue's bar:
-at least 47% test accuracy; the goal is 56% (TF-IDF + logistic regression: about 51-53%).
+at least 47% test accuracy; the goal is 56% (TF-IDF + logistic regression: 50-51% measured here).
 
     python bench/emotion_sweep.py [--data-dir ../shared/data] [--seed 0] [--set key=value ...]
 """

@@ -90,6 +90,8 @@ def early_stopping(rec: dict[str, Any]) -> list[str]:
         lines += table(["method", "median time to target (s)", "runs reaching it", "median epochs run",
                         "time / Optuna+ASHA's", "median set-up before 1st trial (s)", "median time to target after it (s)"],
                        rows)
+        if w.get("from_run"):
+            lines.append(f"\n{wl['task']}: from an earlier run, {stamp(w['from_run'])}")
     for task, why in (rec.get("skipped") or {}).items():
         lines.append(f"\n{task}: not run ({why})")
     return lines
