@@ -56,6 +56,12 @@ def _run_guarded(fn, *args, **kwargs):
 
 DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA).")]
 Storage = Annotated[Optional[str], typer.Option(help="Results folder or URI (default: $DLB_TUNE_RESULTS or ./dlb-tune-runs).")]
+SpaceFile = Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")]
+FixedParams = Annotated[Optional[list[str]], typer.Option("--set", help="Fix a parameter: key=value (repeatable).")]
+NumSamples = Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")]
+MaxEpochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")]
+TimeBudget = Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")]
+Gpus = Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")]
 
 
 @app.command()
@@ -79,16 +85,16 @@ def tasks() -> None:
 def sweep(
     task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
     data_dir: DataDir = None,
-    space: Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fix a parameter: key=value (repeatable).")] = None,
+    space: SpaceFile = None,
+    set_: FixedParams = None,
     objective: Annotated[Optional[str], typer.Option(help="A named multi-objective mode of the space file.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Experiment name (default: TASK-timestamp).")] = None,
     storage: Storage = None,
-    num_samples: Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")] = None,
-    max_epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")] = None,
+    num_samples: NumSamples = None,
+    max_epochs: MaxEpochs = None,
+    time_budget: TimeBudget = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPUs the sweep may use (default: all).")] = None,
-    gpus: Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")] = None,
+    gpus: Gpus = None,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial (fractions share a core).")] = 1.0,
     gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial (default: 1 when --gpus > 0).")] = None,
     workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train data-parallel workers per trial.")] = 1,
@@ -323,15 +329,15 @@ def compare(
 def plan(
     task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
     data_dir: DataDir = None,
-    space: Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fix a parameter: key=value (repeatable).")] = None,
+    space: SpaceFile = None,
+    set_: FixedParams = None,
     name: Annotated[Optional[str], typer.Option(help="Save plan.json into this experiment's folder (then sweep with the same name).")] = None,
     storage: Storage = None,
-    num_samples: Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")] = None,
-    max_epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")] = None,
+    num_samples: NumSamples = None,
+    max_epochs: MaxEpochs = None,
+    time_budget: TimeBudget = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPUs the sweep may use (default: all).")] = None,
-    gpus: Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")] = None,
+    gpus: Gpus = None,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial.")] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
     scheduler: Annotated[Scheduler, typer.Option(help="The sweep's scheduler.")] = Scheduler.asha,

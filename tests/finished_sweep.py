@@ -15,11 +15,10 @@ from dlb_tune.cli import app
 
 runner = CliRunner()
 
-# 6 trials x up to 3 epochs on 3,000 MNIST examples per split: ASHA (rungs at 1 and 2) stops
-# some; hidden_size gives `plan` two corners to time. One trial at a time (2 CPUs per trial):
-# ASHA then sees the seeded proposals in order, so which trials it stops does not depend on
-# which of two concurrent sub-second trials reports first (seed 3: stops at both rungs).
-SPACE = """
+
+def small_fcn_space(hidden_size: str) -> str:
+    """6 trials x up to 3 epochs, ASHA rungs at 1 and 2; ``hidden_size`` is a YAML value."""
+    return f"""
 task: fcn
 metric: val_acc
 mode: max
@@ -29,12 +28,19 @@ grace_period: 1
 reduction_factor: 2
 num_samples: 6
 params:
-  activation: {choice: [sigmoid, relu]}
-  lr: {loguniform: [3.0e-3, 0.2]}
-  momentum: {choice: [0.0, 0.9]}
-  hidden_size: {choice: [32, 96]}
+  activation: {{choice: [sigmoid, relu]}}
+  lr: {{loguniform: [3.0e-3, 0.2]}}
+  momentum: {{choice: [0.0, 0.9]}}
+  hidden_size: {hidden_size}
   batch_size: 64
 """
+
+
+# 6 trials x up to 3 epochs on 3,000 MNIST examples per split: ASHA (rungs at 1 and 2) stops
+# some; hidden_size gives `plan` two corners to time. One trial at a time (2 CPUs per trial):
+# ASHA then sees the seeded proposals in order, so which trials it stops does not depend on
+# which of two concurrent sub-second trials reports first (seed 3: stops at both rungs).
+SPACE = small_fcn_space("{choice: [32, 96]}")
 NAME = "s"
 LIMIT = "3000"
 

@@ -11,25 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
+from finished_sweep import small_fcn_space
 
 runner = CliRunner()
 
-SMALL_FCN_SPACE = """
-task: fcn
-metric: val_acc
-mode: max
-target: 0.9
-max_epochs: 3
-grace_period: 1
-reduction_factor: 2
-num_samples: 6
-params:
-  activation: {choice: [sigmoid, relu]}
-  lr: {loguniform: [3.0e-3, 0.2]}
-  momentum: {choice: [0.0, 0.9]}
-  hidden_size: 64
-  batch_size: 64
-"""
+SMALL_FCN_SPACE = small_fcn_space("64")
 
 
 @pytest.fixture(scope="module")
