@@ -16,14 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from dlb_tune.tasks import TrialContext
-from dlb_tune.trainable import STATE_FILE, build_task, epoch_loop, load_state, node_label, pick_device, trial_seed
+from dlb_tune.trainable import epoch_loop, node_label, pick_device, start_trial, trial_seed
 
-CHECKPOINT_PATH_KEY = "checkpoint_path"
+# Ray is imported inside the functions that run under it, to keep importing this module fast.
+
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # where TuneReportCallback puts a Train checkpoint's path
 PLACEMENT_GROUP_KEY = "train_placement_group"  # the workers' placement group, reported by rank 0
-DRIVER_CPU = 0.01  # what the Tune trainable that drives a TorchTrainer reserves (0 is refused)  # where TuneReportCallback puts a Train checkpoint's path
+DRIVER_CPU = 0.01  # what the Tune trainable that drives a TorchTrainer reserves (0 is refused)
 
 
 def ddp_worker(loop_config: dict[str, Any]) -> None:
@@ -33,21 +33,13 @@ def ddp_worker(loop_config: dict[str, Any]) -> None:
 
     c = loop_config
     context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, c["threads"]))
     device = ray.train.torch.get_device() if c["use_gpu"] else pick_device(False)
     # The same seed on every worker: identical initial weights and one shared batch order,
     # which ``TrialContext.batches`` splits into disjoint shards.
-    ctx = TrialContext(device=device, max_epochs=c["max_epochs"], seed=c["seed"], rank=rank, world_size=world)
-    torch.manual_seed(ctx.seed)
-    data = ray.get(c["data_ref"][0])
-    task = build_task(c["task_name"], c["config"], data, ctx)
-    start_state = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            start_state = load_state(Path(d) / STATE_FILE)
-
+    task, ctx, start_state = start_trial(
+        c["task_name"], c["config"], ray.get(c["data_ref"][0]), seed=c["seed"], max_epochs=c["max_epochs"],
+        threads=c["threads"], device=device, checkpoint=ray.train.get_checkpoint(),
+        rank=context.get_world_rank(), world_size=context.get_world_size())
     node_id = node_label()
     group = ray.util.get_current_placement_group()
     tags = {"node_id": node_id, PLACEMENT_GROUP_KEY: group.id.hex() if group else None}

@@ -19,6 +19,9 @@ import torch
 
 from dlb_tune.tasks import TrialContext, TrialError, get_task
 
+# Ray is imported inside the functions that run under it: importing it takes seconds, and the
+# plan command and the final test evaluation use this module without it.
+
 STATE_FILE = "state.pt"
 
 
@@ -36,6 +39,30 @@ def pick_device(use_gpu: bool) -> torch.device:
 def build_task(task_name: str, config: dict[str, Any], data: Any, ctx: TrialContext):
     task_cls = get_task(task_name)
     return task_cls(task_cls.Config(**config), data, ctx)
+
+
+def start_trial(task_name: str, config: dict[str, Any], data: Any, *, seed: int, max_epochs: int, threads: int,
+                device: torch.device, checkpoint: Any = None, context: type[TrialContext] = TrialContext,
+                **context_args: Any) -> tuple[Any, TrialContext, dict[str, Any] | None]:
+    """A trial's task, ready to train: torch's threads, its context, seeded, and the state to resume.
+
+    ``checkpoint``: a Ray checkpoint (Tune's or Train's) to resume from, None for a fresh start.
+    ``context`` and ``context_args``: a ``TrialContext`` subclass and its extra fields (the
+    worker's rank, a calibration's batch limit). Returns ``(task, ctx, start_state)`` for
+    ``epoch_loop``.
+    """
+    torch.set_num_threads(max(1, threads))
+    ctx = context(device=device, max_epochs=max_epochs, seed=seed, **context_args)
+    torch.manual_seed(ctx.seed)
+    task = build_task(task_name, config, data, ctx)
+    return task, ctx, restored_state(checkpoint)
+
+
+def restored_state(checkpoint: Any) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return load_state(Path(d) / STATE_FILE)
 
 
 def save_state(path: Path, task, epoch: int, best: float | None, generator: torch.Generator) -> None:
@@ -100,17 +127,10 @@ def tune_trial(config: dict[str, Any], *, data: Any, task_name: str, metric: str
     """The Tune function trainable: one trial in this process."""
     from ray import tune
 
-    torch.set_num_threads(max(1, threads))
     trial_id = tune.get_context().get_trial_id() or "local"
-    ctx = TrialContext(device=pick_device(use_gpu), max_epochs=max_epochs, seed=trial_seed(seed, trial_id))
-    torch.manual_seed(ctx.seed)
-    task = build_task(task_name, config, data, ctx)
-    checkpoint = tune.get_checkpoint()
-    start_state = None
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            start_state = load_state(Path(d) / STATE_FILE)
-
+    task, ctx, start_state = start_trial(task_name, config, data, seed=trial_seed(seed, trial_id),
+                                         max_epochs=max_epochs, threads=threads, device=pick_device(use_gpu),
+                                         checkpoint=tune.get_checkpoint())
     node_id = node_label()
 
     def report(metrics: dict[str, float], ckpt_dir: Path | None) -> None:
