@@ -28,6 +28,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from dlb_tune.experiment import is_uri, load_experiment
+
+# TensorBoard's protobufs and PIL are imported inside the functions that write events, to keep
+# start-up fast.
+
 SUFFIX = ".dlb-tune"  # marks our event files, so a rewrite replaces them
 IMAGE_RUNS = ("test_report", "report")  # sub-folders whose PNGs become TensorBoard images
 RAY_PREFIX = "ray/tune/"  # Ray's scalar tag prefix
@@ -48,8 +53,6 @@ class BoardError(RuntimeError):
 
 def write_board(exp_dir: Path | str) -> dict[str, Any]:
     """Write the experiment-level HParams config and the image runs; returns what was written."""
-    from dlb_tune.report import load_experiment
-
     exp = load_experiment(exp_dir)
     root = exp.path
     for old in [*root.glob(f"events.out.tfevents.*{SUFFIX}"), *root.glob(f"*/events.out.tfevents.*{SUFFIX}")]:
@@ -70,7 +73,7 @@ def after_sweep(exp_dir: str, echo: Callable[[str], None]) -> None:
     """``write_board`` at the end of a sweep, so that any TensorBoard opened on the folder later
     finds the HParams config and the task's figures. Local folders only (event files on s3://
     would need TensorFlow's file systems)."""
-    if "://" in exp_dir:
+    if is_uri(exp_dir):
         return
     try:
         write_board(exp_dir)

@@ -1,4 +1,8 @@
-"""The ``dlb-tune`` command line."""
+"""The ``dlb-tune`` command line.
+
+Each command imports what it needs when it runs, to keep start-up fast: ``dlb-tune --help`` and
+a mistyped option should not wait for torch.
+"""
 
 from __future__ import annotations
 
@@ -109,7 +113,8 @@ def sweep(
     seeds: Annotated[int, typer.Option(min=0, help="At the end, re-train the top 3 configs with K seeds and rank them.")] = 0,
 ) -> None:
     """Run a sweep: Optuna search with ASHA early stopping, then one test evaluation of the best trial."""
-    from dlb_tune.sweep import SweepOptions, run_sweep
+    from dlb_tune.seeds import sweep_with_seeds
+    from dlb_tune.sweep import SweepOptions
 
     if gpus_per_trial is None:
         gpus_per_trial = 1.0 if (gpus or 0) > 0 else 0.0
@@ -121,7 +126,7 @@ def sweep(
         search=search.value, scheduler=scheduler.value, address=address, limit=limit, smoke=smoke,
         max_failures=max_failures, seeds=seeds,
     )
-    final = _run_guarded(run_sweep, opts, echo=typer.echo)
+    final = _run_guarded(sweep_with_seeds, opts, echo=typer.echo)
     if final.get("interrupted"):
         raise typer.Exit(130)
 
@@ -146,10 +151,10 @@ def results(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Show a finished sweep's trials and its final test result, from disk."""
-    from dlb_tune.results import read_results, summary_lines
-    from dlb_tune.sweep import SweepOptions, experiment_dir
+    from dlb_tune.experiment import experiment_dir, read_results
+    from dlb_tune.results import summary_lines
 
-    exp_dir = experiment_dir(SweepOptions(task="?", name=name, storage=storage))
+    exp_dir = experiment_dir(name, storage)
     try:
         df, final = read_results(exp_dir)
     except (FileNotFoundError, OSError):
@@ -197,7 +202,7 @@ class CompareFormat(str, Enum):
 def _guard_reading(fn, *args, **kwargs):
     """``_run_guarded`` plus the errors of reading an experiment folder back."""
     from dlb_tune.board import BoardError
-    from dlb_tune.report import ReportError
+    from dlb_tune.experiment import ReportError
 
     try:
         return _run_guarded(fn, *args, **kwargs)
@@ -214,7 +219,7 @@ def tensorboard(
 ) -> None:
     """Start TensorBoard over an experiment: per-epoch scalars, HParams, the task's images."""
     from dlb_tune import board
-    from dlb_tune.report import load_experiment
+    from dlb_tune.experiment import load_experiment
 
     exp = _guard_reading(load_experiment, name, storage)
     written = _guard_reading(board.write_board, exp.path)
@@ -256,7 +261,8 @@ def report(
     storage: Storage = None,
 ) -> None:
     """Write report.md and its figures into the experiment folder."""
-    from dlb_tune.report import _headline, load_experiment, write_report
+    from dlb_tune.experiment import load_experiment
+    from dlb_tune.report import _headline, write_report
 
     exp = _guard_reading(load_experiment, name, storage)
     path, figures = _guard_reading(write_report, exp)
@@ -282,7 +288,8 @@ def best(
     With --seeds K, the top configs are trained again with K seeds each (progress and ranking on
     stderr) and the printed config is the one with the best mean.
     """
-    from dlb_tune.report import best_yaml, load_experiment
+    from dlb_tune.experiment import load_experiment
+    from dlb_tune.report import best_yaml
 
     exp = _guard_reading(load_experiment, name, storage)
     text = _guard_reading(best_yaml, exp)
@@ -311,8 +318,8 @@ def compare(
     Time to target: the first second after the sweep started at which any trial's validation
     value of the sweep metric reached the space file's target.
     """
+    from dlb_tune.experiment import load_experiment
     from dlb_tune.report import compare as compare_sweeps
-    from dlb_tune.report import load_experiment
 
     exps = [_guard_reading(load_experiment, n, storage) for n in names]
     df = compare_sweeps(exps)

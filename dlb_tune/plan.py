@@ -21,11 +21,9 @@ more of its trials pass the rungs than simulated. Saved as ``plan.json`` in the 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import heapq
 import itertools
-import json
 import math
 import random
 import re
@@ -38,8 +36,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from dlb_tune.experiment import experiment_dir, write_plan
 from dlb_tune.space import SpaceError, SweepSpec
+from dlb_tune.sweep import ResourceError, load_data, prepare_spec
 from dlb_tune.tasks import TrialContext
+from dlb_tune.trainable import default_threads, pick_device, save_state, start_trial
 
 # Parameter names that usually set how much compute an epoch takes (model size, batch size,
 # architecture). ``--vary`` replaces this guess.
@@ -150,21 +151,19 @@ class CalibrationContext(TrialContext):
 def calibrate(spec: SweepSpec, config: dict[str, Any], data: Any, *, max_epochs: int, threads: int,
               use_gpu: bool, max_batches: int) -> dict[str, Any]:
     """Time building the task, one training epoch, one validation pass and one checkpoint."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))  # what each trial gets
+    previous = torch.get_num_threads()  # the trial's threads are set for the calibration only
     try:
-        return _timed_epoch(spec, config, data, max_epochs=max_epochs, use_gpu=use_gpu, max_batches=max_batches)
+        return _timed_epoch(spec, config, data, max_epochs=max_epochs, threads=threads, use_gpu=use_gpu,
+                            max_batches=max_batches)
     finally:
         torch.set_num_threads(previous)
 
 
-def _timed_epoch(spec: SweepSpec, config: dict[str, Any], data: Any, *, max_epochs: int, use_gpu: bool,
-                 max_batches: int) -> dict[str, Any]:
-    from dlb_tune.trainable import build_task, pick_device, save_state
-
-    ctx = CalibrationContext(device=pick_device(use_gpu), max_epochs=max_epochs, seed=0, max_batches=max_batches)
+def _timed_epoch(spec: SweepSpec, config: dict[str, Any], data: Any, *, max_epochs: int, threads: int,
+                 use_gpu: bool, max_batches: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    task = build_task(spec.task, config, data, ctx)
+    task, ctx, _ = start_trial(spec.task, config, data, seed=0, max_epochs=max_epochs, threads=threads,
+                               device=pick_device(use_gpu), context=CalibrationContext, max_batches=max_batches)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     task.train_epoch(0)
@@ -263,8 +262,6 @@ def concurrency_for(opts) -> int:
         gpus = opts.gpus if opts.gpus is not None else torch.cuda.device_count()
         c = min(c, int(gpus // opts.gpus_per_trial + 1e-9))
     if c < 1:
-        from dlb_tune.sweep import ResourceError
-
         raise ResourceError(f"a trial needs {opts.cpus_per_trial:g} CPU / {opts.gpus_per_trial:g} GPU, more than given")
     return c
 
@@ -272,9 +269,6 @@ def concurrency_for(opts) -> int:
 def plan_sweep(opts, *, vary: list[str] | None = None, max_corners: int = 4, calibration_batches: int = 20,
                echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Calibrate, simulate, print; write ``plan.json`` into the experiment folder when named."""
-    from dlb_tune.sweep import load_data, prepare_spec
-    from dlb_tune.trainable import default_threads
-
     spec = prepare_spec(opts)
     concurrency = concurrency_for(opts)
     varied = size_params(spec, vary)
@@ -318,10 +312,7 @@ def plan_sweep(opts, *, vary: list[str] | None = None, max_corners: int = 4, cal
     for line in plan_lines(plan):
         echo(line)
     if opts.name:
-        from dlb_tune.sweep import experiment_dir, write_text
-
-        path = f"{experiment_dir(opts)}/plan.json"
-        write_text(path, json.dumps(plan, indent=2, default=_json_default))
+        path = write_plan(experiment_dir(opts.name, opts.storage), plan)
         echo(f"saved {path}; run the sweep with the same --name and --storage, and `dlb-tune report` "
              f"will set this estimate against the actual")
     return plan
@@ -353,11 +344,3 @@ def _corner_label(cfg: dict[str, Any], varied: list[str]) -> str:
 
 def _dur(s: float) -> str:
     return f"{s:.0f}s" if s < 120 else f"{s / 60:.1f} min"
-
-
-def _json_default(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)

@@ -1,4 +1,5 @@
-"""Reading a finished sweep back, and what to make of it: report, best config, comparisons.
+"""What to make of a finished sweep (``dlb_tune.experiment`` reads it back): report, best config,
+comparisons.
 
 Everything here works from the experiment folder alone (``results.parquet``, ``final.json``,
 ``space.yaml``, ``sweep.json``, ``trial_<id>/progress.csv``): no Ray, no data.
@@ -12,16 +13,18 @@ judged on the test split, once, so this is when the sweep first had a candidate 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dlb_tune.experiment import Experiment, ReportError, to_jsonable
+from dlb_tune.plan import rungs
 from dlb_tune.space import SweepSpec
+
+# matplotlib and Optuna are imported inside the functions that draw and rank, to keep start-up fast.
 
 REPORT_DIR = "report"  # figures, beside report.md
 STATUS_STYLE = {  # how each trial status is drawn: line style, colour, marker at its last epoch
@@ -31,105 +34,6 @@ STATUS_STYLE = {  # how each trial status is drawn: line style, colour, marker a
     "incomplete": dict(ls=":", color="0.35", marker="|"),
     "errored": dict(ls=":", color="tab:red", marker="X"),
 }
-
-
-class ReportError(RuntimeError):
-    """An experiment folder that cannot be read. One line, for the user."""
-
-
-@dataclass
-class Experiment:
-    """A finished (or interrupted) sweep, read from its folder."""
-
-    path: Path
-    spec: SweepSpec
-    trials: pd.DataFrame  # results.parquet: one row per trial
-    final: dict[str, Any] | None  # final.json (None while a sweep has not finished)
-    sweep: dict[str, Any]  # sweep.json: the run-level options
-    _history: pd.DataFrame | None = field(default=None, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def metric(self) -> str:
-        return self.spec.metric
-
-    @property
-    def better(self):
-        """max or min over a pandas Series, as the sweep's mode says."""
-        return max if self.spec.mode == "max" else min
-
-    def reached(self, value: float, target: float) -> bool:
-        return value >= target if self.spec.mode == "max" else value <= target
-
-    def history(self) -> pd.DataFrame:
-        """Every epoch of every trial: progress.csv rows plus ``trial_id``, ``status``, ``t_s``."""
-        if self._history is None:
-            self._history = _read_history(self)
-        return self._history
-
-    def plan(self) -> dict[str, Any] | None:
-        return _read_json(self.path / "plan.json")
-
-    def seeds(self) -> dict[str, Any] | None:
-        return _read_json(self.path / "seeds.json")
-
-
-def find_experiment(name: str, storage: str | None = None) -> Path:
-    """NAME under the storage folder (as ``sweep --name`` put it), or NAME as a folder path."""
-    from dlb_tune.sweep import SweepOptions, experiment_dir
-
-    direct = Path(name).expanduser()
-    if direct.is_dir() and (direct / "space.yaml").exists():
-        return direct.resolve()
-    where = experiment_dir(SweepOptions(task="?", name=name, storage=storage))
-    if "://" in where:
-        raise ReportError(f"{where}: reports read a local folder; copy the experiment here first")
-    path = Path(where)
-    if not (path / "space.yaml").exists():
-        raise ReportError(f"no sweep named '{name}' in {path.parent} (is --storage right?)")
-    return path
-
-
-def load_experiment(exp: Path | str, storage: str | None = None) -> Experiment:
-    path = find_experiment(str(exp), storage)
-    from dlb_tune.sweep import load_space_yaml
-
-    spec = load_space_yaml((path / "space.yaml").read_text(), str(path))
-    if not (path / "results.parquet").exists():
-        raise ReportError(f"{path} has no results.parquet yet: the sweep has not finished "
-                          f"(resume it with `dlb-tune resume {path.name}`)")
-    trials = pd.read_parquet(path / "results.parquet")
-    return Experiment(path=path, spec=spec, trials=trials, final=_read_json(path / "final.json"),
-                      sweep=_read_json(path / "sweep.json") or {})
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def _read_history(exp: Experiment) -> pd.DataFrame:
-    frames = []
-    for row in exp.trials.itertuples():
-        csv = exp.path / f"trial_{row.trial_id}" / "progress.csv"
-        if not csv.exists() and isinstance(getattr(row, "path", None), str):
-            csv = exp.path / Path(row.path).name / "progress.csv"
-        if not csv.exists() or csv.stat().st_size == 0:
-            continue
-        h = pd.read_csv(csv)
-        h["trial_id"], h["status"] = str(row.trial_id), row.status
-        frames.append(h)
-    if not frames:
-        return pd.DataFrame(columns=["trial_id", "status", "epoch", "t_s", exp.metric])
-    hist = pd.concat(frames, ignore_index=True)
-    start = (hist["timestamp"] - hist["time_this_iter_s"]).min()
-    hist["t_s"] = hist["timestamp"] - start  # seconds since the sweep's first trial started
-    return hist.sort_values(["t_s", "trial_id", "epoch"], ignore_index=True)
 
 
 # --- numbers ----------------------------------------------------------------------------------
@@ -187,7 +91,7 @@ def best_config(exp: Experiment) -> dict[str, Any]:
     if ok.empty:
         raise ReportError(f"{exp.path}: no trial reported {exp.metric}; there is no best config")
     row = ok.sort_values(best_col, ascending=exp.spec.mode == "min").iloc[0]
-    return {k.removeprefix("config/"): _plain(v) for k, v in row.items() if k.startswith("config/")}
+    return {k.removeprefix("config/"): to_jsonable(v) for k, v in row.items() if k.startswith("config/")}
 
 
 def best_yaml(exp: Experiment) -> str:
@@ -199,7 +103,7 @@ def best_yaml(exp: Experiment) -> str:
     test = final.get("test") or {}
     if final.get("test_metric") in test:
         head.append(f"{final['test_metric']} {_fmt(test[final['test_metric']])} (test split, evaluated once)")
-    head.append(f"checkpoint: {best.get('checkpoint') or checkpoint_of(exp, best.get('trial_id')) or 'none'}")
+    head.append(f"checkpoint: {best.get('checkpoint') or exp.checkpoint(best.get('trial_id')) or 'none'}")
     return fixed_space_yaml(exp, best_config(exp), head)
 
 
@@ -213,26 +117,8 @@ def fixed_space_yaml(exp: Experiment, config: dict[str, Any], comments: list[str
         doc["target"] = spec.target
     doc.update(max_epochs=spec.max_epochs, grace_period=spec.grace_period,
                reduction_factor=spec.reduction_factor, num_samples=1)
-    doc["params"] = {k: _plain(v) for k, v in config.items()}
+    doc["params"] = {k: to_jsonable(v) for k, v in config.items()}
     return "".join(f"# {c}\n" for c in comments) + yaml.safe_dump(doc, sort_keys=False)
-
-
-def checkpoint_of(exp: Experiment, trial_id: str | None) -> str | None:
-    """The kept checkpoint of a trial's best epoch (Ray keeps the best one and the latest)."""
-    hist = exp.history()
-    if trial_id is None or hist.empty or "checkpoint_dir_name" not in hist:
-        return None
-    h = hist[hist["trial_id"] == trial_id].dropna(subset=[exp.metric, "checkpoint_dir_name"])
-    h = h.sort_values(exp.metric, ascending=exp.spec.mode == "min")
-    for name in h["checkpoint_dir_name"]:
-        path = exp.path / f"trial_{trial_id}" / name
-        if path.is_dir():
-            return str(path)
-    return None
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
 
 
 def _fmt(v: Any) -> str:
@@ -261,8 +147,6 @@ def _save(fig, path: Path) -> Path:
 
 def asha_rungs(spec: SweepSpec) -> list[int]:
     """The epochs at which ASHA compared trials, below max_epochs (a trial there just ends)."""
-    from dlb_tune.plan import rungs
-
     return [r for r in rungs(spec.max_epochs, spec.grace_period, spec.reduction_factor) if r < spec.max_epochs]
 
 
@@ -389,7 +273,7 @@ def _axis_positions(dist: dict, values: pd.Series) -> tuple[list[float], list[tu
     (kind, args), = dist.items()
     if kind == "choice":
         n = max(1, len(args) - 1)
-        pos = [next((i for i, c in enumerate(args) if c == _plain(v)), 0) / n if len(args) > 1 else 0.5
+        pos = [next((i for i, c in enumerate(args) if c == to_jsonable(v)), 0) / n if len(args) > 1 else 0.5
                for v in values]
         return pos, [(i / n if len(args) > 1 else 0.5, str(c)) for i, c in enumerate(args)]
     lo, hi = float(args[0]), float(args[1])
@@ -448,7 +332,7 @@ def param_importance(exp: Experiment) -> dict[str, dict[str, float]]:
     for label, values in sets.items():
         study = optuna.create_study(direction="maximize" if exp.spec.mode == "max" else "minimize")
         for _, row in t[t["trial_id"].isin(list(values))].iterrows():
-            params = {k: _plain(row[f"config/{k}"]) for k in dists if f"config/{k}" in row}
+            params = {k: to_jsonable(row[f"config/{k}"]) for k in dists if f"config/{k}" in row}
             value = values[row["trial_id"]]
             if len(params) == len(dists) and _finite(value) and all(dists[k]._contains(dists[k].to_internal_repr(v))
                                                                     for k, v in params.items()):
@@ -642,8 +526,9 @@ def _trials_table(exp: Experiment, top: int = 20) -> list[str]:
     head = ["trial", "status", "epochs", best_col] + params
     rows = []
     for _, r in exp.trials.head(top).iterrows():
-        rows.append([r["trial_id"], r["status"], r["epochs"], _fmt(_plain(r.get(best_col)))]
-                    + [_fmt(_plain(r.get(f"config/{p}"))) for p in params])
+        # numpy's float64 is a float and its integers print as ints: _fmt takes them as they are
+        rows.append([r["trial_id"], r["status"], r["epochs"], _fmt(r.get(best_col))]
+                    + [_fmt(r.get(f"config/{p}")) for p in params])
     more = [f"({len(exp.trials) - top} more in results.parquet)"] if len(exp.trials) > top else []
     return _md_table(head, rows) + more
 

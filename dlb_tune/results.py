@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+
+from dlb_tune.board import after_sweep
+from dlb_tune.distributed import best_train_checkpoint
+from dlb_tune.experiment import read_results  # noqa: F401 - the benchmarks read results from here
+from dlb_tune.experiment import write_final, write_results
+from dlb_tune.trainable import evaluate_checkpoint
 
 STATUS_ORDER = ("completed", "stopped_early", "cut_by_budget", "incomplete", "errored")
 
@@ -59,11 +64,13 @@ def trial_table(grid, spec, stopped: set[str], budget_hit: bool, interrupted: bo
 
 
 def _error_line(error) -> str | None:
-    if error is None:
-        return None
-    from dlb_tune.sweep import _first_line
+    return None if error is None else first_line(str(error))
 
-    return _first_line(str(error))
+
+def first_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    # Ray wraps the trial's exception: its last line is the one that says what went wrong.
+    return lines[-1][:300] if lines else "failed"
 
 
 def pareto_front(df: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> pd.DataFrame:
@@ -83,11 +90,9 @@ def pareto_front(df: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) ->
 
 def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
            echo: Callable[[str], None], interrupted: bool = False) -> dict[str, Any]:
-    from dlb_tune.sweep import write_text
-
     budget_hit = bool(spec.time_budget_s and wall >= spec.time_budget_s * 0.98)
     df = trial_table(grid, spec, stopped, budget_hit, interrupted)
-    write_parquet(df, f"{exp_dir}/results.parquet")
+    write_results(exp_dir, df)
     counts = {s: int((df["status"] == s).sum()) if len(df) else 0 for s in STATUS_ORDER}
     final: dict[str, Any] = {
         "task": spec.task, "name": opts.name, "experiment_dir": exp_dir,
@@ -113,9 +118,7 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     extra = spec.task_cls.summarize(df)
     if extra:
         final["task_summary"] = extra
-    write_text(f"{exp_dir}/final.json", json.dumps(_jsonable(final), indent=2))
-    from dlb_tune.board import after_sweep
-
+    write_final(exp_dir, final)
     after_sweep(exp_dir, echo)  # TensorBoard: the HParams config and the task's test figures
     for line in summary_lines(final, df):
         echo(line)
@@ -124,10 +127,6 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
 
 def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
     """Evaluate the best trial's best checkpoint on the test split: once, here."""
-    from dlb_tune.trainable import evaluate_checkpoint
-
-    from dlb_tune.distributed import best_train_checkpoint
-
     result = next(r for r in grid if (r.metrics or {}).get("trial_id") == best_row["trial_id"])
     checkpoint = result.get_best_checkpoint(spec.metric, spec.mode) if result.best_checkpoints else None
     ckpt_path = checkpoint.path if checkpoint else best_train_checkpoint(result.metrics_dataframe, spec.metric, spec.mode)
@@ -197,51 +196,3 @@ def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def write_parquet(df: pd.DataFrame, path: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    if "://" in path:
-        import pyarrow.fs
-
-        fs, p = pyarrow.fs.FileSystem.from_uri(path)
-        pq.write_table(table, p, filesystem=fs)
-    else:
-        pq.write_table(table, path)
-
-
-def read_results(exp_dir: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
-    from dlb_tune.sweep import read_text
-
-    import pyarrow.parquet as pq
-
-    if "://" in exp_dir:
-        import pyarrow.fs
-
-        fs, p = pyarrow.fs.FileSystem.from_uri(f"{exp_dir}/results.parquet")
-        df = pq.read_table(p, filesystem=fs).to_pandas()
-    else:
-        df = pq.read_table(f"{exp_dir}/results.parquet").to_pandas()
-    try:
-        final = json.loads(read_text(f"{exp_dir}/final.json"))
-    except (FileNotFoundError, OSError):
-        final = None
-    return df, final
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            return obj.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

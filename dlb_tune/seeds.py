@@ -23,7 +23,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from dlb_tune.report import Experiment, ReportError, _plain, checkpoint_of, fixed_space_yaml
+from dlb_tune.experiment import Experiment, ReportError, load_experiment, to_jsonable, write_final, write_seeds
+from dlb_tune.report import fixed_space_yaml
+from dlb_tune.sweep import SweepOptions, check_resources, load_data, ray_session, sweep_session, trial_dirname
+from dlb_tune.trainable import default_threads, epoch_loop, pick_device, start_trial
+
+# Ray is imported inside the functions that use it: `dlb-tune best` without --seeds never needs it.
 
 
 def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
@@ -36,7 +41,7 @@ def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
     t = t.sort_values(best_col, ascending=exp.spec.mode == "min")
     out, seen = [], set()
     for _, row in t.iterrows():
-        config = {k.removeprefix("config/"): _plain(v) for k, v in row.items() if k.startswith("config/")}
+        config = {k.removeprefix("config/"): to_jsonable(v) for k, v in row.items() if k.startswith("config/")}
         key = json.dumps(config, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
@@ -51,16 +56,10 @@ def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
 def seed_trial(config: dict[str, Any], *, data: Any, configs: list[dict[str, Any]], task_name: str, metric: str,
                mode: str, max_epochs: int, threads: int, use_gpu: bool) -> None:
     """Tune trainable: config ``rank`` of ``configs``, seeded with ``seed``; no checkpoints."""
-    import torch
     from ray import tune
 
-    from dlb_tune.tasks import TrialContext
-    from dlb_tune.trainable import build_task, epoch_loop, pick_device
-
-    torch.set_num_threads(max(1, threads))
-    ctx = TrialContext(device=pick_device(use_gpu), max_epochs=max_epochs, seed=int(config["seed"]))
-    torch.manual_seed(ctx.seed)
-    task = build_task(task_name, configs[int(config["rank"])], data, ctx)
+    task, ctx, _ = start_trial(task_name, configs[int(config["rank"])], data, seed=int(config["seed"]),
+                               max_epochs=max_epochs, threads=threads, device=pick_device(use_gpu))
     epoch_loop(task, ctx, metric=metric, mode=mode, start_state=None,
                report=lambda metrics, _: tune.report(metrics), is_reporter=False)
 
@@ -73,9 +72,6 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
     A running Ray (the sweep's) is used as it is.
     """
     from ray import tune
-
-    from dlb_tune.sweep import SweepOptions, check_resources, load_data, start_ray, trial_dirname
-    from dlb_tune.trainable import default_threads
 
     if seeds < 2:
         raise ReportError("--seeds needs at least 2 seeds to measure a spread")
@@ -90,14 +86,13 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
     data = load_data(spec, opts) if data is None else data
     echo(f"re-running the top {len(candidates)} config(s) of {exp.name} with {seeds} seeds each, "
          f"{spec.max_epochs} epochs, no early stopping")
-    started = start_ray(opts)
-    try:
+    with ray_session(opts):
         concurrency, per_trial = check_resources(opts)
         trainable = tune.with_parameters(
             seed_trial, data=data, configs=[c["config"] for c in candidates], task_name=spec.task,
             metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
             threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
-        out_dir = exp.path.parent / f"{exp.name}-seeds"
+        out_dir = exp.seed_runs_dir()
         shutil.rmtree(out_dir, ignore_errors=True)
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]}),
@@ -109,15 +104,21 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
                                       callbacks=[_Lines(spec.metric, echo)]),
         )
         grid = tuner.fit()
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
     result = rank(exp, candidates, _runs(grid, spec.metric, spec.mode), seeds)
     result["runs"] = str(out_dir)
-    (exp.path / "seeds.json").write_text(json.dumps(result, indent=2))
+    write_seeds(exp.path, result)
     return result
+
+
+def sweep_with_seeds(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """``dlb-tune sweep [--seeds K]``: the sweep, then (K > 1) its top configs re-run with K seeds
+    on the sweep's Ray and data; the ranking joins ``final.json``."""
+    with sweep_session(opts, echo) as (final, data):
+        if opts.seeds > 1 and not final.get("interrupted"):
+            exp_dir = final["experiment_dir"]
+            final["seeds"] = rerun_seeds(load_experiment(exp_dir), opts.seeds, data=data, echo=echo)
+            write_final(exp_dir, final)
+    return final
 
 
 def _runs(grid, metric: str, mode: str) -> pd.DataFrame:
@@ -177,7 +178,7 @@ def seed_yaml(exp: Experiment, result: dict[str, Any]) -> str:
     head = [f"ranked first of {len(result['ranking'])} config(s) by mean best {m} over {k} seeds: "
             f"{first['mean']:.4f} +- {first['std']:.4f} (min {first['min']:.4f}, max {first['max']:.4f})",
             f"sweep trial {first['trial_id']}: {m} {first['sweep_value']:.4f} on its one seed",
-            f"checkpoint (sweep trial): {checkpoint_of(exp, first['trial_id']) or 'none'}"]
+            f"checkpoint (sweep trial): {exp.checkpoint(first['trial_id']) or 'none'}"]
     return fixed_space_yaml(exp, first["config"], head)
 
 

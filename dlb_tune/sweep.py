@@ -1,28 +1,35 @@
 """Running a sweep: validate, load data once, start Ray, tune, evaluate the winner on test once.
 
 Everything a user can get wrong (space file, task, data layout, resources) is checked before
-Ray starts. Results land in ``<storage>/<name>/``: Ray's trial folders (TensorBoard events,
-checkpoints), ``space.yaml`` and ``sweep.json`` (what ran, for ``resume``), ``results.parquet``
-(one row per trial) and ``final.json`` (the winner and its one test-split evaluation).
+Ray starts. Results land in the experiment folder ``<storage>/<name>/`` (``dlb_tune.experiment``):
+Ray's trial folders, ``space.yaml`` and ``sweep.json`` (what ran, for ``resume``),
+``results.parquet`` (one row per trial) and ``final.json`` (the winner and its one test-split
+evaluation). ``--seeds`` re-runs come after the sweep, from ``dlb_tune.seeds.sweep_with_seeds``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
+from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_space,
+                                 write_sweep_options)
+from dlb_tune.results import finish, first_line
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, load_space
 from dlb_tune.tasks import DataError, get_task
+from dlb_tune.trainable import default_threads, tune_trial
+
+# Ray, Optuna and torch are imported inside the functions that use them, to keep start-up fast:
+# importing Ray takes seconds, and every mistake in the input is reported before it.
 
 DATA_ENV = "DLB_TUNE_DATA"
-RESULTS_ENV = "DLB_TUNE_RESULTS"
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
 
 
@@ -60,8 +67,7 @@ class SweepOptions:
     seeds: int = 0  # >1: at the end, re-train the top configs with this many seeds and rank them
 
     def resolved_storage(self) -> str:
-        storage = self.storage or os.environ.get(RESULTS_ENV) or "dlb-tune-runs"
-        return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+        return resolve_storage(self.storage)
 
     def resolved_data_dir(self) -> Path:
         data_dir = self.data_dir or os.environ.get(DATA_ENV)
@@ -133,6 +139,19 @@ def start_ray(opts: SweepOptions) -> bool:
     return True
 
 
+@contextmanager
+def ray_session(opts: SweepOptions) -> Iterator[None]:
+    """Ray for the length of the block: started (and shut down after) here unless already running."""
+    started = start_ray(opts)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
 def check_local_request(opts: SweepOptions) -> None:
     """Fail at once, before any data is loaded, on a request this machine cannot meet."""
     if opts.address:
@@ -200,15 +219,11 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
     import ray
     from ray import tune
 
-    from dlb_tune.trainable import default_threads, tune_trial
-
     common = dict(task_name=spec.task, metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
                   seed=opts.seed, threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
     if not uses_ray_train(opts):
         fn = tune.with_parameters(tune_trial, data=data, **common)
         return tune.with_resources(fn, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]})
-    from dlb_tune.distributed import DRIVER_CPU, ddp_trial
-
     # The workers hold the CPUs and GPUs; the driving trainable only waits for them. The data
     # goes to the object store once, and workers fetch it by reference (nested, so Tune does
     # not resolve it in the driving process).
@@ -300,7 +315,7 @@ class Progress:
                 self._line(trial, "done" if done else f"stopped early after epoch {epoch}")
 
             def on_trial_error(self, iteration, trials, trial, **info):
-                self._line(trial, "ERROR  " + _first_line(getattr(trial, "error_msg", None) or "failed"))
+                self._line(trial, "ERROR  " + first_line(getattr(trial, "error_msg", None) or "failed"))
 
         return _Progress()
 
@@ -313,17 +328,19 @@ def _short_config(config: dict[str, Any], spec: SweepSpec) -> str:
     return " ".join(parts)
 
 
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    # Ray wraps the trial's exception: its last line is the one that says what went wrong.
-    return lines[-1][:300] if lines else "failed"
-
-
 # --- the sweep --------------------------------------------------------------------------------
 
 
 def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Validate, run and summarise a sweep. Returns what ``final.json`` holds."""
+    with sweep_session(opts, echo) as (final, _):
+        return final
+
+
+@contextmanager
+def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Run a sweep; inside the block, what ``final.json`` holds and the loaded data, Ray still up
+    (``--seeds`` re-runs on both)."""
     spec = prepare_spec(opts)
     opts.name = opts.name or f"{spec.task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     check_local_request(opts)
@@ -332,37 +349,20 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[s
     echo(f"{spec.task}: data loaded in {time.time() - t_load:.1f}s; "
          f"{spec.num_samples} trials x up to {spec.max_epochs} epochs, search {opts.search}, "
          f"scheduler {opts.scheduler}, metric {spec.metric} ({spec.mode})")
-    started = start_ray(opts)
-    try:
+    with ray_session(opts):
         concurrency, per_trial = check_resources(opts)
         warn_if_storage_not_shared(opts, echo)
-        exp_dir = experiment_dir(opts)
-        write_text(f"{exp_dir}/space.yaml", spec.to_yaml())
-        write_text(f"{exp_dir}/sweep.json", json.dumps(dataclasses.asdict(opts), indent=2))
+        exp_dir = experiment_dir(opts.name, opts.storage)
+        write_space(exp_dir, spec)
+        write_sweep_options(exp_dir, opts)
         echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
              f"{per_trial['gpu']:g} GPU each)")
         tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
-        final = fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
-        if opts.seeds > 1 and not final.get("interrupted"):
-            from dlb_tune.report import load_experiment
-            from dlb_tune.seeds import rerun_seeds
-
-            final["seeds"] = rerun_seeds(load_experiment(exp_dir), opts.seeds, data=data, echo=echo)
-            from dlb_tune.results import _jsonable
-
-            write_text(f"{exp_dir}/final.json", json.dumps(_jsonable(final), indent=2))
-        return final
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+        yield fit_and_finish(tuner, spec, opts, data, exp_dir, echo), data
 
 
 def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: str | None = None):
     from ray import tune
-
-    from dlb_tune.distributed import release_placement_group_callback
 
     trainable = make_trainable(spec, opts, data, per_trial)
     if restore_path is not None:
@@ -402,8 +402,6 @@ def trial_dirname(trial) -> str:
 
 
 def fit_and_finish(tuner, spec, opts, data, exp_dir: str, echo) -> dict[str, Any]:
-    from dlb_tune.results import finish
-
     t0 = time.time()
     with GracefulInterrupt() as guard:
         grid = tuner.fit()
@@ -464,71 +462,24 @@ def _asha_stopped(tuner) -> set[str]:
     return set(getattr(sched, "stopped", set()))
 
 
-def experiment_dir(opts: SweepOptions) -> str:
-    return f"{opts.resolved_storage().rstrip('/')}/{opts.name}"
-
-
-def write_text(path: str, text: str) -> None:
-    """Write to a local path or a storage URI (s3://, gs://) through pyarrow's filesystems."""
-    if "://" not in path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
-        return
-    import pyarrow.fs
-
-    fs, p = pyarrow.fs.FileSystem.from_uri(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(p) as f:
-        f.write(text.encode())
-
-
-def read_text(path: str) -> str:
-    if "://" not in path:
-        return Path(path).read_text()
-    import pyarrow.fs
-
-    fs, p = pyarrow.fs.FileSystem.from_uri(path)
-    with fs.open_input_stream(p) as f:
-        return f.read().decode()
-
-
 def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=print) -> dict[str, Any]:
     """Continue an interrupted sweep: unfinished trials resume from their last checkpoint."""
     from ray import tune
 
-    probe = SweepOptions(task="?", name=name, storage=storage)
-    exp_dir = experiment_dir(probe)
+    exp_dir = experiment_dir(name, storage)
     try:
-        saved = json.loads(read_text(f"{exp_dir}/sweep.json"))
+        saved = read_sweep_options(exp_dir)
     except (FileNotFoundError, OSError):
-        raise SpaceError(f"no sweep named '{name}' in {probe.resolved_storage()}") from None
+        raise SpaceError(f"no sweep named '{name}' in {resolve_storage(storage)}") from None
     opts = SweepOptions(**saved)
     opts.storage = storage or opts.storage
     opts.data_dir = data_dir or opts.data_dir
-    spec = load_space_yaml(read_text(f"{exp_dir}/space.yaml"), exp_dir)
+    spec = read_space(exp_dir)
     data = load_data(spec, opts)
-    started = start_ray(opts)
-    try:
+    with ray_session(opts):
         concurrency, per_trial = check_resources(opts)
         if not tune.Tuner.can_restore(exp_dir):
             raise SpaceError(f"{exp_dir} holds no Tune experiment state to resume")
         echo(f"resuming {exp_dir}")
         tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
         return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-
-
-def load_space_yaml(text: str, where: str) -> SweepSpec:
-    import yaml
-
-    from dlb_tune.space import parse_space
-
-    return parse_space(yaml.safe_load(text), source=f"{where}/space.yaml")
-
-
-def is_finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -15,7 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from dlb_tune.report import load_experiment, plot_metric_vs_epoch
+from dlb_tune.experiment import load_experiment
+from dlb_tune.report import plot_metric_vs_epoch
 from dlb_tune.space import load_space
 from finished_sweep import NAME, finished_sweep
 

@@ -1,0 +1,273 @@
+"""The experiment folder: where a sweep's files live, reading and writing them, and reading it back.
+
+``<storage>/<name>/`` holds Ray's trial folders (``trial_<id>/``: ``progress.csv``, TensorBoard
+events, checkpoints) and ours: ``space.yaml`` and ``sweep.json`` (what ran, for ``resume``),
+``results.parquet`` (one row per trial), ``final.json`` (the winner and its one test-split
+evaluation), and, when asked for, ``plan.json``, ``seeds.json`` and ``report.md``.
+
+Storage is a local folder or a URI (s3://, gs://); every file goes through pyarrow's filesystems,
+which open both. Reading a finished sweep back (``Experiment``) needs a local folder: the reports
+read Ray's per-trial files and write figures beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dlb_tune.space import SweepSpec, parse_space
+
+RESULTS_ENV = "DLB_TUNE_RESULTS"
+DEFAULT_STORAGE = "dlb-tune-runs"  # relative to the working folder
+SPACE_FILE = "space.yaml"
+SWEEP_FILE = "sweep.json"
+RESULTS_FILE = "results.parquet"
+FINAL_FILE = "final.json"
+PLAN_FILE = "plan.json"
+SEEDS_FILE = "seeds.json"
+
+
+class ReportError(RuntimeError):
+    """An experiment folder that cannot be read, or lacks what was asked of it. One line, for the user."""
+
+
+# --- where ------------------------------------------------------------------------------------
+
+
+def resolve_storage(storage: str | None) -> str:
+    """``--storage``, else $DLB_TUNE_RESULTS, else ./dlb-tune-runs; a local one made absolute."""
+    storage = storage or os.environ.get(RESULTS_ENV) or DEFAULT_STORAGE
+    return storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
+
+
+def experiment_dir(name: str, storage: str | None) -> str:
+    """The folder of sweep ``name``: a local path or a URI."""
+    return f"{resolve_storage(storage).rstrip('/')}/{name}"
+
+
+def is_uri(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def find_experiment(name: str, storage: str | None = None) -> Path:
+    """NAME under the storage folder (as ``sweep --name`` put it), or NAME as a folder path."""
+    direct = Path(name).expanduser()
+    if direct.is_dir() and (direct / SPACE_FILE).exists():
+        return direct.resolve()
+    where = experiment_dir(name, storage)
+    if is_uri(where):
+        raise ReportError(f"{where}: reports read a local folder; copy the experiment here first")
+    path = Path(where)
+    if not (path / SPACE_FILE).exists():
+        raise ReportError(f"no sweep named '{name}' in {path.parent} (is --storage right?)")
+    return path
+
+
+# --- files, local or remote -------------------------------------------------------------------
+
+
+def _filesystem(path: str | Path):
+    """pyarrow's filesystem for a local path or a storage URI, and the path inside it."""
+    import pyarrow.fs
+
+    if is_uri(path):
+        return pyarrow.fs.FileSystem.from_uri(str(path))
+    return pyarrow.fs.LocalFileSystem(), str(Path(path).expanduser().absolute())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    fs, p = _filesystem(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(p) as f:
+        f.write(text.encode())
+
+
+def read_text(path: str | Path) -> str:
+    fs, p = _filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return f.read().decode()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(to_jsonable(obj), indent=2))
+
+
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """The file's content, or None when it is not there (yet)."""
+    try:
+        return json.loads(read_text(path))
+    except OSError:  # FileNotFoundError, or a remote store that cannot say more
+        return None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain Python for ``json``: numpy scalars unwrapped, dataclasses as dicts, NaN and inf as None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (ValueError, AttributeError):  # an array of several values: left to json to refuse
+            return obj
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --- the files of a sweep ---------------------------------------------------------------------
+
+
+def write_space(exp_dir: str, spec: SweepSpec) -> None:
+    write_text(f"{exp_dir}/{SPACE_FILE}", spec.to_yaml())
+
+
+def read_space(exp_dir: str | Path) -> SweepSpec:
+    import yaml
+
+    source = f"{exp_dir}/{SPACE_FILE}"
+    return parse_space(yaml.safe_load(read_text(source)), source=source)
+
+
+def write_sweep_options(exp_dir: str, options: Any) -> None:
+    """``sweep.json``: the run-level options (a ``SweepOptions``), what ``resume`` starts from."""
+    write_json(f"{exp_dir}/{SWEEP_FILE}", options)
+
+
+def read_sweep_options(exp_dir: str | Path) -> dict[str, Any]:
+    """``sweep.json`` as a dict; FileNotFoundError when there is no sweep here."""
+    return json.loads(read_text(f"{exp_dir}/{SWEEP_FILE}"))
+
+
+def write_results(exp_dir: str, df: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, p = _filesystem(f"{exp_dir}/{RESULTS_FILE}")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p, filesystem=fs)
+
+
+def read_trials(exp_dir: str | Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    fs, p = _filesystem(f"{exp_dir}/{RESULTS_FILE}")
+    return pq.read_table(p, filesystem=fs).to_pandas()
+
+
+def write_final(exp_dir: str, final: dict[str, Any]) -> None:
+    write_json(f"{exp_dir}/{FINAL_FILE}", final)
+
+
+def read_results(exp_dir: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """``results.parquet`` and ``final.json`` (None until the sweep has finished)."""
+    return read_trials(exp_dir), read_json(f"{exp_dir}/{FINAL_FILE}")
+
+
+def write_plan(exp_dir: str, plan: dict[str, Any]) -> str:
+    path = f"{exp_dir}/{PLAN_FILE}"
+    write_json(path, plan)
+    return path
+
+
+def write_seeds(exp_dir: str | Path, ranking: dict[str, Any]) -> None:
+    write_json(f"{exp_dir}/{SEEDS_FILE}", ranking)
+
+
+# --- a sweep read back ------------------------------------------------------------------------
+
+
+@dataclass
+class Experiment:
+    """A finished (or interrupted) sweep, read from its folder."""
+
+    path: Path
+    spec: SweepSpec
+    trials: pd.DataFrame  # results.parquet: one row per trial
+    final: dict[str, Any] | None  # final.json (None while a sweep has not finished)
+    sweep: dict[str, Any]  # sweep.json: the run-level options
+    _history: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric
+
+    @property
+    def better(self):
+        """max or min over a pandas Series, as the sweep's mode says."""
+        return max if self.spec.mode == "max" else min
+
+    def reached(self, value: float, target: float) -> bool:
+        return value >= target if self.spec.mode == "max" else value <= target
+
+    def history(self) -> pd.DataFrame:
+        """Every epoch of every trial: progress.csv rows plus ``trial_id``, ``status``, ``t_s``."""
+        if self._history is None:
+            self._history = _read_history(self)
+        return self._history
+
+    def checkpoint(self, trial_id: str | None) -> str | None:
+        """The kept checkpoint of a trial's best epoch (Ray keeps the best one and the latest)."""
+        hist = self.history()
+        if trial_id is None or hist.empty or "checkpoint_dir_name" not in hist:
+            return None
+        h = hist[hist["trial_id"] == trial_id].dropna(subset=[self.metric, "checkpoint_dir_name"])
+        h = h.sort_values(self.metric, ascending=self.spec.mode == "min")
+        for name in h["checkpoint_dir_name"]:
+            path = self.path / f"trial_{trial_id}" / name
+            if path.is_dir():
+                return str(path)
+        return None
+
+    def plan(self) -> dict[str, Any] | None:
+        return read_json(self.path / PLAN_FILE)
+
+    def seed_runs_dir(self) -> Path:
+        """``--seeds`` runs: beside the sweep, so TensorBoard does not mix them into its HParams."""
+        return self.path.parent / f"{self.name}-seeds"
+
+    def seeds(self) -> dict[str, Any] | None:
+        return read_json(self.path / SEEDS_FILE)
+
+
+def load_experiment(exp: Path | str, storage: str | None = None) -> Experiment:
+    """A sweep by name under ``storage``, or by its folder."""
+    path = find_experiment(str(exp), storage)
+    spec = read_space(path)
+    if not (path / RESULTS_FILE).exists():
+        raise ReportError(f"{path} has no results.parquet yet: the sweep has not finished "
+                          f"(resume it with `dlb-tune resume {path.name}`)")
+    return Experiment(path=path, spec=spec, trials=read_trials(path), final=read_json(path / FINAL_FILE),
+                      sweep=read_json(path / SWEEP_FILE) or {})
+
+
+def _read_history(exp: Experiment) -> pd.DataFrame:
+    frames = []
+    for row in exp.trials.itertuples():
+        csv = exp.path / f"trial_{row.trial_id}" / "progress.csv"
+        if not csv.exists() and isinstance(getattr(row, "path", None), str):
+            csv = exp.path / Path(row.path).name / "progress.csv"
+        if not csv.exists() or csv.stat().st_size == 0:
+            continue
+        h = pd.read_csv(csv)
+        h["trial_id"], h["status"] = str(row.trial_id), row.status
+        frames.append(h)
+    if not frames:
+        return pd.DataFrame(columns=["trial_id", "status", "epoch", "t_s", exp.metric])
+    hist = pd.concat(frames, ignore_index=True)
+    start = (hist["timestamp"] - hist["time_this_iter_s"]).min()
+    hist["t_s"] = hist["timestamp"] - start  # seconds since the sweep's first trial started
+    return hist.sort_values(["t_s", "trial_id", "epoch"], ignore_index=True)
