@@ -33,13 +33,13 @@ def ddp_worker(loop_config: dict[str, Any]) -> None:
 
     c = loop_config
     context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device() if c["use_gpu"] else pick_device(False)
     # The same seed on every worker: identical initial weights and one shared batch order,
     # which ``TrialContext.batches`` splits into disjoint shards.
     task, ctx, start_state = start_trial(
         c["task_name"], c["config"], ray.get(c["data_ref"][0]), seed=c["seed"], max_epochs=c["max_epochs"],
-        threads=c["threads"], device=device, checkpoint=ray.train.get_checkpoint(),
-        rank=context.get_world_rank(), world_size=context.get_world_size())
+        threads=c["threads"], device=device, checkpoint=ray.train.get_checkpoint(), rank=rank, world_size=world)
     node_id = node_label()
     group = ray.util.get_current_placement_group()
     tags = {"node_id": node_id, PLACEMENT_GROUP_KEY: group.id.hex() if group else None}
