@@ -28,13 +28,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from dlb_tune.experiment import is_uri, load_experiment
+from dlb_tune.experiment import REPORT_DIR, TEST_REPORT_DIR, is_uri, load_experiment
 
 # TensorBoard's protobufs and PIL are imported inside the functions that write events, to keep
 # start-up fast.
 
 SUFFIX = ".dlb-tune"  # marks our event files, so a rewrite replaces them
-IMAGE_RUNS = ("test_report", "report")  # sub-folders whose PNGs become TensorBoard images
+IMAGE_RUNS = (TEST_REPORT_DIR, REPORT_DIR)  # sub-folders whose PNGs become TensorBoard images
 RAY_PREFIX = "ray/tune/"  # Ray's scalar tag prefix
 # Numbers Ray reports with every result that say nothing about the model.
 BOOKKEEPING = {

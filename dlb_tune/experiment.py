@@ -32,6 +32,9 @@ RESULTS_FILE = "results.parquet"
 FINAL_FILE = "final.json"
 PLAN_FILE = "plan.json"
 SEEDS_FILE = "seeds.json"
+REPORT_FILE = "report.md"
+REPORT_DIR = "report"  # the report's figures
+TEST_REPORT_DIR = "test_report"  # the task's figures from the one test-split evaluation
 
 
 class ReportError(RuntimeError):

@@ -20,13 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from dlb_tune.experiment import Experiment, ReportError, to_jsonable
+from dlb_tune.experiment import REPORT_DIR, REPORT_FILE, TEST_REPORT_DIR, Experiment, ReportError, to_jsonable
 from dlb_tune.plan import rungs
 from dlb_tune.space import SweepSpec
 
 # matplotlib and Optuna are imported inside the functions that draw and rank, to keep start-up fast.
 
-REPORT_DIR = "report"  # figures, beside report.md
 STATUS_STYLE = {  # how each trial status is drawn: line style, colour, marker at its last epoch
     "completed": dict(ls="-", color=None, marker=None),
     "stopped_early": dict(ls="--", color="0.55", marker="x"),
@@ -424,8 +423,8 @@ def write_report(exp: Experiment) -> tuple[Path, list[Path]]:
         "pareto_front": plot_pareto(exp),
     }
     figures = {k: _save(fig, fig_dir / f"{k}.png") for k, fig in plots.items() if fig is not None}
-    task_figs = sorted((exp.path / "test_report").glob("*.png"))
-    path = exp.path / "report.md"
+    task_figs = sorted((exp.path / TEST_REPORT_DIR).glob("*.png"))
+    path = exp.path / REPORT_FILE
     path.write_text(_markdown(exp, figures, importance, task_figs))
     return path, list(figures.values()) + task_figs
 
@@ -467,7 +466,7 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
             lines.append("")
     if task_figs:
         lines += ["## The task's figures (best checkpoint, test split)", ""]
-        lines += [f"![{p.stem}](test_report/{p.name})" for p in task_figs] + [""]
+        lines += [f"![{p.stem}]({TEST_REPORT_DIR}/{p.name})" for p in task_figs] + [""]
     lines += ["## Trials", ""] + _trials_table(exp) + [""]
     return "\n".join(lines)
 

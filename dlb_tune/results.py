@@ -11,7 +11,7 @@ import pandas as pd
 from dlb_tune.board import after_sweep
 from dlb_tune.distributed import best_train_checkpoint
 from dlb_tune.experiment import read_results  # noqa: F401 - the benchmarks read results from here
-from dlb_tune.experiment import write_final, write_results
+from dlb_tune.experiment import TEST_REPORT_DIR, write_final, write_results
 from dlb_tune.trainable import evaluate_checkpoint
 
 STATUS_ORDER = ("completed", "stopped_early", "cut_by_budget", "incomplete", "errored")
@@ -139,10 +139,10 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
             test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir,
-                                       Path(exp_dir) / "test_report", spec.max_epochs)
+                                       Path(exp_dir) / TEST_REPORT_DIR, spec.max_epochs)
     else:  # a data-parallel trial: Ray Train's checkpoint, a folder in the trial's storage
         test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_path,
-                                   Path(exp_dir) / "test_report", spec.max_epochs)
+                                   Path(exp_dir) / TEST_REPORT_DIR, spec.max_epochs)
     out["test"] = test
     test_metric = "test_" + spec.metric.removeprefix("val_")
     if spec.target is not None and test_metric in test:
