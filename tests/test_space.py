@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from ray import tune
+from ray.tune.search.sample import Categorical, Domain
 
 from dlb_tune.space import SpaceError, builtin_spaces_dir, load_space, parse_space
 from dlb_tune.tasks import all_tasks
@@ -118,3 +119,89 @@ def test_numbers_for_text_fields_become_text():
     spec = parse_space({**BASE, "params": {"activation": {"choice": ["relu", "tanh"]}}},
                        overrides=["lr_schedule=1"])
     assert spec.params["lr_schedule"] == "1"  # then rejected by the task, not mistyped by YAML
+
+
+# Captured from the {kind: args} converter before the Distribution classes replaced it: the
+# default spaces must reach Tune exactly as they did (class, sampler, bounds or categories, q).
+DEFAULT_PARAM_SPACES = {
+    "cnn": {
+        "dataset": "grocery",
+        "labels": "coarse",
+        "image_size": 64,
+        "depth": ("Categorical", "_Uniform", [2, 3, 4, 5, 6]),
+        "base_width": ("Categorical", "_Uniform", [8, 12, 16, 32]),
+        "width_growth": ("Categorical", "_Uniform", [1.5, 2.0]),
+        "head": ("Categorical", "_Uniform", ["gap", "fc"]),
+        "fc_hidden": ("Categorical", "_Uniform", [64, 128, 512]),
+        "dropout": ("Float", "_Uniform", 0.0, 0.35),
+        "optimizer": ("Categorical", "_Uniform", ["sgd", "adamw", "adam"]),
+        "lr": ("Float", "_LogUniform", 0.002, 0.08),
+        "weight_decay": ("Float", "_LogUniform", 1e-05, 0.001),
+        "batch_size": ("Categorical", "_Uniform", [32, 64]),
+        "schedule": ("Categorical", "_Uniform", ["onecycle", "cosine"]),
+        "augment": True,
+        "label_smoothing": 0.1,
+        "tta": True,
+    },
+    "emotion": {
+        "cell": ("Categorical", "_Uniform", ["rnn_tanh", "rnn_relu", "gru", "lstm"]),
+        "bidirectional": ("Categorical", "_Uniform", [True, False]),
+        "num_layers": ("Categorical", "_Uniform", [1, 2, 3]),
+        "hidden_size": ("Categorical", "_Uniform", [32, 64, 128]),
+        "pooling": ("Categorical", "_Uniform", ["last", "max", "last+max"]),
+        "dropout": ("Float", "_Uniform", 0.0, 0.5),
+        "emb_dropout": ("Float", "_Uniform", 0.0, 0.4),
+        "embedding": ("Categorical", "_Uniform", ["glove", "random"]),
+        "embedding_dim": 50,
+        "freeze_embedding": ("Categorical", "_Uniform", [True, False]),
+        "optimizer": ("Categorical", "_Uniform", ["adam", "adamw"]),
+        "lr": ("Float", "_LogUniform", 0.0005, 0.01),
+        "lr_schedule": "cosine",
+        "weight_decay": ("Categorical", "_Uniform", [0.0, 1e-05, 0.0001]),
+        "batch_size": ("Categorical", "_Uniform", [128, 256]),
+        "grad_clip": ("Categorical", "_Uniform", [0.5, 1.0, 5.0]),
+        "class_weights": False,
+        "min_freq": 2,
+        "max_len": 64,
+    },
+    "fcn": {
+        "activation": ("Categorical", "_Uniform", ["sigmoid", "tanh", "relu"]),
+        "hidden_size": ("Categorical", "_Uniform", [128, 256, 512]),
+        "num_layers": ("Categorical", "_Uniform", [1, 2]),
+        "lr": ("Float", "_LogUniform", 0.01, 0.3),
+        "momentum": ("Categorical", "_Uniform", [0.0, 0.9]),
+        "weight_decay": ("Float", "_LogUniform", 1e-06, 0.001),
+        "batch_size": ("Categorical", "_Uniform", [64, 128]),
+        "lr_schedule": "cosine",
+    },
+    "vae": {
+        "cont_dim": ("Categorical", "_Uniform", [16, 32, 64]),
+        "disc_dims": ("Categorical", "_Uniform", ["10", "10,10", "20", "40"]),
+        "cont_capacity_max": ("Float", "_LogUniform", 5.0, 300.0),
+        "disc_capacity_max": ("Float", "_Uniform", 0.5, 10.0),
+        "gamma": ("Float", "_LogUniform", 1.0, 100.0),
+        "capacity_iters": ("Categorical", "_Uniform", [1000, 3000, 10000, 100000]),
+        "temperature": ("Float", "_Uniform", 0.3, 1.0),
+        "lr": ("Float", "_LogUniform", 0.0002, 0.004),
+        "batch_size": ("Categorical", "_Uniform", [32, 64, 128]),
+    },
+}
+
+
+def tune_form(value):
+    """A Tune domain as plain data: (domain class, sampler class, bounds or categories[, q])."""
+    if not isinstance(value, Domain):
+        return value
+    sampler = value.get_sampler()
+    q = getattr(sampler, "q", None)
+    inner = sampler.sampler if q is not None else sampler
+    bounds = (list(value.categories),) if isinstance(value, Categorical) else (value.lower, value.upper)
+    return (type(value).__name__, type(inner).__name__, *bounds, *([q] if q is not None else []))
+
+
+@pytest.mark.parametrize("task", sorted(DEFAULT_PARAM_SPACES))
+def test_default_spaces_reach_tune_unchanged(task):
+    space = load_space(builtin_spaces_dir() / f"{task}.yaml").param_space()
+    got = {k: tune_form(v) for k, v in space.items()}
+    assert got == DEFAULT_PARAM_SPACES[task]
+    assert repr(got) == repr(DEFAULT_PARAM_SPACES[task])  # also the types: 1.0 is not 1, True is not 1
