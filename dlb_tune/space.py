@@ -463,7 +463,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         description=str(raw.get("description", "")),
         source=source,
     )
-    _validate(spec, task, source)
+    _validate(spec, source)
     return spec
 
 
@@ -489,7 +489,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def _validate(spec: SweepSpec, task: type[Task], source: str) -> None:
+def _validate(spec: SweepSpec, source: str) -> None:
     if spec.mode not in ("max", "min"):
         raise SpaceError(f"{source}: mode must be 'max' or 'min', got '{spec.mode}'")
     if spec.grace_period > spec.max_epochs:
