@@ -95,24 +95,19 @@ def tune_run(spec, opts, data, target: float) -> dict[str, Any]:
             "epochs_run": len(results), "best": _best(values, spec.mode)}
 
 
-def suggest(trial, params: dict[str, Any]) -> dict[str, Any]:
+def suggest(trial, spec) -> dict[str, Any]:
     """A config from an Optuna trial, drawn from the same space-file distributions Tune uses."""
-    config = {}
-    for key, value in params.items():
-        if not isinstance(value, dict):
-            config[key] = value
-            continue
-        (kind, args), = value.items()
-        if kind == "choice":
-            config[key] = trial.suggest_categorical(key, args)
-        elif kind in ("uniform", "loguniform"):
-            config[key] = trial.suggest_float(key, args[0], args[1], log=kind == "loguniform")
-        elif kind == "randint":  # inclusive, as the YAML reads
-            config[key] = trial.suggest_int(key, int(args[0]), int(args[1]))
-        elif kind == "quniform":
-            config[key] = trial.suggest_float(key, args[0], args[1], step=args[2])
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    config = spec.constants()
+    for key in spec.searched():
+        d = spec.params[key].to_optuna()
+        if isinstance(d, CategoricalDistribution):
+            config[key] = trial.suggest_categorical(key, d.choices)
+        elif isinstance(d, IntDistribution):
+            config[key] = trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
         else:
-            raise ValueError(f"unknown distribution {kind}")
+            config[key] = trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
     return config
 
 
@@ -137,7 +132,7 @@ def optuna_run(spec, data, target: float, seed: int, n_jobs: int, budget_s: floa
     t0 = time.perf_counter()
 
     def objective(trial):
-        config = suggest(trial, spec.params)
+        config = suggest(trial, spec)
         ctx = TrialContext(max_epochs=spec.max_epochs, seed=trial_seed(seed, f"optuna-{trial.number}"))
         task = build_task(spec.task, config, data, ctx)
         with lock:

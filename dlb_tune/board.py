@@ -84,27 +84,17 @@ def after_sweep(exp_dir: str, echo: Callable[[str], None]) -> None:
 def hparams_config(spec, trials) -> tuple[list, list[str]]:
     """HParamInfos of the searched parameters (domains from the space) and the metric names."""
     from tensorboard.plugins.hparams import api_pb2
-    from tensorboard.plugins.hparams import summary_v2 as hp
 
     infos = []
     for name in spec.searched():
-        (kind, args), = spec.params[name].items()
-        if kind == "choice":
-            domain = hp.Discrete([_tb_value(v) for v in args])
-        else:  # uniform, loguniform, randint, quniform: an interval
-            domain = hp.RealInterval(float(args[0]), float(args[1]))
+        dist = spec.params[name]
         col = f"config/{name}"
         # "differs" decides which columns TensorBoard shows first; Ray's summaries leave it unset.
         differs = col in trials and trials[col].astype(str).nunique() > 1
-        info = api_pb2.HParamInfo(name=name, description=f"{kind} {args}", differs=differs)
-        domain.update_hparam_info(info)
+        info = api_pb2.HParamInfo(name=name, description=str(dist), differs=differs)
+        dist.hparams_domain().update_hparam_info(info)
         infos.append(info)
     return infos, _metric_names(spec, trials)
-
-
-def _tb_value(v: Any) -> Any:
-    # TensorBoard stores numbers as float64; Ray writes ints as numbers too, so they match.
-    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 def _metric_names(spec, trials) -> list[str]:

@@ -61,37 +61,12 @@ def size_params(spec: SweepSpec, vary: list[str] | None = None) -> list[str]:
     return [p for p in searched if SIZE_LIKE.search(p)]
 
 
-def extremes(dist: dict) -> list[Any]:
-    """The values at the ends of a distribution (every value, for a choice of strings)."""
-    (kind, args), = dist.items()
-    if kind == "choice":
-        numeric = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-        if len(numeric) == len(args):
-            return sorted({min(numeric), max(numeric)})
-        return list(dict.fromkeys(args))
-    low, high = args[0], args[1]
-    return [int(low), int(high)] if kind == "randint" else [low, high]
-
-
-def middle(dist: dict) -> Any:
-    """A representative value for a parameter that does not set the cost: mid-range."""
-    (kind, args), = dist.items()
-    if kind == "choice":
-        return args[len(args) // 2]
-    low, high = args[0], args[1]
-    if kind == "loguniform":
-        return math.sqrt(low * high)
-    if kind == "randint":
-        return int(round((low + high) / 2))
-    return (low + high) / 2
-
-
 def corners(spec: SweepSpec, vary: list[str], max_corners: int) -> list[dict[str, Any]]:
     """Configs at the corners of the size-like parameters: all-low and all-high first."""
-    base = {k: (middle(v) if isinstance(v, dict) else v) for k, v in spec.params.items()}
+    base = {k: dist.middle() for k, dist in spec.params.items()}  # mid-range where not varied
     if not vary:
         return [base]
-    axes = [extremes(spec.params[p]) for p in vary]
+    axes = [spec.params[p].extremes() for p in vary]
     combos = list(itertools.product(*axes))
     first = [combos[0], combos[-1]] if len(combos) > 1 else combos
     rest = [c for c in combos if c not in first]

@@ -22,7 +22,7 @@ import pandas as pd
 
 from dlb_tune.experiment import REPORT_DIR, REPORT_FILE, TEST_REPORT_DIR, Experiment, ReportError, to_jsonable
 from dlb_tune.plan import rungs
-from dlb_tune.space import SweepSpec
+from dlb_tune.space import Distribution, SweepSpec
 
 # matplotlib and Optuna are imported inside the functions that draw and rank, to keep start-up fast.
 
@@ -267,36 +267,15 @@ def plot_parallel(exp: Experiment):
     return fig
 
 
-def _axis_positions(dist: dict, values: pd.Series) -> tuple[list[float], list[tuple[float, str]]]:
+def _axis_positions(dist: Distribution, values: pd.Series) -> tuple[list[float], list[tuple[float, str]]]:
     """Values on a [0, 1] axis: choices evenly spaced, intervals linear (log for loguniform)."""
-    (kind, args), = dist.items()
-    if kind == "choice":
-        n = max(1, len(args) - 1)
-        pos = [next((i for i, c in enumerate(args) if c == to_jsonable(v)), 0) / n if len(args) > 1 else 0.5
-               for v in values]
-        return pos, [(i / n if len(args) > 1 else 0.5, str(c)) for i, c in enumerate(args)]
-    lo, hi = float(args[0]), float(args[1])
-    if kind == "loguniform":
-        f = lambda v: (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))  # noqa: E731
-    else:
-        f = lambda v: (v - lo) / (hi - lo)  # noqa: E731
-    return [f(float(v)) for v in values], [(0.0, f"{lo:.3g}"), (1.0, f"{hi:.3g}")]
+    position, ticks = dist.axis_scale()
+    return [position(to_jsonable(v)) for v in values], ticks
 
 
 def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
     """The searched parameters as Optuna distributions, rebuilt from the space file."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    out = {}
-    for name in spec.searched():
-        (kind, args), = spec.params[name].items()
-        if kind == "choice":
-            out[name] = CategoricalDistribution(list(args))
-        elif kind == "randint":
-            out[name] = IntDistribution(int(args[0]), int(args[1]))
-        else:  # quniform without its step: Tune's rounding need not land on Optuna's grid
-            out[name] = FloatDistribution(float(args[0]), float(args[1]), log=kind == "loguniform")
-    return out
+    return {name: spec.params[name].to_optuna() for name in spec.searched()}
 
 
 def param_importance(exp: Experiment) -> dict[str, dict[str, float]]:

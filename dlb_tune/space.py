@@ -1,8 +1,10 @@
 """Search-space files: YAML in, a validated ``SweepSpec`` and a Ray Tune ``param_space`` out.
 
 Everything is checked here, before Ray starts: the task exists, every parameter is a field of
-the task's config dataclass, distributions are known and well-formed, values have the field's
-type, and data-shaping fields are constants.
+the task's config dataclass, distributions are known and obey their own rules, values (both ends
+of a range) have the field's type and pass the task's ``validate``, and data-shaping fields are
+constants. Each parameter becomes a ``Distribution`` (``Constant`` for a fixed value); the rest
+of the package asks it for Tune, Optuna, TensorBoard and plot forms instead of reading the YAML.
 
 Format::
 
@@ -25,12 +27,12 @@ import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import yaml
 
 from dlb_tune.tasks import Task, UnknownTask, get_task
-from dlb_tune.tasks.base import config_fields
+from dlb_tune.tasks.base import ConfigError, config_fields
 
 
 class SpaceError(ValueError):
@@ -38,7 +40,6 @@ class SpaceError(ValueError):
 
 
 SCALARS = (type(None), bool, int, float, str)
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "quniform")
 TOP_LEVEL = {
     "task": "task name",
     "description": "free text",
@@ -56,6 +57,297 @@ TOP_LEVEL = {
 }
 
 
+# --- distributions -------------------------------------------------------------------------------
+
+
+class Distribution:
+    """One parameter of a space file: a ``Constant``, or a ``{kind: args}`` mapping Tune samples.
+
+    Consumers ask the distribution for what they need (a Tune domain, an Optuna distribution, a
+    TensorBoard HParams domain, the values at its ends, a plot axis) instead of reading the YAML.
+    """
+
+    kind: ClassVar[str]
+    draws_floats: ClassVar[bool] = False  # Tune samples floats, whatever the bounds' type
+
+    def to_yaml(self) -> Any:
+        raise NotImplementedError
+
+    def candidates(self) -> list[Any]:
+        """The values the field's type and the task's ``validate`` must accept: every value a
+        finite set holds, the two ends of a range."""
+        return self.extremes()
+
+    def to_tune(self) -> Any:
+        raise NotImplementedError
+
+    def to_optuna(self) -> Any:
+        raise NotImplementedError
+
+    def hparams_domain(self) -> Any:
+        raise NotImplementedError
+
+    def extremes(self) -> list[Any]:
+        """The values at the ends (every value, for a choice of text)."""
+        raise NotImplementedError
+
+    def middle(self) -> Any:
+        """A representative value, for a parameter held fixed while others vary."""
+        raise NotImplementedError
+
+    def axis_scale(self) -> tuple[Callable[[Any], float], list[tuple[float, str]]]:
+        """Where a value sits on a [0, 1] plot axis, and the axis's (position, label) ticks."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.to_yaml()[self.kind]}"
+
+
+@dataclass(frozen=True)
+class Choice(Distribution):
+    values: tuple
+
+    kind: ClassVar[str] = "choice"
+
+    @classmethod
+    def from_args(cls, args: list, where: str) -> Choice:
+        if not args:
+            raise SpaceError(f"{where}: choice needs at least one value")
+        for v in args:
+            if not isinstance(v, SCALARS):  # Optuna's rule, and Tune's choice would hand out lists
+                raise SpaceError(f"{where}: choices must be scalars (write lists as strings, e.g. \"10,10\"), got {v!r}")
+        keys = [(isinstance(v, bool), v) for v in args]  # True == 1 in Python, not in a space file
+        repeated = [v for i, v in enumerate(args) if keys[i] in keys[:i]]
+        if repeated:
+            raise SpaceError(f"{where}: choice lists {repeated[0]!r} more than once")
+        return cls(tuple(args))
+
+    def to_yaml(self) -> dict[str, list]:
+        return {"choice": list(self.values)}
+
+    def candidates(self) -> list[Any]:
+        return list(self.values)
+
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return tune.choice(list(self.values))
+
+    def to_optuna(self) -> Any:
+        from optuna.distributions import CategoricalDistribution
+
+        return CategoricalDistribution(list(self.values))
+
+    def hparams_domain(self) -> Any:
+        from tensorboard.plugins.hparams import summary_v2 as hp
+
+        # TensorBoard stores numbers as float64; Ray writes ints as numbers too, so they match.
+        return hp.Discrete([float(v) if _is_number(v) else v for v in self.values])
+
+    def extremes(self) -> list[Any]:
+        if all(_is_number(v) for v in self.values):
+            return sorted({min(self.values), max(self.values)})
+        return list(self.values)
+
+    def middle(self) -> Any:
+        return self.values[len(self.values) // 2]
+
+    def axis_scale(self) -> tuple[Callable[[Any], float], list[tuple[float, str]]]:
+        n = len(self.values) - 1
+
+        def position(v: Any) -> float:
+            return next((i for i, c in enumerate(self.values) if c == v), 0) / n if n else 0.5
+
+        return position, [(position(c), str(c)) for c in self.values]
+
+
+@dataclass(frozen=True)
+class Constant(Distribution):
+    """A fixed value: Tune passes it through as it is; elsewhere, a choice of one."""
+
+    value: Any
+
+    kind: ClassVar[str] = "constant"
+
+    def to_yaml(self) -> Any:
+        return self.value
+
+    def _as_choice(self) -> Choice:
+        return Choice((self.value,))
+
+    def to_tune(self) -> Any:
+        return self.value
+
+    def to_optuna(self) -> Any:
+        return self._as_choice().to_optuna()
+
+    def hparams_domain(self) -> Any:
+        return self._as_choice().hparams_domain()
+
+    def extremes(self) -> list[Any]:
+        return [self.value]
+
+    def middle(self) -> Any:
+        return self.value
+
+    def axis_scale(self) -> tuple[Callable[[Any], float], list[tuple[float, str]]]:
+        return self._as_choice().axis_scale()
+
+    def __str__(self) -> str:
+        return repr(self.value)
+
+
+@dataclass(frozen=True)
+class Uniform(Distribution):
+    low: float
+    high: float
+
+    kind: ClassVar[str] = "uniform"
+    draws_floats: ClassVar[bool] = True
+
+    @classmethod
+    def from_args(cls, args: list, where: str) -> Uniform:
+        names = [f.name for f in dataclasses.fields(cls)]
+        if len(args) != len(names) or not all(_is_number(a) for a in args):
+            raise SpaceError(f"{where}: {cls.kind} takes [{', '.join(names)}] numbers, got {args}")
+        if not all(math.isfinite(a) for a in args):
+            raise SpaceError(f"{where}: {cls.kind} takes finite numbers, got {args}")
+        dist = cls(*args)
+        if not dist.low < dist.high:
+            raise SpaceError(f"{where}: {cls.kind} needs low < high, got [{dist.low}, {dist.high}]")
+        dist._check(where)
+        return dist
+
+    def _check(self, where: str) -> None:
+        """The kind's own rules, beyond two finite numbers with low < high."""
+
+    def to_yaml(self) -> dict[str, list]:
+        return {self.kind: [getattr(self, f.name) for f in dataclasses.fields(self)]}
+
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return tune.uniform(self.low, self.high)
+
+    def to_optuna(self) -> Any:
+        from optuna.distributions import FloatDistribution
+
+        return FloatDistribution(float(self.low), float(self.high))
+
+    def hparams_domain(self) -> Any:
+        from tensorboard.plugins.hparams import summary_v2 as hp
+
+        return hp.RealInterval(float(self.low), float(self.high))
+
+    def extremes(self) -> list[Any]:
+        return [self.low, self.high]
+
+    def middle(self) -> Any:
+        return (self.low + self.high) / 2
+
+    def _unit(self, v: float) -> float:
+        return (v - self.low) / (self.high - self.low)
+
+    def axis_scale(self) -> tuple[Callable[[Any], float], list[tuple[float, str]]]:
+        return (lambda v: self._unit(float(v))), [(0.0, f"{self.low:.3g}"), (1.0, f"{self.high:.3g}")]
+
+
+@dataclass(frozen=True)
+class LogUniform(Uniform):
+    kind: ClassVar[str] = "loguniform"
+
+    def _check(self, where: str) -> None:
+        if self.low <= 0:
+            raise SpaceError(f"{where}: loguniform needs low > 0, got {self.low}")
+
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return tune.loguniform(self.low, self.high)
+
+    def to_optuna(self) -> Any:
+        from optuna.distributions import FloatDistribution
+
+        return FloatDistribution(float(self.low), float(self.high), log=True)
+
+    def middle(self) -> Any:
+        return math.sqrt(self.low * self.high)
+
+    def _unit(self, v: float) -> float:
+        return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+
+
+@dataclass(frozen=True)
+class RandInt(Uniform):
+    """Integers from low to high, both included, as users read ``[low, high]``."""
+
+    kind: ClassVar[str] = "randint"
+    draws_floats: ClassVar[bool] = False
+
+    def _check(self, where: str) -> None:
+        if not all(float(a).is_integer() for a in (self.low, self.high)):
+            raise SpaceError(f"{where}: randint bounds must be integers, got [{self.low}, {self.high}]")
+
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return tune.randint(int(self.low), int(self.high) + 1)  # Tune's upper bound is exclusive
+
+    def to_optuna(self) -> Any:
+        from optuna.distributions import IntDistribution
+
+        return IntDistribution(int(self.low), int(self.high))
+
+    def extremes(self) -> list[Any]:
+        return [int(self.low), int(self.high)]
+
+    def middle(self) -> Any:
+        return int(round((self.low + self.high) / 2))
+
+
+@dataclass(frozen=True)
+class QUniform(Uniform):
+    """Multiples of ``q`` from low to high; Tune rounds a uniform draw to the nearest one."""
+
+    q: float
+
+    kind: ClassVar[str] = "quniform"
+
+    def _check(self, where: str) -> None:
+        if self.q <= 0:
+            raise SpaceError(f"{where}: quniform step q must be > 0, got {self.q}")
+        if self.q > self.high - self.low:
+            raise SpaceError(f"{where}: quniform step q ({self.q}) is larger than the range [{self.low}, {self.high}]")
+        for bound in (self.low, self.high):
+            # Tune refuses such a bound when it builds the domain, after Ray has started
+            if not math.isclose(bound / self.q, round(bound / self.q)):
+                raise SpaceError(f"{where}: quniform bounds must be multiples of q ({self.q}), got {bound}")
+
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return tune.quniform(self.low, self.high, self.q)
+
+    def to_optuna(self) -> Any:
+        from optuna.distributions import FloatDistribution
+
+        # bounds are multiples of q, so Tune's rounded draws lie on Optuna's grid low + k * q
+        return FloatDistribution(float(self.low), float(self.high), step=float(self.q))
+
+    def middle(self) -> Any:
+        return round((self.low + self.high) / 2 / self.q) * self.q
+
+
+KINDS: dict[str, type[Distribution]] = {c.kind: c for c in (Choice, Uniform, LogUniform, RandInt, QUniform)}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# --- the sweep spec --------------------------------------------------------------------------------
+
+
 @dataclass
 class SweepSpec:
     """A validated search space plus the sweep settings that travel with it."""
@@ -63,7 +355,7 @@ class SweepSpec:
     task: str
     metric: str
     mode: str
-    params: dict[str, Any]  # field name -> constant or {distribution: args}
+    params: dict[str, Distribution]  # field name -> Constant or a distribution to sample
     target: float | None = None
     max_epochs: int = 10
     grace_period: int = 1
@@ -80,16 +372,18 @@ class SweepSpec:
         return get_task(self.task)
 
     def searched(self) -> list[str]:
-        return [k for k, v in self.params.items() if isinstance(v, dict)]
+        return [k for k, d in self.params.items() if not isinstance(d, Constant)]
+
+    def constants(self) -> dict[str, Any]:
+        return {k: d.value for k, d in self.params.items() if isinstance(d, Constant)}
 
     def param_space(self) -> dict[str, Any]:
         """The Ray Tune ``param_space``: a Tune domain per searched field, constants as they are."""
-        return {k: _to_domain(v) for k, v in self.params.items()}
+        return {k: d.to_tune() for k, d in self.params.items()}
 
     def base_config(self) -> Any:
         """The task config with the constants applied; what ``load_data`` sees."""
-        consts = {k: v for k, v in self.params.items() if not isinstance(v, dict)}
-        return self.task_cls.Config(**consts)
+        return self.task_cls.Config(**self.constants())
 
     def objective_pairs(self) -> list[tuple[str, str]]:
         """(metric, mode) pairs for the searcher: the named objective, or the single metric."""
@@ -98,8 +392,8 @@ class SweepSpec:
         return [(self.metric, self.mode)]
 
     def to_yaml(self) -> str:
-        d = dataclasses.asdict(self)
-        d.pop("source")
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
+        d["params"] = {k: dist.to_yaml() for k, dist in self.params.items()}
         return yaml.safe_dump({k: v for k, v in d.items() if v not in (None, "", {})}, sort_keys=False)
 
 
@@ -146,9 +440,10 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         task = get_task(str(raw["task"]))
     except UnknownTask as e:
         raise SpaceError(f"{source}: {e.args[0]}") from None
-    params = dict(raw.get("params") or {})
+    params = raw.get("params") or {}
     if not isinstance(params, dict):
-        raise SpaceError(f"{source}: 'params' must be a mapping of field -> value or distribution")
+        raise SpaceError(f"{source}: 'params' must be a mapping of field -> value or distribution, got {params!r}")
+    params = dict(params)
     for item in overrides:
         key, value = _parse_override(item)
         params[key] = value
@@ -156,7 +451,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         task=task.name,
         metric=str(raw["metric"]),
         mode=str(raw["mode"]),
-        params=params,
+        params=_parse_params(params, task, source),
         target=_number(raw, "target", source, None),
         max_epochs=int(_number(raw, "max_epochs", source, 10, minimum=1)),
         grace_period=int(_number(raw, "grace_period", source, 1, minimum=1)),
@@ -168,7 +463,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         description=str(raw.get("description", "")),
         source=source,
     )
-    _validate(spec, task, source)
+    _validate(spec, source)
     return spec
 
 
@@ -194,87 +489,85 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def _validate(spec: SweepSpec, task: type[Task], source: str) -> None:
+def _validate(spec: SweepSpec, source: str) -> None:
     if spec.mode not in ("max", "min"):
         raise SpaceError(f"{source}: mode must be 'max' or 'min', got '{spec.mode}'")
     if spec.grace_period > spec.max_epochs:
         raise SpaceError(f"{source}: grace_period ({spec.grace_period}) exceeds max_epochs ({spec.max_epochs})")
+    _validate_objectives(spec, source)
+
+
+def _parse_params(params: dict, task: type[Task], source: str) -> dict[str, Distribution]:
     fields = config_fields(task)
-    _coerce_str_fields(spec, fields)
-    for name, value in spec.params.items():
+    out = {}
+    for name, raw in params.items():
         if name not in fields:
-            hint = _closest(name, fields)
+            hint = _closest(str(name), fields)
             raise SpaceError(
                 f"{source}: '{name}' is not a parameter of task '{task.name}'{hint}; "
                 f"parameters: {', '.join(fields)}"
             )
-        where = f"{source}: params.{name}"
-        if isinstance(value, dict):
-            if name in task.data_fields:
-                raise SpaceError(f"{where}: shapes the data, which is loaded once per sweep; give a constant")
-            _check_distribution(where, value, fields[name])
-        else:
-            _check_value(where, value, fields[name])
-    _validate_objectives(spec, source)
+        out[name] = parse_param(raw, fields[name], task, f"{source}: params.{name}")
+    return out
 
 
-def _check_distribution(where: str, dist: dict, fld: dataclasses.Field) -> None:
-    if len(dist) != 1:
-        raise SpaceError(f"{where}: a distribution is one key of {DISTRIBUTIONS}, got {sorted(dist)}")
-    (kind, args), = dist.items()
-    if kind not in DISTRIBUTIONS:
-        raise SpaceError(f"{where}: unknown distribution '{kind}'; known: {', '.join(DISTRIBUTIONS)}")
+def parse_param(raw: Any, fld: dataclasses.Field, task: type[Task], where: str) -> Distribution:
+    """A constant or ``{kind: args}`` from YAML, checked against its kind's rules, the field's
+    type and the task's own ``validate``; ``where`` (source and ``params.<name>``) starts every error."""
+    raw = _text_for_text_field(raw, fld)
+    if isinstance(raw, dict):
+        if fld.name in task.data_fields:
+            raise SpaceError(f"{where}: shapes the data, which is loaded once per sweep; give a constant")
+        dist = parse_distribution(raw, where)
+    elif isinstance(raw, SCALARS):
+        dist = Constant(raw)
+    else:
+        raise SpaceError(f"{where}: give a value or one {{distribution: [args]}} mapping, got {raw!r}")
+    _check_field_type(dist, fld, where)
+    for value in dist.candidates():
+        try:
+            task.validate(fld.name, value)
+        except ConfigError as e:
+            raise SpaceError(f"{where}: {e}") from None
+    return dist
+
+
+def parse_distribution(raw: dict, where: str) -> Distribution:
+    if len(raw) != 1:
+        raise SpaceError(f"{where}: a distribution is one key of {tuple(KINDS)}, got {sorted(map(str, raw))}")
+    (kind, args), = raw.items()  # the one place that reads the YAML form
+    if kind not in KINDS:
+        raise SpaceError(f"{where}: unknown distribution '{kind}'; known: {', '.join(KINDS)}")
     if not isinstance(args, list):
         raise SpaceError(f"{where}: {kind} takes a list, got {args!r}")
-    if kind == "choice":
-        if not args:
-            raise SpaceError(f"{where}: choice needs at least one value")
-        for v in args:
-            if not isinstance(v, SCALARS):
-                raise SpaceError(f"{where}: choices must be scalars (write lists as strings, e.g. \"10,10\"), got {v!r}")
-            _check_value(where, v, fld)
-        return
-    want = 3 if kind == "quniform" else 2
-    if len(args) != want or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
-        raise SpaceError(f"{where}: {kind} takes [{'low, high, q' if want == 3 else 'low, high'}] numbers, got {args}")
-    low, high = args[0], args[1]
-    if not low < high:
-        raise SpaceError(f"{where}: {kind} needs low < high, got [{low}, {high}]")
-    if kind == "loguniform" and low <= 0:
-        raise SpaceError(f"{where}: loguniform needs low > 0, got {low}")
-    if kind == "randint" and not all(float(a).is_integer() for a in args):
-        raise SpaceError(f"{where}: randint bounds must be integers, got {args}")
-    if kind == "quniform" and args[2] <= 0:
-        raise SpaceError(f"{where}: quniform step q must be > 0, got {args[2]}")
-    _check_value(where, high, fld)
+    return KINDS[kind].from_args(args, where)
 
 
-def _coerce_str_fields(spec: SweepSpec, fields: dict[str, dataclasses.Field]) -> None:
+def _text_for_text_field(raw: Any, fld: dataclasses.Field) -> Any:
     """Numbers given for text fields become text: ``--set disc_dims=10`` means "10", not 10."""
-
-    def fix(name, v):
-        default = fields[name].default
-        if isinstance(default, str) and isinstance(v, (int, float)) and not isinstance(v, bool):
-            return str(v)
-        return v
-
-    for name, value in spec.params.items():
-        if name not in fields:
-            continue
-        if isinstance(value, dict) and "choice" in value and isinstance(value["choice"], list):
-            spec.params[name] = {"choice": [fix(name, v) for v in value["choice"]]}
-        elif not isinstance(value, dict):
-            spec.params[name] = fix(name, value)
+    if not isinstance(fld.default, str):
+        return raw
+    if _is_number(raw):
+        return str(raw)
+    if isinstance(raw, dict) and isinstance(raw.get("choice"), list) and len(raw) == 1:
+        return {"choice": [str(v) if _is_number(v) else v for v in raw["choice"]]}
+    return raw
 
 
-def _check_value(where: str, value: Any, fld: dataclasses.Field) -> None:
-    """Values must have the type of the field's default (an int is fine for a float)."""
+def _check_field_type(dist: Distribution, fld: dataclasses.Field, where: str) -> None:
     default = fld.default if fld.default is not dataclasses.MISSING else None
     if default is None:
         return
-    want = type(default)
+    for value in dist.candidates():
+        _check_value(where, value, type(default))
+    if dist.draws_floats and type(default) is int:
+        raise SpaceError(f"{where}: {dist.kind} draws floats for an int field; use randint or choice")
+
+
+def _check_value(where: str, value: Any, want: type) -> None:
+    """Values must have the type of the field's default (an int is fine for a float)."""
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
+    if want is float and _is_number(value):
         ok = True
     if want is int and isinstance(value, float) and value.is_integer():
         ok = True
@@ -300,32 +593,3 @@ def _closest(name: str, fields) -> str:
 
     match = difflib.get_close_matches(name, list(fields), n=1)
     return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def _to_domain(value: Any) -> Any:
-    from ray import tune
-
-    if not isinstance(value, dict):
-        return value
-    (kind, args), = value.items()
-    if kind == "choice":
-        return tune.choice(args)
-    if kind == "uniform":
-        return tune.uniform(*args)
-    if kind == "loguniform":
-        return tune.loguniform(*args)
-    if kind == "randint":  # inclusive in YAML, as users read [low, high]; Tune's upper is exclusive
-        return tune.randint(int(args[0]), int(args[1]) + 1)
-    if kind == "quniform":
-        return tune.quniform(*args)
-    raise AssertionError(kind)
-
-
-def describe(value: Any) -> str:
-    """Short human form of a param value, for `dlb-tune tasks` and summaries."""
-    if isinstance(value, dict):
-        (kind, args), = value.items()
-        return f"{kind}{args}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return repr(value)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
+from dlb_tune.space import Choice, Constant, load_space
 from dlb_tune.tasks import DataError, TrialContext
 from dlb_tune.tasks import cnn
 from dlb_tune.tasks.cnn import CNNConfig, CNNTask
@@ -157,17 +157,7 @@ def test_mnist(data_dir):
 
 
 def space_params() -> dict:
-    return yaml.safe_load(SPACE.read_text())["params"]
-
-
-def extremes(spec) -> list:
-    """Lowest and highest value of a space entry (a constant is its own extreme)."""
-    if not isinstance(spec, dict):
-        return [spec]
-    (kind, args), = spec.items()
-    if kind == "choice":
-        return sorted(set(args), key=str) if isinstance(args[0], str) else [min(args), max(args)]
-    return [args[0], args[1]]
+    return load_space(SPACE).params
 
 
 def expected_params(cfg: CNNConfig, in_ch: int, classes: int, size: int) -> int:
@@ -190,7 +180,7 @@ def fake_data(channels: int, size: int, classes: int, n: int = 8) -> dict:
             "mean": torch.full((channels,), 0.5), "std": torch.full((channels,), 0.25)}
 
 
-CORNERS = list(itertools.product(*(extremes(space_params()[k]) for k in ARCH_KEYS)))
+CORNERS = list(itertools.product(*(space_params()[k].extremes() for k in ARCH_KEYS)))
 
 
 @pytest.mark.parametrize("corner", CORNERS, ids=lambda c: "-".join(map(str, c)))
@@ -212,14 +202,11 @@ def test_course_reference_net_is_a_point_of_the_space():
     assert n == expected_params(ref, 3, 43, 64) and 2.4e6 < n < 2.6e6
     space = space_params()
     for key in (*ARCH_KEYS, "dropout"):
-        spec, value = space[key], getattr(ref, key)
-        if isinstance(spec, dict) and "choice" in spec:
-            assert value in spec["choice"], key
-        elif isinstance(spec, dict):
-            low, high = next(iter(spec.values()))[:2]
-            assert low <= value <= high, key
+        dist, value = space[key], getattr(ref, key)
+        if isinstance(dist, (Choice, Constant)):
+            assert value in dist.candidates(), key
         else:
-            assert spec == value, key
+            assert dist.low <= value <= dist.high, key
 
 
 def test_augmentation_is_seeded_and_keeps_range():

@@ -112,7 +112,7 @@ def test_best_prints_a_space_file_with_every_parameter_fixed(sweep, tmp_path):
     assert text in result.output
     spec = load_space(tmp_path / "best.yaml")
     assert spec.searched() == [] and spec.num_samples == 1
-    assert spec.params == final["best"]["config"]
+    assert spec.constants() == final["best"]["config"]
     checkpoint = next(ln for ln in text.splitlines() if ln.startswith("# checkpoint: ")).split(": ", 1)[1]
     assert checkpoint == final["best"]["checkpoint"]
     assert (Path(checkpoint) / "state.pt").exists()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 from ray import tune
+from ray.tune.search.sample import Categorical, Domain
 
-from dlb_tune.space import SpaceError, builtin_spaces_dir, load_space, parse_space
+from dlb_tune.space import (Choice, Constant, LogUniform, QUniform, RandInt, SpaceError, Uniform, builtin_spaces_dir,
+                            load_space, parse_space)
 from dlb_tune.tasks import all_tasks
 
 BASE = {"task": "fcn", "metric": "val_acc", "mode": "max", "max_epochs": 4, "params": {}}
@@ -40,28 +42,78 @@ def test_converts_every_distribution():
 def test_set_overrides_fix_a_parameter_with_its_type():
     spec = parse_space({**BASE, "params": {"lr": {"loguniform": [1e-3, 0.5]}}},
                        overrides=["lr=0.01", "activation=tanh", "hidden_size=64"])
-    assert spec.params == {"lr": 0.01, "activation": "tanh", "hidden_size": 64}
+    assert spec.constants() == {"lr": 0.01, "activation": "tanh", "hidden_size": 64}
     assert spec.searched() == []
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"hidden_sise": 64}, "did you mean 'hidden_size'"),
-    ({"lr": {"gaussian": [0, 1]}}, "unknown distribution 'gaussian'"),
-    ({"activation": {"choice": []}}, "at least one value"),
-    ({"lr": {"uniform": [0.5, 0.1]}}, "low < high"),
-    ({"lr": {"uniform": [0.1, 0.1]}}, "low < high"),
-    ({"lr": {"loguniform": [0.0, 0.1]}}, "loguniform needs low > 0"),
-    ({"hidden_size": {"randint": [1.5, 8]}}, "integers"),
-    ({"lr": {"quniform": [0.0, 1.0]}}, "low, high, q"),
-    ({"activation": {"choice": [["relu"], "tanh"]}}, "must be scalars"),
-    ({"hidden_size": {"choice": [64, "wide"]}}, "expected int"),
-    ({"lr": "fast"}, "expected float"),
-    ({"lr": {"uniform": [0.1, 0.2], "loguniform": [0.1, 0.2]}}, "one key"),
-    ({"val_size": {"choice": [1000, 5000]}}, "shapes the data"),
-])
-def test_rejects_malformed_params(params, message):
-    with pytest.raises(SpaceError, match=message):
-        spec_with(params)
+def case(rule, params, message, task="fcn"):
+    return pytest.param(task, params, message, id=rule)
+
+
+# One case per rule of space validation; the message fragment is what the user reads.
+INVALID_PARAMS = [
+    case("params-not-a-mapping", "lr", "'params' must be a mapping"),
+    case("params-a-list", ["lr"], "'params' must be a mapping"),
+    case("unknown-field", {"hidden_sise": 64}, "did you mean 'hidden_size'"),
+    case("value-not-scalar-or-mapping", {"lr": [0.1, 0.2]}, "give a value or one {distribution"),
+    case("data-field-sampled", {"val_size": {"choice": [1000, 5000]}}, "shapes the data"),
+    case("two-distribution-keys", {"lr": {"uniform": [0.1, 0.2], "loguniform": [0.1, 0.2]}}, "one key"),
+    case("no-distribution-key", {"lr": {}}, "one key"),
+    case("unknown-distribution", {"lr": {"gaussian": [0, 1]}}, "unknown distribution 'gaussian'"),
+    case("args-not-a-list", {"lr": {"uniform": "0.1, 0.2"}}, "uniform takes a list"),
+    case("choice-empty", {"activation": {"choice": []}}, "at least one value"),
+    case("choice-not-scalar", {"activation": {"choice": [["relu"], "tanh"]}}, "must be scalars"),
+    case("choice-repeats", {"hidden_size": {"choice": [64, 128, 64]}}, "64 more than once"),
+    case("range-arity", {"lr": {"quniform": [0.0, 1.0]}}, r"quniform takes \[low, high, q\] numbers"),
+    case("range-not-numbers", {"lr": {"uniform": [0.1, "0.2"]}}, r"uniform takes \[low, high\] numbers"),
+    case("range-bool", {"lr": {"uniform": [False, 1]}}, r"uniform takes \[low, high\] numbers"),
+    case("range-not-finite", {"lr": {"uniform": [0.0, float("inf")]}}, "finite numbers"),
+    case("low-above-high", {"lr": {"uniform": [0.5, 0.1]}}, "low < high"),
+    case("low-equals-high", {"lr": {"uniform": [0.1, 0.1]}}, "low < high"),
+    case("loguniform-low-not-positive", {"lr": {"loguniform": [0.0, 0.1]}}, "loguniform needs low > 0"),
+    case("randint-not-integers", {"hidden_size": {"randint": [1.5, 8]}}, "randint bounds must be integers"),
+    case("quniform-step-not-positive", {"lr": {"quniform": [0.0, 1.0, 0.0]}}, "q must be > 0"),
+    case("quniform-step-above-range", {"lr": {"quniform": [0.0, 0.1, 0.5]}}, "larger than the range"),
+    case("quniform-low-off-grid", {"lr": {"quniform": [0.05, 1.0, 0.1]}}, r"multiples of q \(0.1\), got 0.05"),
+    case("quniform-high-off-grid", {"lr": {"quniform": [0.0, 0.95, 0.1]}}, r"multiples of q \(0.1\), got 0.95"),
+    case("low-bound-type", {"hidden_size": {"uniform": [1.5, 300]}}, "expected int, got 1.5"),
+    case("high-bound-type", {"hidden_size": {"uniform": [16, 300.5]}}, "expected int, got 300.5"),
+    case("float-draws-for-int-field", {"hidden_size": {"loguniform": [16, 512]}}, "draws floats for an int field"),
+    case("choice-value-type", {"hidden_size": {"choice": [64, "wide"]}}, "expected int, got 'wide'"),
+    case("constant-type", {"lr": "fast"}, "expected float, got 'fast'"),
+    case("task-rejects-constant", {"activation": "swish"}, "'swish' is not one of relu, tanh, sigmoid"),
+    case("task-rejects-choice", {"activation": {"choice": ["relu", "swish"]}}, "'swish' is not one of"),
+    case("task-rejects-range-end", {"num_layers": {"randint": [1, 5]}}, "5 is not one of 1, 2, 3", "emotion"),
+    case("task-rejects-parsed-text", {"disc_dims": {"choice": ["10", "10,x"]}}, "comma-separated integers", "vae"),
+    case("task-rejects-number-as-text", {"disc_dims": 1}, "at least 2 categories, got '1'", "vae"),
+]
+
+
+@pytest.mark.parametrize("task, params, message", INVALID_PARAMS)
+def test_rejects_malformed_params(task, params, message):
+    with pytest.raises(SpaceError, match=message) as e:
+        parse_space({**BASE, "task": task, "params": params}, source="space.yaml")
+    text = str(e.value)
+    assert "\n" not in text and text.startswith("space.yaml: ")
+    key = next(iter(params), None) if isinstance(params, dict) else None
+    assert key is None or text.startswith(f"space.yaml: params.{key}: ") or "not a parameter" in text
+
+
+def test_rejects_malformed_params_from_the_command_line(tmp_path, data_dir):
+    """Issue 17's scalar ``params``, and issue 14's ``"10,x"``: exit 2, one line, before Ray starts."""
+    from typer.testing import CliRunner
+
+    from dlb_tune.cli import app
+
+    for task, params, fragment in [("fcn", "params: lr", "'params' must be a mapping"),
+                                   ("vae", "params:\n  disc_dims: {choice: ['10,x']}", "params.disc_dims: expected")]:
+        bad = tmp_path / f"{task}.yaml"
+        bad.write_text(f"task: {task}\nmetric: val_acc\nmode: max\n{params}\n")
+        result = CliRunner().invoke(app, ["sweep", task, "--data-dir", str(data_dir), "--space", str(bad)])
+        lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+        assert result.exit_code == 2, result.output
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
+        assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("top, message", [
@@ -115,6 +167,179 @@ def test_every_task_has_a_valid_default_space(task):
 
 
 def test_numbers_for_text_fields_become_text():
-    spec = parse_space({**BASE, "params": {"activation": {"choice": ["relu", "tanh"]}}},
-                       overrides=["lr_schedule=1"])
-    assert spec.params["lr_schedule"] == "1"  # then rejected by the task, not mistyped by YAML
+    """``--set disc_dims=10`` means "10": YAML reads a number, the field wants text."""
+    spec = parse_space({**BASE, "task": "vae", "params": {"disc_dims": {"choice": [10, "10,10"]}}})
+    assert spec.params["disc_dims"] == Choice(("10", "10,10"))
+    spec = parse_space({**BASE, "task": "vae"}, overrides=["disc_dims=20"])
+    assert spec.constants() == {"disc_dims": "20"}
+
+
+# Captured from the {kind: args} converter before the Distribution classes replaced it: the
+# default spaces must reach Tune exactly as they did (class, sampler, bounds or categories, q).
+DEFAULT_PARAM_SPACES = {
+    "cnn": {
+        "dataset": "grocery",
+        "labels": "coarse",
+        "image_size": 64,
+        "depth": ("Categorical", "_Uniform", [2, 3, 4, 5, 6]),
+        "base_width": ("Categorical", "_Uniform", [8, 12, 16, 32]),
+        "width_growth": ("Categorical", "_Uniform", [1.5, 2.0]),
+        "head": ("Categorical", "_Uniform", ["gap", "fc"]),
+        "fc_hidden": ("Categorical", "_Uniform", [64, 128, 512]),
+        "dropout": ("Float", "_Uniform", 0.0, 0.35),
+        "optimizer": ("Categorical", "_Uniform", ["sgd", "adamw", "adam"]),
+        "lr": ("Float", "_LogUniform", 0.002, 0.08),
+        "weight_decay": ("Float", "_LogUniform", 1e-05, 0.001),
+        "batch_size": ("Categorical", "_Uniform", [32, 64]),
+        "schedule": ("Categorical", "_Uniform", ["onecycle", "cosine"]),
+        "augment": True,
+        "label_smoothing": 0.1,
+        "tta": True,
+    },
+    "emotion": {
+        "cell": ("Categorical", "_Uniform", ["rnn_tanh", "rnn_relu", "gru", "lstm"]),
+        "bidirectional": ("Categorical", "_Uniform", [True, False]),
+        "num_layers": ("Categorical", "_Uniform", [1, 2, 3]),
+        "hidden_size": ("Categorical", "_Uniform", [32, 64, 128]),
+        "pooling": ("Categorical", "_Uniform", ["last", "max", "last+max"]),
+        "dropout": ("Float", "_Uniform", 0.0, 0.5),
+        "emb_dropout": ("Float", "_Uniform", 0.0, 0.4),
+        "embedding": ("Categorical", "_Uniform", ["glove", "random"]),
+        "embedding_dim": 50,
+        "freeze_embedding": ("Categorical", "_Uniform", [True, False]),
+        "optimizer": ("Categorical", "_Uniform", ["adam", "adamw"]),
+        "lr": ("Float", "_LogUniform", 0.0005, 0.01),
+        "lr_schedule": "cosine",
+        "weight_decay": ("Categorical", "_Uniform", [0.0, 1e-05, 0.0001]),
+        "batch_size": ("Categorical", "_Uniform", [128, 256]),
+        "grad_clip": ("Categorical", "_Uniform", [0.5, 1.0, 5.0]),
+        "class_weights": False,
+        "min_freq": 2,
+        "max_len": 64,
+    },
+    "fcn": {
+        "activation": ("Categorical", "_Uniform", ["sigmoid", "tanh", "relu"]),
+        "hidden_size": ("Categorical", "_Uniform", [128, 256, 512]),
+        "num_layers": ("Categorical", "_Uniform", [1, 2]),
+        "lr": ("Float", "_LogUniform", 0.01, 0.3),
+        "momentum": ("Categorical", "_Uniform", [0.0, 0.9]),
+        "weight_decay": ("Float", "_LogUniform", 1e-06, 0.001),
+        "batch_size": ("Categorical", "_Uniform", [64, 128]),
+        "lr_schedule": "cosine",
+    },
+    "vae": {
+        "cont_dim": ("Categorical", "_Uniform", [16, 32, 64]),
+        "disc_dims": ("Categorical", "_Uniform", ["10", "10,10", "20", "40"]),
+        "cont_capacity_max": ("Float", "_LogUniform", 5.0, 300.0),
+        "disc_capacity_max": ("Float", "_Uniform", 0.5, 10.0),
+        "gamma": ("Float", "_LogUniform", 1.0, 100.0),
+        "capacity_iters": ("Categorical", "_Uniform", [1000, 3000, 10000, 100000]),
+        "temperature": ("Float", "_Uniform", 0.3, 1.0),
+        "lr": ("Float", "_LogUniform", 0.0002, 0.004),
+        "batch_size": ("Categorical", "_Uniform", [32, 64, 128]),
+    },
+}
+
+
+def tune_form(value):
+    """A Tune domain as plain data: (domain class, sampler class, bounds or categories[, q])."""
+    if not isinstance(value, Domain):
+        return value
+    sampler = value.get_sampler()
+    q = getattr(sampler, "q", None)
+    inner = sampler.sampler if q is not None else sampler
+    bounds = (list(value.categories),) if isinstance(value, Categorical) else (value.lower, value.upper)
+    return (type(value).__name__, type(inner).__name__, *bounds, *([q] if q is not None else []))
+
+
+@pytest.mark.parametrize("task", sorted(DEFAULT_PARAM_SPACES))
+def test_default_spaces_reach_tune_unchanged(task):
+    space = load_space(builtin_spaces_dir() / f"{task}.yaml").param_space()
+    got = {k: tune_form(v) for k, v in space.items()}
+    assert got == DEFAULT_PARAM_SPACES[task]
+    assert repr(got) == repr(DEFAULT_PARAM_SPACES[task])  # also the types: 1.0 is not 1, True is not 1
+
+
+# --- one Distribution per kind: the conversions each consumer asks for -------------------------
+
+
+def test_choice_conversions():
+    from optuna.distributions import CategoricalDistribution
+
+    d = Choice((64, 256, 128))
+    assert d.to_optuna() == CategoricalDistribution([64, 256, 128])
+    domain = d.hparams_domain()
+    assert domain.dtype is float and sorted(domain.values) == [64.0, 128.0, 256.0]  # as Ray logs ints
+    assert d.extremes() == [64, 256] and d.middle() == 256
+    position, ticks = d.axis_scale()
+    assert [position(v) for v in (64, 256, 128)] == [0.0, 0.5, 1.0]
+    assert ticks == [(0.0, "64"), (0.5, "256"), (1.0, "128")]
+    text = Choice(("relu", "tanh", "relu+"))
+    assert text.extremes() == ["relu", "tanh", "relu+"]  # no order to take ends of: every value
+    assert text.hparams_domain().dtype is str
+    assert Choice((True, False)).extremes() == [True, False]  # bools are not numbers here
+    assert str(d) == "choice [64, 256, 128]"
+
+
+def test_constant_is_a_choice_of_one_except_for_tune():
+    from optuna.distributions import CategoricalDistribution
+
+    d = Constant(0.9)
+    assert d.to_tune() == 0.9 and d.to_yaml() == 0.9 and str(d) == "0.9"
+    assert d.to_optuna() == CategoricalDistribution([0.9])
+    assert d.extremes() == [0.9] and d.middle() == 0.9
+    position, ticks = d.axis_scale()
+    assert position(0.9) == 0.5 and ticks == [(0.5, "0.9")]
+
+
+def test_uniform_conversions():
+    from optuna.distributions import FloatDistribution
+
+    d = Uniform(0.0, 0.5)
+    assert d.to_optuna() == FloatDistribution(0.0, 0.5)
+    assert (d.hparams_domain().min_value, d.hparams_domain().max_value) == (0.0, 0.5)
+    assert d.extremes() == [0.0, 0.5] and d.middle() == 0.25
+    position, ticks = d.axis_scale()
+    assert position(0.125) == 0.25 and ticks == [(0.0, "0"), (1.0, "0.5")]
+
+
+def test_loguniform_conversions():
+    from optuna.distributions import FloatDistribution
+
+    d = LogUniform(1e-3, 1e-1)
+    assert d.to_optuna() == FloatDistribution(1e-3, 1e-1, log=True)
+    assert isinstance(d.to_tune().get_sampler(), tune.search.sample.LogUniform)
+    assert d.middle() == pytest.approx(1e-2)  # the geometric middle
+    position, _ = d.axis_scale()
+    assert position(1e-2) == pytest.approx(0.5)  # a log axis
+
+
+def test_randint_conversions():
+    from optuna.distributions import IntDistribution
+
+    d = RandInt(1, 3)
+    assert (d.to_tune().lower, d.to_tune().upper) == (1, 4)  # both ends included, Tune's upper excluded
+    assert d.to_optuna() == IntDistribution(1, 3)
+    assert d.extremes() == [1, 3] and d.middle() == 2
+    assert (d.hparams_domain().min_value, d.hparams_domain().max_value) == (1.0, 3.0)
+
+
+def test_quniform_conversions():
+    from optuna.distributions import FloatDistribution
+
+    d = QUniform(0.0, 1.0, 0.25)
+    assert d.to_tune().get_sampler().q == 0.25
+    assert d.to_optuna() == FloatDistribution(0.0, 1.0, step=0.25)
+    assert d.middle() == 0.5 and QUniform(0.0, 0.75, 0.25).middle() in (0.25, 0.5)  # on the grid
+    assert d.extremes() == [0.0, 1.0]
+    assert d.to_yaml() == {"quniform": [0.0, 1.0, 0.25]} and str(d) == "quniform [0.0, 1.0, 0.25]"
+
+
+def test_every_kind_writes_back_the_yaml_it_was_read_from():
+    """space.yaml in an experiment folder is read back by ``resume``: the same text as before."""
+    params = {"activation": {"choice": ["relu", "tanh"]}, "lr": {"loguniform": [1e-3, 0.5]},
+              "momentum": {"uniform": [0, 0.99]}, "hidden_size": {"randint": [32, 64]},
+              "weight_decay": {"quniform": [0.0, 0.01, 0.001]}, "batch_size": 128}
+    spec = spec_with(params)
+    assert yaml.safe_load(spec.to_yaml())["params"] == params
+    assert parse_space(yaml.safe_load(spec.to_yaml())).params == spec.params

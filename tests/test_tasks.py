@@ -19,7 +19,7 @@ def smoke_task(request, data_dir):
     """A task built from its default space's constants plus its smoke overrides, on 64 real examples."""
     task_cls: type[Task] = all_tasks()[request.param]
     spec = load_space(default_space_file(request.param))
-    consts = {k: v for k, v in spec.params.items() if not isinstance(v, dict)}
+    consts = spec.constants()
     config = task_cls.Config(**{**consts, **task_cls.smoke})
     data = task_cls.load_data(data_dir, config, limit=64)
     return task_cls, config, data, spec
@@ -33,7 +33,9 @@ def test_declarations_name_real_fields(name):
     assert task_cls.name == name
     assert set(task_cls.data_fields) <= set(fields)
     assert set(task_cls.smoke) <= set(fields)
-    task_cls.Config()  # every default runs
+    assert set(task_cls.allowed_values) <= set(fields)
+    task_cls.check_config(task_cls.Config())  # every default runs and passes the task's own rules
+    task_cls.check_config(task_cls.Config(**task_cls.smoke))
 
 
 def test_one_epoch_reports_the_contract_metrics(smoke_task):

@@ -10,6 +10,11 @@ A task is one module under ``dlb_tune/tasks/`` holding
 The sweep (``dlb_tune.trainable``) owns everything else: seeding, threads, devices,
 reporting to Tune, checkpoints, early stopping, the final test evaluation.
 
+Config values are validated before Ray starts: the search space calls ``Task.validate(field,
+value)`` for every constant, every choice value and both ends of every range, and ``Task.__init__``
+calls it on every field of the config it is given. A task states its rules there (names from a
+fixed set in ``allowed_values``, anything else by overriding ``validate``), never in space.py.
+
 Metric names: ``train_epoch`` returns ``{"loss": .., "acc": ..}`` and the sweep reports them
 as ``train_loss``, ``train_acc``; ``evaluate("val")`` becomes ``val_*``, ``evaluate("test")``
 ``test_*``. ``trial_metrics`` (parameter count, embedding coverage, ...) is reported unprefixed.
@@ -32,6 +37,10 @@ class DataError(Exception):
 
 class TrialError(Exception):
     """A trial cannot go on (non-finite loss, impossible config). Ends the trial as errored."""
+
+
+class ConfigError(ValueError):
+    """A value a config field cannot take. One line naming the rule, not the field."""
 
 
 @dataclass
@@ -110,6 +119,32 @@ class Task:
     # Config overrides that make one epoch run in seconds on a CPU (tiny model): the smoke path
     # of tests and of ``dlb-tune sweep TASK --smoke``.
     smoke: ClassVar[dict[str, Any]] = {}
+    # Field -> the values it may take, for fields that name one of a fixed set (an optimizer, a
+    # schedule): a misspelt name fails before the sweep instead of inside every trial.
+    allowed_values: ClassVar[dict[str, tuple]] = {}
+
+    @classmethod
+    def validate(cls, name: str, value: Any) -> None:
+        """Raise ``ConfigError`` if config field ``name`` cannot take ``value``.
+
+        Called by the search space before Ray starts, on values that already have the field's
+        type: every constant, every choice value, both ends of a range (so a rule on a number
+        must hold on an interval whenever it holds at its ends). Called again in ``__init__`` on
+        every field. Override for rules beyond ``allowed_values`` (a comma-separated list to
+        parse), calling ``super().validate``.
+        """
+        allowed = cls.allowed_values.get(name)
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """``validate`` every field of a built config: a bad value ends the trial as errored."""
+        for f in dataclasses.fields(config):
+            try:
+                cls.validate(f.name, getattr(config, f.name))
+            except ConfigError as e:
+                raise TrialError(f"{f.name}: {e}") from None
 
     @classmethod
     def load_data(cls, data_dir: Path, config: Any, limit: int | None = None) -> Any:
@@ -125,6 +160,7 @@ class Task:
         raise NotImplementedError
 
     def __init__(self, config: Any, data: Any, ctx: TrialContext) -> None:
+        self.check_config(config)
         self.config = config
         self.data = data
         self.ctx = ctx

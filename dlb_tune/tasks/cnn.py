@@ -278,6 +278,8 @@ class CNNTask(Task):
     Config = CNNConfig
     data_fields = ("dataset", "labels", "image_size")
     smoke = {"depth": 2, "base_width": 4, "head": "gap", "batch_size": 32, "augment": False}
+    allowed_values = {"dataset": ("grocery", "mnist"), "labels": ("coarse", "fine"), "head": ("fc", "gap"),
+                      "optimizer": ("adam", "adamw", "sgd"), "schedule": ("none", "cosine", "step", "onecycle")}
 
     @classmethod
     def load_data(cls, data_dir: Path, config: CNNConfig, limit: int | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, register
+from dlb_tune.tasks.base import DataError, Task, TrialContext, register
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # training-set pixel statistics, the usual constants
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -169,6 +169,7 @@ class FCN(Task):
     Config = FCNConfig
     data_fields = ("val_size",)
     smoke = {"hidden_size": 32, "batch_size": 128}
+    allowed_values = {"activation": ("relu", "tanh", "sigmoid"), "lr_schedule": ("constant", "cosine")}
 
     @classmethod
     def load_data(cls, data_dir: Path, config: FCNConfig, limit: int | None = None) -> dict[str, Any]:
@@ -176,10 +177,6 @@ class FCN(Task):
 
     def __init__(self, config: FCNConfig, data: dict[str, Any], ctx: TrialContext) -> None:
         super().__init__(config, data, ctx)
-        if config.activation not in ("relu", "tanh", "sigmoid"):
-            raise TrialError(f"unknown activation '{config.activation}' (relu, tanh, sigmoid)")
-        if config.lr_schedule not in ("constant", "cosine"):
-            raise TrialError(f"unknown lr_schedule '{config.lr_schedule}' (constant, cosine)")
         self.splits = {k: self._prepare(v) for k, v in data.items()}
         sizes = [784] + [config.hidden_size] * config.num_layers + [10]
         self.params = [[t.to(ctx.device) for t in layer] for layer in init_params(sizes, config.activation, ctx.generator)]

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlb_tune.tasks._cache import cache_dir, load_cached, save_atomic
-from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, check_finite, register
+from dlb_tune.tasks.base import ConfigError, DataError, Task, TrialContext, TrialError, check_finite, register
 
 CELEBA_SOURCE = ("the CelebA site (mmlab.ie.cuhk.edu.hk/projects/CelebA.html, 'Align&Cropped Images') "
                  "or torchvision.datasets.CelebA(root, download=True)")
@@ -208,9 +208,9 @@ def parse_disc_dims(spec: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(p) for p in str(spec).replace(" ", "").split(",") if p)
     except ValueError:
-        raise TrialError(f"disc_dims must be comma-separated integers like '10' or '10,10', got {spec!r}") from None
+        raise ConfigError(f"expected comma-separated integers like '10' or '10,10', got {spec!r}") from None
     if any(k < 2 for k in dims):
-        raise TrialError(f"every discrete latent needs at least 2 categories, got disc_dims={spec!r}")
+        raise ConfigError(f"every discrete latent needs at least 2 categories, got {spec!r}")
     return dims
 
 
@@ -359,6 +359,12 @@ class VAE(Task):
     name = "vae"
     Config = VAEConfig
     smoke = {"cont_dim": 4, "disc_dims": "3", "batch_size": 32, "capacity_iters": 20}
+
+    @classmethod
+    def validate(cls, name: str, value: Any) -> None:
+        super().validate(name, value)
+        if name == "disc_dims":
+            parse_disc_dims(value)
 
     @classmethod
     def load_data(cls, data_dir: Path, config: VAEConfig, limit: int | None = None) -> dict[str, Any]:
