@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from dlb_tune.tasks import Trials
+
 STATUS_ORDER = ("completed", "stopped_early", "cut_by_budget", "incomplete", "errored")
 
 
@@ -110,7 +112,7 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
             {"trial_id": r["trial_id"], **{m: r.get(f"best_{m}" if m == spec.metric else m) for m, _ in pairs},
              "config": _config_of(r)} for _, r in front.iterrows()
         ]
-    extra = spec.task_cls.summarize(df)
+    extra = spec.task_cls.summarize(Trials.from_table(df, spec.metric))
     if extra:
         final["task_summary"] = extra
     write_text(f"{exp_dir}/final.json", json.dumps(_jsonable(final), indent=2))
