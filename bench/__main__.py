@@ -4,6 +4,7 @@
     python -m bench all                  # every figure at full size (hours; see bench/results/README.md)
     python -m bench sweep-efficiency     # one figure
     python -m bench table [--quick]      # re-render table.md from the saved JSON
+    python -m bench sweep TASK [--smoke] # one task's default sweep -> bench/results/<task>.json
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ def run_one(name: str, args: argparse.Namespace, argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sweep"]:  # its own options: python -m bench sweep --help
+        from bench.sweep import main as sweep
+
+        return sweep(argv[1:])
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("figure", choices=("all", *FIGURES, "table"))
+    p.add_argument("figure", choices=("all", *FIGURES, "table", "sweep"))
     p.add_argument("--quick", action="store_true", help="small settings (all figures in under 20 minutes on 2 CPUs)")
     p.add_argument("--data-dir", default=default_data_dir(), help="data folder (default: $DLB_TUNE_DATA or ../shared/data)")
     p.add_argument("--seeds", type=int, default=3, help="figure 2: seeds per method (median over them)")

@@ -1,7 +1,7 @@
 """Figure 4, the data path: what a trial pays to get its data, with and without the shared cache.
 
-For each data set the sweep loads (MNIST for fcn, Grocery Store images for cnn, tokenised
-tweets for emotion, CelebA faces for vae), through the sweep's own ``load_data``:
+For the data set of every registered task (MNIST for fcn, Grocery Store images for cnn,
+tokenised tweets for emotion, CelebA faces for vae, ...), through the sweep's own ``load_data``:
 
 * raw: ``load_data`` with an empty disk cache (JPEG decoding, tokenising): what every trial
   would pay if each loaded its own data;
@@ -21,7 +21,6 @@ from typing import Any
 
 from bench.common import ratio, say, scratch_dir
 
-DATASETS = (("mnist", "fcn"), ("grocery", "cnn"), ("emotion tensors", "emotion"), ("celeba", "vae"))
 FETCHES = 3  # object-store reads per data set; the median is reported
 
 
@@ -89,7 +88,7 @@ def object_store(data: Any) -> dict[str, float]:
     return {"put_s": put_s, "get_s_median": statistics.median(gets), "get_s": gets}
 
 
-def measure(name: str, task: str, data_dir: str) -> dict[str, Any]:
+def measure(task: str, data_dir: str) -> dict[str, Any]:
     spec, opts = spec_and_opts(task, data_dir)
     with scratch_dir("fig4-cache") as cache:
         data, raw_s = timed_load(spec, opts, str(cache))
@@ -97,7 +96,7 @@ def measure(name: str, task: str, data_dir: str) -> dict[str, Any]:
         data, disk_s = timed_load(spec, opts, str(cache))
     store = object_store(data)
     out = {
-        "dataset": name, "task": task, "bytes": nbytes(data),
+        "task": task, "bytes": nbytes(data),
         "raw_load_s": raw_s,
         "disk_cache_load_s": disk_s if cached_files else None,
         "has_disk_cache": bool(cached_files),
@@ -117,26 +116,21 @@ def figure(quick: bool, data_dir: str) -> dict[str, Any]:
     import ray
 
     from dlb_tune.sweep import SweepOptions, start_ray
-    from dlb_tune.tasks import get_task
+    from dlb_tune.tasks import all_tasks
 
     rows, skipped = [], {}
     start_ray(SweepOptions(task="fcn", cpus=2))
     try:
-        for name, task in DATASETS:
+        for task in all_tasks():
+            say(f"figure 4: {task}")
             try:
-                get_task(task)
-            except Exception as e:  # noqa: BLE001
-                skipped[name] = f"task '{task}' not available: {e}"
-                continue
-            say(f"figure 4: {name} ({task})")
-            try:
-                rows.append(measure(name, task, data_dir))
+                rows.append(measure(task, data_dir))
             except Exception as e:  # noqa: BLE001 - a missing data set is a note, not a crash
-                skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if rows and rows[-1]["dataset"] == name:
-                r = rows[-1]
-                say(f"figure 4: {name}: raw {r['raw_load_s']:.2f}s, disk cache {r['disk_cache_load_s']}, "
-                    f"object store get {r['object_store_get_s']:.3f}s ({r['bytes'] / 2**20:.0f} MiB)")
+                skipped[task] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                continue
+            r = rows[-1]
+            say(f"figure 4: {task}: raw {r['raw_load_s']:.2f}s, disk cache {r['disk_cache_load_s']}, "
+                f"object store get {r['object_store_get_s']:.3f}s ({r['bytes'] / 2**20:.0f} MiB)")
     finally:
         ray.shutdown()
     return {"settings": {"fetches": FETCHES, "note": "the same measurements in quick and full mode"},

@@ -104,20 +104,20 @@ def quality(rec: dict[str, Any]) -> list[str]:
             rows.append([task, "missing", "-", "-", "-", "-", "-", t["why"]])
             continue
         for r in t["rows"]:
-            rows.append([task, r["label"], r["metric"], r["value"], r["val_acc"] if r["val_acc"] is not None else r["val_nelbo"],
-                         r["params"], t["wall_s"], f"{t['written']}: `{t['command']}`"])
+            rows.append([task, r["label"], r["metric"], r["value"], r["validation"], r["params"], t["wall_s"],
+                         f"{t['written']}: `{t['command']}`"])
     lines = ["Default sweep per task on this machine (2 CPUs), winner chosen on validation, tested once."
-             + ("" if rec["settings"]["ran_scripts"] else " Quick mode reads the task scripts' last results."), ""]
+             + ("" if rec["settings"]["ran_sweeps"] else " Quick mode reads each task's last `python -m bench sweep`."), ""]
     return lines + table(["task", "trial", "test metric", "value", "validation", "params", "wall (s)", "from"], rows)
 
 
 def data_path(rec: dict[str, Any]) -> list[str]:
-    rows = [[r["dataset"], r["bytes"] / 2**20, r["raw_load_s"], r["disk_cache_load_s"], r["object_store_put_s"],
+    rows = [[r["task"], r["bytes"] / 2**20, r["raw_load_s"], r["disk_cache_load_s"], r["object_store_put_s"],
              r["object_store_get_s"], r["speedup_raw_over_object_store"], r["speedup_disk_over_object_store"]]
             for r in rec["datasets"]]
     lines = ["Per-trial data set-up: loading from the raw files (every trial on its own) versus reading the "
              "sweep's one copy from Ray's object store.", ""]
-    lines += table(["data set", "MiB", "raw files (s)", "disk cache (s)", "object store put, once (s)",
+    lines += table(["task", "MiB", "raw files (s)", "disk cache (s)", "object store put, once (s)",
                     "object store get, per trial (s)", "raw / get", "disk cache / get"], rows)
     for name, why in (rec.get("skipped") or {}).items():
         lines.append(f"\n{name}: not measured ({why})")

@@ -12,6 +12,7 @@ from dlb_tune.board import after_sweep
 from dlb_tune.distributed import best_train_checkpoint
 from dlb_tune.experiment import read_results  # noqa: F401 - the benchmarks read results from here
 from dlb_tune.experiment import TEST_REPORT_DIR, write_final, write_results
+from dlb_tune.tasks import Trials
 from dlb_tune.trainable import evaluate_checkpoint
 
 STATUS_ORDER = ("completed", "stopped_early", "cut_by_budget", "incomplete", "errored")
@@ -115,7 +116,7 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
             {"trial_id": r["trial_id"], **{m: r.get(f"best_{m}" if m == spec.metric else m) for m, _ in pairs},
              "config": _config_of(r)} for _, r in front.iterrows()
         ]
-    extra = spec.task_cls.summarize(df)
+    extra = spec.task_cls.summarize(Trials.from_table(df, spec.metric))
     if extra:
         final["task_summary"] = extra
     write_final(exp_dir, final)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from dlb_tune.space import Choice, Constant, load_space
-from dlb_tune.tasks import DataError, TrialContext
+from dlb_tune.space import Choice, Constant, SpaceError, load_space, parse_space
+from dlb_tune.tasks import DataError, TrialContext, Trials
 from dlb_tune.tasks import cnn
 from dlb_tune.tasks.cnn import CNNConfig, CNNTask
 
@@ -219,7 +220,7 @@ def test_augmentation_is_seeded_and_keeps_range():
 
 def test_learns_and_resumes_on_real_images(grocery_root, tmp_path):
     data = CNNTask.load_data(grocery_root, CNNConfig(), limit=256)
-    cfg = CNNConfig(depth=3, base_width=8, head="gap", dropout=0.0, lr=3e-3, augment=False, schedule="none")
+    cfg = CNNConfig(depth=3, base_width=8, head="gap", dropout=0.0, lr=3e-3, augment=False, lr_schedule="none")
     task = CNNTask(cfg, data, TrialContext(max_epochs=4))
     losses = [task.train_epoch(e)["loss"] for e in range(4)]
     assert losses[-1] < losses[0]
@@ -240,10 +241,19 @@ def test_summarize_pareto_and_best_small():
         "params": [50_000, 80_000, 90_000, 2_500_000, 200_000],
         "config/depth": [3, 4, 4, 4, 5],
     })
-    out = CNNTask.summarize(df)
+    out = CNNTask.summarize(Trials.from_table(df, "val_acc"))
     assert [t["trial_id"] for t in out["pareto"]] == ["a", "b", "d"]
     best = out["best_under_100k_params"]
     assert best["trial_id"] == "b" and best["config"] == {"depth": 4}
+
+
+def test_old_schedule_key_is_refused_naming_lr_schedule():
+    """``schedule`` is ``lr_schedule`` now: an old space file, or an old experiment's space.yaml
+    on resume, stops before Ray starts with one line naming the new key."""
+    raw = yaml.safe_load(SPACE.read_text())
+    raw["params"]["schedule"] = raw["params"].pop("lr_schedule")
+    with pytest.raises(SpaceError, match=r"'schedule' is not a parameter of task 'cnn' \(did you mean 'lr_schedule'\?\)"):
+        parse_space(raw, source="space.yaml")
 
 
 # ------------------------------------------------------------------------------------ CLI

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dlb_tune.tasks import DataError, TrialContext
+from dlb_tune.tasks import DataError, TrialContext, Trials
 from dlb_tune.tasks._text import build_vocab, clean_tweet, encode, load_glove, read_emotion_csv
 from dlb_tune.tasks.emotion import CELLS, CLASSES, POOLINGS, Emotion, EmotionConfig, TweetRNN, read_splits
 
@@ -207,7 +207,7 @@ def test_test_report_and_leaderboard(small_data, tmp_path):
     assert (tmp_path / report["figure"]).stat().st_size > 1000
     trials = pd.DataFrame({"trial_id": list("abcd"), "config/cell": ["rnn_tanh", "rnn_relu", "gru", "lstm"],
                            "best_val_acc": [0.5, 0.6, 0.7, 0.65], "epochs": [2, 4, 6, 6]})
-    board = Emotion.summarize(trials)["leaderboard"]
+    board = Emotion.summarize(Trials.from_table(trials, "val_acc"))["leaderboard"]
     assert [(r["family"], r["trial_id"], r["trials"], r["epochs"]) for r in board] == [
         ("gru", "c", 1, 6), ("lstm", "d", 1, 6), ("rnn", "b", 2, 6)]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pandas as pd
 import pytest
 
 from dlb_tune.space import default_space_file, load_space
-from dlb_tune.tasks import Task, TrialContext, all_tasks
+from dlb_tune.tasks import Task, TrialContext, TrialError, Trials, TrialSummary, all_tasks
+from dlb_tune.tasks._common import LR_SCHEDULES
 from dlb_tune.tasks.base import config_fields
 
 TASKS = list(all_tasks())
@@ -59,3 +61,29 @@ def test_state_dict_restores_the_same_model(smoke_task):
     va, vb = a.evaluate("val"), b.evaluate("val")
     for key in va:
         assert va[key] == pytest.approx(vb[key], rel=1e-5, abs=1e-6), key
+
+
+def test_lr_schedule_is_one_name_with_one_set_of_values(smoke_task):
+    task_cls, config, data, _ = smoke_task
+    fields = config_fields(task_cls)
+    assert not {"schedule", "lr_scheduler", "scheduler"} & set(fields)
+    if "lr_schedule" not in fields:
+        return
+    for value in LR_SCHEDULES:
+        task_cls(dataclasses.replace(config, lr_schedule=value), data, TrialContext(max_epochs=2))
+    with pytest.raises(TrialError, match="lr_schedule 'constant'"):
+        task_cls(dataclasses.replace(config, lr_schedule="constant"), data, TrialContext(max_epochs=2))
+
+
+def test_trials_view_of_a_results_table():
+    """What ``summarize`` sees: plain Python values, None where a trial never reported a column."""
+    table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["completed", "errored"], "epochs": [3, 0],
+                          "config/lr": [0.1, 0.01], "best_val_acc": [0.9, None], "best_epoch": [2, None],
+                          "val_acc": [0.85, None], "params": [100, None], "wall_s": [1.5, None],
+                          "path": ["/runs/a", "/runs/b"], "node_id": ["n", "n"]})
+    trials = Trials.from_table(table, "val_acc")
+    assert trials.metric == "val_acc" and [t.trial_id for t in trials] == ["a", "b"]
+    a, b = trials
+    assert a == TrialSummary("a", "completed", {"lr": 0.1}, 0.9, 3, 1.5, {"val_acc": 0.85, "params": 100})
+    assert type(a.epochs) is int and type(a.config["lr"]) is float
+    assert (b.best, b.wall_s, b.metrics) == (None, None, {})

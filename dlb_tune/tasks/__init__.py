@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from dlb_tune.tasks.base import _REGISTRY, ConfigError, DataError, Task, TrialContext, TrialError, register
+from dlb_tune.tasks.base import (_REGISTRY, ConfigError, DataError, Task, TrialContext, TrialError, Trials,
+                                  TrialSummary, register)
 
-__all__ = ["ConfigError", "DataError", "Task", "TrialContext", "TrialError", "all_tasks", "get_task", "register"]
+__all__ = ["ConfigError", "DataError", "Task", "TrialContext", "TrialError", "TrialSummary", "Trials", "all_tasks",
+           "get_task", "register"]
 
 _loaded = False
 

@@ -18,12 +18,16 @@ fixed set in ``allowed_values``, anything else by overriding ``validate``), neve
 Metric names: ``train_epoch`` returns ``{"loss": .., "acc": ..}`` and the sweep reports them
 as ``train_loss``, ``train_acc``; ``evaluate("val")`` becomes ``val_*``, ``evaluate("test")``
 ``test_*``. ``trial_metrics`` (parameter count, embedding coverage, ...) is reported unprefixed.
+
+After the sweep, ``summarize`` reads the trials through ``Trials`` (one ``TrialSummary`` each),
+never the results table itself, so the table's layout can change without touching a task.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -199,10 +203,65 @@ class Task:
         return {}
 
     @classmethod
-    def summarize(cls, trials: Any) -> dict[str, Any]:
-        """Extra sweep-level entries for ``final.json`` from the per-trial results table
-        (a pandas DataFrame, one row per trial, ``config/<key>`` columns)."""
+    def summarize(cls, trials: Trials) -> dict[str, Any]:
+        """Extra sweep-level entries for ``final.json`` (Pareto fronts, leaderboards) from every
+        trial of the sweep, best first. Plain Python values: the writer makes them JSON."""
         return {}
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial as ``summarize`` sees it; values are plain Python, None where unknown."""
+
+    trial_id: str
+    status: str | None  # completed, stopped_early, cut_by_budget, incomplete or errored
+    config: dict[str, Any]  # the trial's hyperparameters, by config field name
+    best: float | None  # best value of the sweep metric (``Trials.metric``) over its epochs
+    epochs: int | None  # epochs trained
+    wall_s: float | None  # seconds of training
+    metrics: dict[str, float]  # the last reported value of every other metric (val_acc, params, ...)
+
+
+# The results table's bookkeeping columns: not metrics of the model.
+_TABLE_FIELDS = ("trial_id", "status", "epochs", "wall_s", "error", "best_epoch", "node_id", "path")
+
+
+@dataclass(frozen=True)
+class Trials(Sequence):
+    """The sweep's trials in the results table's order (best first), and the metric that ranks them."""
+
+    metric: str  # e.g. "val_acc"; ``TrialSummary.best`` is its best value
+    items: tuple[TrialSummary, ...] = ()
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def from_table(cls, table: Any, metric: str) -> Trials:
+        """The view of a results table (a DataFrame: one row per trial, ``config/<key>`` columns,
+        ``best_<metric>``, bookkeeping columns and the last value of each reported metric)."""
+        rows = [{k: _plain(v) for k, v in row.items()} for row in table.to_dict("records")]
+        return cls(metric, tuple(_trial_summary(row, metric) for row in rows))
+
+
+def _trial_summary(row: dict[str, Any], metric: str) -> TrialSummary:
+    best = f"best_{metric}"
+    config = {k.removeprefix("config/"): v for k, v in row.items() if k.startswith("config/")}
+    metrics = {k: v for k, v in row.items()
+               if k not in (*_TABLE_FIELDS, best) and not k.startswith("config/")
+               and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return TrialSummary(trial_id=row.get("trial_id"), status=row.get("status"), config=config, best=row.get(best),
+                        epochs=row.get("epochs"), wall_s=row.get("wall_s"), metrics=metrics)
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars; NaN (a trial that never reported a column) -> None."""
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 _REGISTRY: dict[str, type[Task]] = {}

@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlb_tune.tasks._cache import cache_dir, load_cached, save_atomic
-from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, check_finite, register
+from dlb_tune.tasks._common import (LR_SCHEDULES, OPTIMIZERS, cache_dir, confusion_matrix, decode_rgb, load_cached,
+                                    load_mnist, lr_factor, make_optimizer, save_atomic, take_indices)
+from dlb_tune.tasks.base import (DataError, Task, TrialContext, TrialError, TrialSummary, Trials, check_finite,
+                                 register)
 
 GROCERY_URL = "https://github.com/marcusklasson/GroceryStoreDataset"
 SPLITS = ("train", "val", "test")
@@ -46,7 +48,7 @@ class CNNConfig:
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw)
     batch_size: int = 64  # examples per step
-    schedule: str = "cosine"  # "none", "cosine", "step" (x0.1 at 50% and 75%) or "onecycle"
+    lr_schedule: str = "cosine"  # "none", "cosine", "step" (x0.1 at 50% and 75%) or "onecycle", per step
     augment: bool = True  # random flip, rotation/scale/shift, colour jitter on training batches
     label_smoothing: float = 0.0  # cross-entropy smoothing; 0.1 helps small nets a little
     tta: bool = False  # evaluate on each image and its mirror image, averaging logits (RGB only)
@@ -115,17 +117,13 @@ def read_split(root: Path, split: str, n_fine: int, n_coarse: int) -> list[tuple
 
 def decode_image(path: Path, size: int) -> torch.Tensor:
     """One JPEG as uint8 [3, size, size]: shorter side scaled to ``size``, centre crop."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4, 1/8 scale when enough
-            img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
-    except FileNotFoundError:
-        raise DataError(f"missing image {path}") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"unreadable image {path}: {e}") from None
-    return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+    def fit(img):
+        img.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4, 1/8 scale when enough
+        return ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+
+    return decode_rgb(path, fit)
 
 
 def grocery_cache_key(root: Path, splits: dict[str, list], size: int) -> str:
@@ -173,8 +171,6 @@ def load_grocery(data_dir: Path, labels: str, size: int) -> dict[str, Any]:
 
 def load_mnist_images(data_dir: Path, limit: int | None) -> dict[str, Any]:
     """MNIST as uint8 [N, 1, 28, 28]; the splits of the ``fcn`` task (val: 5,000 train images)."""
-    from dlb_tune.tasks.fcn import load_mnist
-
     splits = load_mnist(data_dir, limit=limit)  # x: uint8 [N, 28, 28]
     data: dict[str, Any] = {s: {"x": d["x"].unsqueeze(1), "y": d["y"]} for s, d in splits.items()}
     data["classes"] = [str(d) for d in range(10)]
@@ -183,11 +179,8 @@ def load_mnist_images(data_dir: Path, limit: int | None) -> dict[str, Any]:
 
 def take(split: dict[str, torch.Tensor], limit: int | None, seed: int = 0) -> dict[str, torch.Tensor]:
     """At most ``limit`` examples: the first after a fixed-seed shuffle, in file order."""
-    n = len(split["y"])
-    if limit is None or limit >= n:
-        return split
-    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    return {k: v[keep] for k, v in split.items()}
+    keep = take_indices(len(split["y"]), limit, seed)
+    return split if keep is None else {k: v[keep.sort().values] for k, v in split.items()}
 
 
 # --------------------------------------------------------------------------------- model
@@ -217,31 +210,6 @@ def build_model(cfg: CNNConfig, in_ch: int, n_classes: int, image_size: int) -> 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def make_optimizer(cfg: CNNConfig, params: Any) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    raise TrialError(f"optimizer must be adam, adamw or sgd, got {cfg.optimizer!r}")
-
-
-def lr_factor(schedule: str, t: float) -> float:
-    """Multiplier of the peak learning rate at training progress ``t`` in [0, 1]."""
-    if schedule == "none":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    if schedule == "step":
-        return 0.1 ** ((t >= 0.5) + (t >= 0.75))
-    if schedule == "onecycle":  # linear warm-up over 30% from peak/25, then cosine to ~0
-        if t < 0.3:
-            return 0.04 + 0.96 * t / 0.3
-        return 0.5 * (1 + math.cos(math.pi * min((t - 0.3) / 0.7, 1.0)))
-    raise TrialError(f"schedule must be none, cosine, step or onecycle, got {schedule!r}")
 
 
 # -------------------------------------------------------------------------- augmentation
@@ -279,7 +247,7 @@ class CNNTask(Task):
     data_fields = ("dataset", "labels", "image_size")
     smoke = {"depth": 2, "base_width": 4, "head": "gap", "batch_size": 32, "augment": False}
     allowed_values = {"dataset": ("grocery", "mnist"), "labels": ("coarse", "fine"), "head": ("fc", "gap"),
-                      "optimizer": ("adam", "adamw", "sgd"), "schedule": ("none", "cosine", "step", "onecycle")}
+                      "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}
 
     @classmethod
     def load_data(cls, data_dir: Path, config: CNNConfig, limit: int | None = None) -> dict[str, Any]:
@@ -306,10 +274,10 @@ class CNNTask(Task):
         # channels_last: about 1.5x faster convolutions on CPU (oneDNN), also the fast path on GPU
         self.model = build_model(config, c, len(data["classes"]), size).to(dev, memory_format=torch.channels_last)
         self.net = ctx.wrap_model(self.model)  # DDP under Ray Train; self.model for evaluation
-        self.opt = make_optimizer(config, self.model.parameters())
+        self.opt = make_optimizer(config.optimizer, self.model.parameters(), config.lr, config.weight_decay)
         steps = len(list(ctx.batches(len(self.y["train"]), config.batch_size, shuffle=False)))
         total = max(1, steps * ctx.max_epochs)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda i: lr_factor(config.schedule, i / total))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda i: lr_factor(config.lr_schedule, i / total))
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -374,7 +342,7 @@ class CNNTask(Task):
         pred, y = self.predict("test").argmax(1).cpu(), self.y["test"].cpu()
         names = self.data["classes"]
         k = len(names)
-        confusion = torch.bincount(y * k + pred, minlength=k * k).view(k, k)  # [true, predicted]
+        confusion = confusion_matrix(pred, y, k)  # [true, predicted]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_confusion_csv(confusion, names, out_dir / "confusion.csv")
@@ -386,7 +354,7 @@ class CNNTask(Task):
                 "confusion_matrix": "confusion.csv", "misclassified": "misclassified.png"}
 
     @classmethod
-    def summarize(cls, trials: Any) -> dict[str, Any]:
+    def summarize(cls, trials: Trials) -> dict[str, Any]:
         return summarize_trials(trials)
 
 
@@ -427,30 +395,25 @@ def plot_misclassified(x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, wro
     plt.close(fig)
 
 
-def summarize_trials(trials: Any) -> dict[str, Any]:
+def summarize_trials(trials: Trials) -> dict[str, Any]:
     """Pareto front of best validation accuracy (max) against parameters (min), by size, and the
     best trial under ``PARAM_LIMIT`` parameters: in every sweep, multi-objective or not."""
-    from dlb_tune.results import pareto_front
-
-    acc = "best_val_acc"
-    if trials is None or len(trials) == 0 or not {acc, "params"} <= set(trials.columns):
-        return {}
-    if "status" in trials.columns:
-        trials = trials[trials["status"] != "errored"]
-    df = trials.dropna(subset=[acc, "params"])
-    front = pareto_front(df, [("val_acc", "max"), ("params", "min")], "val_acc").sort_values("params")
-    small = df[df["params"] < PARAM_LIMIT]
-    best_small = trial_summary(small.loc[small[acc].idxmax()], acc) if len(small) else None
-    return {"pareto": [trial_summary(r, acc) for _, r in front.iterrows()],
-            f"best_under_{PARAM_LIMIT // 1000}k_params": best_small}
+    sized = any("params" in t.metrics for t in trials)
+    if trials.metric != "val_acc" or not sized or all(t.best is None for t in trials):
+        return {}  # no trial reported what ranks or sizes the nets
+    scored = [t for t in trials if t.status != "errored" and t.best is not None and "params" in t.metrics]
+    front = sorted((t for t in scored if not any(dominates(o, t) for o in scored)), key=lambda t: t.metrics["params"])
+    small = [t for t in scored if t.metrics["params"] < PARAM_LIMIT]
+    best_small = max(small, key=lambda t: t.best) if small else None
+    return {"pareto": [trial_summary(t) for t in front],
+            f"best_under_{PARAM_LIMIT // 1000}k_params": trial_summary(best_small) if best_small else None}
 
 
-def trial_summary(row: Any, acc: str) -> dict[str, Any]:
-    out = {"trial_id": row.get("trial_id"), "val_acc": float(row[acc]), "params": int(row["params"])}
-    out["config"] = {k.split("/", 1)[1]: _plain(v) for k, v in row.items() if str(k).startswith("config/")}
-    return out
+def dominates(a: TrialSummary, b: TrialSummary) -> bool:
+    """``a`` is at least as accurate and as small as ``b``, and better on one of the two."""
+    va, vb = (a.best, -a.metrics["params"]), (b.best, -b.metrics["params"])
+    return all(x >= y for x, y in zip(va, vb)) and va != vb
 
 
-def _plain(v: Any) -> Any:
-    """numpy scalars -> Python scalars, for json."""
-    return v.item() if hasattr(v, "item") else v
+def trial_summary(t: TrialSummary) -> dict[str, Any]:
+    return {"trial_id": t.trial_id, "val_acc": float(t.best), "params": int(t.metrics["params"]), "config": t.config}

@@ -14,7 +14,6 @@ special tokens) keep learning, since a frozen random vector means nothing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlb_tune.tasks import _text
-from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, check_finite, register
+from dlb_tune.tasks._common import LR_SCHEDULES, OPTIMIZERS, confusion_matrix, lr_factor, make_optimizer
+from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, TrialSummary, Trials, check_finite, register
 
 CLASSES = ("happiness", "neutral", "sadness")
 FILES = ("trainEmotions.csv", "testEmotions.csv")
@@ -34,7 +34,6 @@ VAL_FRACTION, SPLIT_SEED = 0.1, 0  # the validation split: fixed, so every trial
 CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 POOLINGS = ("last", "max", "last+max")
 EMBEDDINGS = ("glove", "random")
-OPTIMIZERS = ("adam", "adamw", "sgd")
 BUCKET_POOL = 16  # batches sorted together by length; larger pools pad less but shuffle less
 
 
@@ -52,7 +51,7 @@ class EmotionConfig:
     freeze_embedding: bool = False  # keep pretrained rows fixed (OOV rows still learn)
     optimizer: str = "adam"  # adam | adamw (decoupled decay) | sgd (momentum 0.9, Nesterov)
     lr: float = 2e-3  # peak learning rate
-    lr_schedule: str = "cosine"  # none | cosine (to 0 over max_epochs)
+    lr_schedule: str = "cosine"  # none | cosine (to 0 over max_epochs) | step | onecycle, per epoch
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw); never on the embedding
     batch_size: int = 64  # tweets per step
     grad_clip: float = 1.0  # max global gradient norm; 0 = off (RNNs can explode without it)
@@ -182,7 +181,7 @@ class Emotion(Task):
     data_fields = ("min_freq", "max_len", "glove_path")
     smoke = {"hidden_size": 16, "batch_size": 256, "embedding_dim": 16}
     allowed_values = {"cell": CELLS, "pooling": POOLINGS, "embedding": EMBEDDINGS, "optimizer": OPTIMIZERS,
-                      "lr_schedule": ("none", "cosine"), "num_layers": (1, 2, 3)}
+                      "lr_schedule": LR_SCHEDULES, "num_layers": (1, 2, 3)}
 
     @classmethod
     def load_data(cls, data_dir: Path, config: EmotionConfig, limit: int | None = None) -> dict[str, Any]:
@@ -211,7 +210,8 @@ class Emotion(Task):
         weight = _class_weights(data["train"]["y"], len(CLASSES)) if config.class_weights else None
         self.class_weight = weight.to(ctx.device) if weight is not None else None
         self.optimizer = _optimizer(config, self.net)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda epoch: lr_factor(config.lr_schedule, epoch / ctx.max_epochs))
 
     @staticmethod
     def _build_net(cfg: EmotionConfig, data: dict[str, Any], generator: torch.Generator):
@@ -222,11 +222,6 @@ class Emotion(Task):
         if pre is not None:
             init_pretrained(net.embedding, pre["matrix"], pre["found"], cfg.freeze_embedding, generator)
         return net, pre
-
-    def _lr_factor(self, epoch: int) -> float:
-        if self.config.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * epoch / self.ctx.max_epochs))
-        return 1.0
 
     def _batch(self, split: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s = self.splits[split]
@@ -318,7 +313,7 @@ class Emotion(Task):
         }
 
     @classmethod
-    def summarize(cls, trials: Any) -> dict[str, Any]:
+    def summarize(cls, trials: Trials) -> dict[str, Any]:
         """The best trial per cell family (rnn, gru, lstm) by validation accuracy, and what each
         family was given (trials, epochs), so the comparison's fairness can be read off."""
         return {"leaderboard": leaderboard(trials)}
@@ -357,21 +352,12 @@ def _optimizer(cfg: EmotionConfig, net: TweetRNN) -> torch.optim.Optimizer:
     emb = [net.embedding.weight]
     rest = [p for n, p in net.named_parameters() if not n.startswith("embedding.")]
     groups = [{"params": emb, "weight_decay": 0.0}, {"params": rest, "weight_decay": cfg.weight_decay}]
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return make_optimizer(cfg.optimizer, groups, cfg.lr)
 
 
 def _class_weights(y: torch.Tensor, n: int) -> torch.Tensor:
     counts = torch.bincount(y, minlength=n).float().clamp_min(1)
     return counts.sum() / (n * counts)  # 1.0 for every class when balanced
-
-
-def confusion_matrix(pred: torch.Tensor, true: torch.Tensor, n: int) -> torch.Tensor:
-    """[n, n] counts, rows = true class, columns = predicted class."""
-    return torch.bincount(true.cpu() * n + pred.cpu(), minlength=n * n).reshape(n, n)
 
 
 def per_class(conf: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -412,29 +398,30 @@ LEADER_KEYS = ("cell", "bidirectional", "num_layers", "hidden_size", "embedding"
                "batch_size", "optimizer")
 
 
-def leaderboard(trials: Any) -> list[dict[str, Any]]:
+def leaderboard(trials: Trials) -> list[dict[str, Any]]:
     """One row per cell family, best validation accuracy first, with what the family was given
     (trials, epochs, seconds) beside what it reached."""
-    if trials is None or len(trials) == 0 or "config/cell" not in trials:
-        return []
-    score = "best_val_acc" if "best_val_acc" in trials else "val_acc"
-    df = trials.assign(_family=trials["config/cell"].map(lambda c: FAMILIES.get(c, c)))
-    rows = []
-    for family, group in df.groupby("_family"):
-        row: dict[str, Any] = {"family": family, "trials": int(len(group))}
-        if "epochs" in group:
-            row["epochs"] = int(group["epochs"].fillna(0).sum())
-        if "wall_s" in group:
-            row["train_s"] = round(float(group["wall_s"].fillna(0).sum()), 1)
-        ranked = group.dropna(subset=[score]).sort_values(score, ascending=False) if score in group else group.iloc[0:0]
-        if len(ranked):
-            best = ranked.iloc[0]
-            row["best_val_acc"] = round(float(best[score]), 4)
-            row["trial_id"] = str(best["trial_id"]) if "trial_id" in best else None
-            row["config"] = {k: _plain(best[f"config/{k}"]) for k in LEADER_KEYS if f"config/{k}" in best}
-        rows.append(row)
+    families: dict[str, list[TrialSummary]] = {}
+    for t in trials:
+        cell = t.config.get("cell")
+        if cell is not None:
+            families.setdefault(FAMILIES.get(cell, cell), []).append(t)
+    rows = [family_row(family, group, trials.metric) for family, group in sorted(families.items())]
     return sorted(rows, key=lambda r: -r.get("best_val_acc", -1.0))
 
 
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
+def family_row(family: str, group: list[TrialSummary], metric: str) -> dict[str, Any]:
+    """The best trial of one family by validation accuracy (its best epoch's, when the sweep ranks
+    by it; else the last epoch's), and the family's trials, epochs and seconds."""
+    def score(t: TrialSummary) -> float | None:
+        return t.best if metric == "val_acc" else t.metrics.get("val_acc")
+
+    row: dict[str, Any] = {"family": family, "trials": len(group), "epochs": int(sum(t.epochs or 0 for t in group)),
+                           "train_s": round(float(sum(t.wall_s or 0 for t in group)), 1)}
+    ranked = [t for t in group if score(t) is not None]
+    if ranked:
+        best = max(ranked, key=score)
+        row["best_val_acc"] = round(float(score(best)), 4)
+        row["trial_id"] = str(best.trial_id) if best.trial_id is not None else None
+        row["config"] = {k: best.config[k] for k in LEADER_KEYS if k in best.config}
+    return row

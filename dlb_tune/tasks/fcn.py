@@ -8,18 +8,16 @@ are written out below, so the gradient checks in ``tests/test_fcn.py`` test this
 from __future__ import annotations
 
 import math
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
-from dlb_tune.tasks.base import DataError, Task, TrialContext, register
+from dlb_tune.tasks._common import LR_SCHEDULES, load_mnist, lr_factor
+from dlb_tune.tasks.base import Task, TrialContext, register
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # training-set pixel statistics, the usual constants
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 @dataclass
@@ -31,7 +29,7 @@ class FCNConfig:
     momentum: float = 0.9  # heavy-ball momentum; 0 is plain SGD
     weight_decay: float = 0.0  # L2 penalty added to the weight gradients
     batch_size: int = 64  # examples per SGD step
-    lr_schedule: str = "cosine"  # constant | cosine (decays to 0 over max_epochs)
+    lr_schedule: str = "cosine"  # none | cosine (decays to 0 over max_epochs) | step | onecycle, per epoch
     val_size: int = 5000  # examples carved from the 60,000 training images for validation
 
 
@@ -110,56 +108,6 @@ def backward(params, cache, dlogits: torch.Tensor, activation: str):
     return grads
 
 
-# --- data -------------------------------------------------------------------------------------
-
-
-def load_mnist(data_dir: Path, val_size: int = 5000, limit: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """MNIST from ``data_dir/MNIST/raw`` as uint8 images [N, 28, 28] and int64 labels.
-
-    The validation split is ``val_size`` training images chosen with a fixed seed; the test
-    split is the official 10,000. Downloads only when the files are missing and the network is up.
-    """
-    from torchvision.datasets import MNIST
-
-    data_dir = Path(data_dir)
-    raw = data_dir / "MNIST" / "raw"
-    if not all((raw / f).exists() for f in MNIST_FILES):
-        _download_mnist(data_dir, raw)
-    try:
-        train = MNIST(str(data_dir), train=True, download=False)
-        test = MNIST(str(data_dir), train=False, download=False)
-    except (RuntimeError, OSError, ValueError) as e:
-        raise DataError(f"cannot read MNIST in {raw}: {e}") from None
-    if not 0 < val_size < len(train.data):
-        raise DataError(f"val_size must be between 1 and {len(train.data) - 1}, got {val_size}")
-    order = torch.randperm(len(train.data), generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:val_size], order[val_size:]
-    splits = {
-        "train": (train.data[train_idx], train.targets[train_idx]),
-        "val": (train.data[val_idx], train.targets[val_idx]),
-        "test": (test.data, test.targets),
-    }
-    return {k: {"x": x[:limit].contiguous(), "y": y[:limit].contiguous()} for k, (x, y) in splits.items()}
-
-
-def _download_mnist(data_dir: Path, raw: Path) -> None:
-    from torchvision.datasets import MNIST
-
-    expected = f"{raw}/{{{','.join(MNIST_FILES)}}}"
-    host = urlparse(MNIST.mirrors[0]).hostname
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError:
-        raise DataError(
-            f"MNIST not found: expected {expected} (the four uncompressed IDX files from "
-            f"yann.lecun.com/exdb/mnist, torchvision's MNIST/raw layout), and no network to download them"
-        ) from None
-    try:
-        MNIST(str(data_dir), train=True, download=True)
-    except Exception as e:  # noqa: BLE001 - any download failure becomes one line
-        raise DataError(f"MNIST missing from {raw} and the download failed: {e}") from None
-
-
 # --- the task -----------------------------------------------------------------------------------
 
 
@@ -169,7 +117,7 @@ class FCN(Task):
     Config = FCNConfig
     data_fields = ("val_size",)
     smoke = {"hidden_size": 32, "batch_size": 128}
-    allowed_values = {"activation": ("relu", "tanh", "sigmoid"), "lr_schedule": ("constant", "cosine")}
+    allowed_values = {"activation": ("relu", "tanh", "sigmoid"), "lr_schedule": LR_SCHEDULES}
 
     @classmethod
     def load_data(cls, data_dir: Path, config: FCNConfig, limit: int | None = None) -> dict[str, Any]:
@@ -188,9 +136,7 @@ class FCN(Task):
         return x.to(self.ctx.device), split["y"].to(self.ctx.device)
 
     def _lr(self, epoch: int) -> float:
-        if self.config.lr_schedule == "cosine":
-            return self.config.lr * 0.5 * (1 + math.cos(math.pi * epoch / self.ctx.max_epochs))
-        return self.config.lr
+        return self.config.lr * lr_factor(self.config.lr_schedule, epoch / self.ctx.max_epochs)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, (x, y) = self.config, self.splits["train"]

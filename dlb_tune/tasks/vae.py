@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlb_tune.tasks._cache import cache_dir, load_cached, save_atomic
+from dlb_tune.tasks._common import cache_dir, decode_rgb, load_cached, save_atomic, take_indices
 from dlb_tune.tasks.base import ConfigError, DataError, Task, TrialContext, TrialError, check_finite, register
 
 CELEBA_SOURCE = ("the CelebA site (mmlab.ie.cuhk.edu.hk/projects/CelebA.html, 'Align&Cropped Images') "
@@ -121,33 +121,27 @@ def read_attributes(root: Path) -> tuple[list[str], dict[str, list[int]]]:
 def decode_face(path: Path) -> torch.Tensor:
     """One aligned face as uint8 [3, 64, 64]: as is when already 64x64, otherwise the centre
     148x148 square (the usual CelebA crop) resized to 64x64."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if img.size != (IMAGE_SIZE, IMAGE_SIZE):
-                w, h = img.size
-                if min(w, h) < CROP:
-                    raise DataError(f"{path} is {w}x{h}: expected 64x64 or an official aligned face "
-                                    f"(178x218) to centre-crop to {CROP}")
-                left, top = round((w - CROP) / 2), round((h - CROP) / 2)  # torchvision's CenterCrop
-                img = img.crop((left, top, left + CROP, top + CROP))
-                img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)  # antialiased
-    except FileNotFoundError:
-        raise DataError(f"missing image {path} (listed in list_eval_partition.txt)") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"unreadable image {path}: {e}") from None
-    hwc = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(IMAGE_SIZE, IMAGE_SIZE, 3)
-    return hwc.permute(2, 0, 1).contiguous()  # [3, 64, 64]
+    def crop(img):
+        img = img.convert("RGB")
+        if img.size == (IMAGE_SIZE, IMAGE_SIZE):
+            return img
+        w, h = img.size
+        if min(w, h) < CROP:
+            raise DataError(f"{path} is {w}x{h}: expected 64x64 or an official aligned face "
+                            f"(178x218) to centre-crop to {CROP}")
+        left, top = round((w - CROP) / 2), round((h - CROP) / 2)  # torchvision's CenterCrop
+        img = img.crop((left, top, left + CROP, top + CROP))
+        return img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)  # antialiased
+
+    return decode_rgb(path, crop, listed_in="list_eval_partition.txt")  # [3, 64, 64]
 
 
 def take(files: list[str], limit: int | None, seed: int = 0) -> list[str]:
     """The first ``limit`` names after a fixed-seed shuffle (all of them, in order, without)."""
-    if limit is None or limit >= len(files):
-        return files
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:limit]
-    return [files[i] for i in order.tolist()]
+    keep = take_indices(len(files), limit, seed)
+    return files if keep is None else [files[i] for i in keep.tolist()]
 
 
 def cache_key(root: Path, files: dict[str, list[str]]) -> str:
