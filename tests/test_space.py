@@ -191,7 +191,7 @@ DEFAULT_PARAM_SPACES = {
         "lr": ("Float", "_LogUniform", 0.002, 0.08),
         "weight_decay": ("Float", "_LogUniform", 1e-05, 0.001),
         "batch_size": ("Categorical", "_Uniform", [32, 64]),
-        "schedule": ("Categorical", "_Uniform", ["onecycle", "cosine"]),
+        "lr_schedule": ("Categorical", "_Uniform", ["onecycle", "cosine"]),
         "augment": True,
         "label_smoothing": 0.1,
         "tta": True,

@@ -71,7 +71,7 @@ def test_lr_schedule_is_one_name_with_one_set_of_values(smoke_task):
         return
     for value in LR_SCHEDULES:
         task_cls(dataclasses.replace(config, lr_schedule=value), data, TrialContext(max_epochs=2))
-    with pytest.raises(TrialError, match="lr_schedule 'constant'"):
+    with pytest.raises(TrialError, match="lr_schedule: 'constant' is not one of"):
         task_cls(dataclasses.replace(config, lr_schedule="constant"), data, TrialContext(max_epochs=2))
 
 
