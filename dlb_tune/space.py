@@ -54,6 +54,16 @@ TOP_LEVEL = {
     "objectives": "named multi-objective modes {name: {metric: mode}}",
     "objective": "default objective name from objectives",
     "params": "hyperparameters",
+    "search": "Optuna sampler settings {sampler: tpe, multivariate, group, constant_liar, n_startup_trials}",
+}
+# The ``search:`` section: key -> (type, what it means). Defaults are Optuna's, except that the
+# constant liar follows the concurrency (dlb_tune.search.make_sampler).
+SEARCH_KEYS: dict[str, tuple[type, str]] = {
+    "sampler": (str, "tpe (the only one)"),
+    "multivariate": (bool, "one joint model of all parameters instead of one per parameter"),
+    "group": (bool, "multivariate TPE per group of parameters that appear together"),
+    "constant_liar": (bool, "count running trials as bad so concurrent trials spread out"),
+    "n_startup_trials": (int, "random trials before TPE takes over"),
 }
 
 
@@ -364,6 +374,7 @@ class SweepSpec:
     time_budget_s: float | None = None
     objectives: dict[str, dict[str, str]] = field(default_factory=dict)
     objective: str | None = None
+    search: dict[str, Any] = field(default_factory=dict)  # Optuna sampler settings (SEARCH_KEYS)
     description: str = ""
     source: str = ""
 
@@ -460,6 +471,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         time_budget_s=_number(raw, "time_budget_s", source, None, minimum=1),
         objectives=raw.get("objectives") or {},
         objective=objective if objective is not None else raw.get("objective"),
+        search=_parse_search(raw.get("search"), source),
         description=str(raw.get("description", "")),
         source=source,
     )
@@ -476,6 +488,27 @@ def _number(raw: dict, key: str, source: str, default, minimum=None):
     if minimum is not None and value < minimum:
         raise SpaceError(f"{source}: '{key}' must be at least {minimum}, got {value}")
     return value
+
+
+def _parse_search(raw: Any, source: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{source}: 'search' must be a mapping such as {{multivariate: true}}, got {raw!r}")
+    unknown = set(raw) - set(SEARCH_KEYS)
+    if unknown:
+        raise SpaceError(f"{source}: unknown search key(s) {sorted(unknown)}; allowed: {sorted(SEARCH_KEYS)}")
+    for key, value in raw.items():
+        want = SEARCH_KEYS[key][0]
+        if type(value) is not want:  # bool is an int: exact type, so `n_startup_trials: true` fails
+            raise SpaceError(f"{source}: search.{key} must be a {want.__name__}, got {value!r}")
+    if raw.get("sampler", "tpe") != "tpe":
+        raise SpaceError(f"{source}: search.sampler '{raw['sampler']}' is not known; the only sampler is tpe")
+    if raw.get("n_startup_trials", 0) < 0:
+        raise SpaceError(f"{source}: search.n_startup_trials must be at least 0, got {raw['n_startup_trials']}")
+    if raw.get("group") and raw.get("multivariate") is False:
+        raise SpaceError(f"{source}: search.group needs multivariate TPE; drop 'multivariate: false'")
+    return dict(raw)
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
-from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_space,
-                                 write_sweep_options)
+from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_final,
+                                 write_space, write_sweep_options)
 from dlb_tune.results import finish, first_line
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, load_space
 from dlb_tune.tasks import DataError, get_task
@@ -232,19 +232,20 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
     return tune.with_resources(fn, {"cpu": DRIVER_CPU})
 
 
-def make_searcher(spec: SweepSpec, opts: SweepOptions):
+def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int):
     if opts.search == "random" or not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(random_state=opts.seed)
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from dlb_tune.search import TruthfulOptunaSearch, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pairs = spec.objective_pairs()
-    if len(pairs) == 1:
-        return OptunaSearch(metric=spec.metric, mode=spec.mode, seed=opts.seed)
-    return OptunaSearch(metric=[m for m, _ in pairs], mode=[d for _, d in pairs], seed=opts.seed)
+    metric, mode = (spec.metric, spec.mode) if len(pairs) == 1 else ([m for m, _ in pairs], [d for _, d in pairs])
+    return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs,
+                                sampler=make_sampler(spec.search, opts.seed, concurrency))
 
 
 def make_scheduler(spec: SweepSpec, opts: SweepOptions):
@@ -353,6 +354,8 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
         concurrency, per_trial = check_resources(opts)
         warn_if_storage_not_shared(opts, echo)
         exp_dir = experiment_dir(opts.name, opts.storage)
+        if opts.search == "optuna":  # written into space.yaml, so what ran is on record
+            spec.search.setdefault("constant_liar", concurrency > 1)
         write_space(exp_dir, spec)
         write_sweep_options(exp_dir, opts)
         echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
@@ -372,7 +375,7 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
         trainable,
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(spec, opts),
+            search_alg=make_searcher(spec, opts, concurrency),
             scheduler=make_scheduler(spec, opts),
             num_samples=spec.num_samples,
             max_concurrent_trials=concurrency,
@@ -407,7 +410,12 @@ def fit_and_finish(tuner, spec, opts, data, exp_dir: str, echo) -> dict[str, Any
         grid = tuner.fit()
     wall = time.time() - t0
     stopped = _asha_stopped(tuner)
-    return finish(grid, spec, opts, data, exp_dir, wall, stopped, echo, interrupted=guard.interrupted)
+    final = finish(grid, spec, opts, data, exp_dir, wall, stopped, echo, interrupted=guard.interrupted)
+    states = _optuna_states(tuner)
+    if states:  # what Optuna was told about each trial: COMPLETE, PRUNED (stopped early) or FAIL
+        final["optuna_states"] = states
+        write_final(exp_dir, final)
+    return final
 
 
 class GracefulInterrupt:
@@ -452,6 +460,11 @@ class GracefulInterrupt:
             else:
                 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self.env
         return False
+
+
+def _optuna_states(tuner) -> dict[str, str]:
+    searcher = getattr(getattr(tuner._local_tuner, "_tune_config", None), "search_alg", None)
+    return searcher.trial_states() if hasattr(searcher, "trial_states") else {}
 
 
 def _asha_stopped(tuner) -> set[str]:

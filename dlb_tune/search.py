@@ -1,0 +1,91 @@
+"""The Optuna searcher: TPE built from the space file's ``search:`` section, told the truth.
+
+Ray's ``OptunaSearch`` tells Optuna every trial that ends without an error as COMPLETE with its
+last value, so a trial ASHA stopped after 2 epochs counts as a finished 2-epoch result beside
+16-epoch ones. ``TruthfulOptunaSearch`` tells such a trial PRUNED instead (Optuna then ranks it
+by its per-epoch intermediate values, as its own pruning integration would) and an errored trial
+FAIL. This module imports Ray and Optuna: import it inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+
+def make_sampler(settings: dict[str, Any], seed: int, concurrency: int) -> optuna.samplers.TPESampler:
+    """TPE from the validated ``search:`` section; the constant liar is on when trials overlap,
+    so concurrent trials do not all propose the same point."""
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=settings.get("multivariate"),
+        group=settings.get("group", False),
+        constant_liar=settings.get("constant_liar", concurrency > 1),
+        n_startup_trials=settings.get("n_startup_trials", 10),
+    )
+
+
+class TruthfulOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that tells a trial ended before ``max_epochs`` as PRUNED, an error as FAIL.
+
+    "Ended before max_epochs without an error" covers whatever stopped it (ASHA, the time
+    budget): either way its last value is an intermediate one. Judging by the epoch rather than
+    asking the scheduler keeps the searcher self-contained, so Tune's pickled save/restore of it
+    (resume) needs nothing else.
+    """
+
+    def __init__(self, *, max_epochs: int, **kwargs):
+        super().__init__(**kwargs)
+        self._max_epochs = max_epochs
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Multi-objective studies take no intermediate values (Optuna has no report for them).
+        if self._multi_objective() or trial_id in self._completed_trials:
+            return
+        value = result.get(self.metric)
+        if value is not None:
+            # Step = epoch, the same axis ASHA's rungs use; a resumed trial's repeated epoch is
+            # ignored by Optuna with a warning.
+            self._ot_trials[trial_id].report(value, step=int(result.get("epoch", result["training_iteration"])))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        state = self.state_for(result, error)
+        values = self._values(result) if state == TrialState.COMPLETE else None
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
+        except (ValueError, RuntimeError) as exc:  # e.g. a NaN value: Optuna refuses it
+            optuna.logging.get_logger("optuna").warning(str(exc))
+        self._completed_trials.add(trial_id)
+
+    def state_for(self, result: dict | None, error: bool) -> TrialState:
+        if error:
+            return TrialState.FAIL
+        values = self._values(result)
+        if values is None or any(v is None for v in values):
+            return TrialState.PRUNED  # stopped before its first result
+        # A multi-objective study cannot take PRUNED trials into account (no intermediate
+        # values), so a stopped trial stays COMPLETE with the values it had reached.
+        if self._multi_objective():
+            return TrialState.COMPLETE
+        stopped_early = int((result or {}).get("epoch", self._max_epochs)) < self._max_epochs
+        return TrialState.PRUNED if stopped_early else TrialState.COMPLETE
+
+    def _values(self, result: dict | None) -> list | None:
+        if not result:
+            return None
+        metrics = self.metric if self._multi_objective() else [self.metric]
+        return [result.get(m) for m in metrics]
+
+    def _multi_objective(self) -> bool:
+        return isinstance(self.metric, list)
+
+    def trial_states(self) -> dict[str, str]:
+        """Tune trial id -> the Optuna state it was told (RUNNING while not told yet)."""
+        trials = self._ot_study.get_trials(deepcopy=False) if self._ot_study else []
+        by_number = {t.number: t.state.name for t in trials}
+        return {tid: by_number.get(t.number, "RUNNING") for tid, t in self._ot_trials.items()}
