@@ -111,6 +111,7 @@ def sweep(
     smoke: Annotated[bool, typer.Option(help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.")] = False,
     max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.")] = 0,
     seeds: Annotated[int, typer.Option(min=0, help="At the end, re-train the top 3 configs with K seeds and rank them.")] = 0,
+    enqueue: Annotated[Optional[str], typer.Option(help="A `dlb-tune best` file: run its config first (after the space's initial: points).")] = None,
 ) -> None:
     """Run a sweep: Optuna search with ASHA early stopping, then one test evaluation of the best trial."""
     from dlb_tune.seeds import sweep_with_seeds
@@ -124,7 +125,7 @@ def sweep(
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, ray_train=ray_train, seed=seed,
         search=search.value, scheduler=scheduler.value, address=address, limit=limit, smoke=smoke,
-        max_failures=max_failures, seeds=seeds,
+        max_failures=max_failures, seeds=seeds, enqueue=enqueue,
     )
     final = _run_guarded(sweep_with_seeds, opts, echo=typer.echo)
     if final.get("interrupted"):

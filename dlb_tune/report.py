@@ -408,6 +408,19 @@ def write_report(exp: Experiment) -> tuple[Path, list[Path]]:
     return path, list(figures.values()) + task_figs
 
 
+def _course_section(exp: Experiment) -> list[str]:
+    """The space's first ``initial:`` point (the course's configuration in the default spaces),
+    run on the same budget as the winner."""
+    course = (exp.final or {}).get("course")
+    if not course:
+        return []
+    status = course["status"].replace("_", " ")
+    return ["## Course configuration (the space's first `initial:` point)", "",
+            f"Trial `{course['trial_id']}`, {exp.metric} {_fmt(course.get(exp.metric))} at epoch {course.get('epoch')} "
+            f"({status} after {course['epochs']} epochs).", "",
+            *_md_table(["parameter", "value"], [[k, _fmt(v)] for k, v in course["config"].items()]), ""]
+
+
 def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: list[Path]) -> str:
     final = exp.final or {}
     lines = [f"# Sweep `{exp.name}`: task `{exp.spec.task}`", ""]
@@ -429,7 +442,7 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
                   f"Trial `{best['trial_id']}`, {exp.metric} {_fmt(best.get(exp.metric))} at epoch {best.get('epoch')}; "
                   f"checkpoint `{best.get('checkpoint')}`. `dlb-tune best {exp.name}` prints it as a space file.", ""]
         lines += _md_table(["parameter", "value"], [[k, _fmt(v)] for k, v in best["config"].items()]) + [""]
-    lines += _plan_section(exp) + _seeds_section(exp)
+    lines += _course_section(exp) + _plan_section(exp) + _seeds_section(exp)
     titles = {
         "metric_vs_epoch": f"{exp.metric} per epoch (dashed, ending in x: stopped early by ASHA; grey verticals: ASHA rungs)",
         "best_so_far": "Best so far against wall time",

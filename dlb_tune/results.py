@@ -109,6 +109,9 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     candidates = df[df["status"] != "errored"].dropna(subset=[best_col]) if best_col in df else df.iloc[0:0]
     if len(candidates) and not final.get("interrupted"):
         final.update(evaluate_best(grid, candidates.iloc[0], spec, data, exp_dir))
+    course = initial_trial(df, spec)
+    if course:
+        final["course"] = course
     pairs = spec.objective_pairs()
     if len(pairs) > 1:
         front = pareto_front(df[df["status"] != "errored"], pairs, spec.metric)
@@ -153,6 +156,27 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
     return out
 
 
+def initial_trial(df: pd.DataFrame, spec) -> dict[str, Any] | None:
+    """The trial that ran the space's first ``initial:`` point (the course's own configuration in
+    the default spaces), so the winner can be read against it on the same budget."""
+    if not spec.initial or not len(df):
+        return None
+    point = spec.initial[0]
+    for _, row in df.iterrows():
+        if all(_same(row.get(f"config/{k}"), v) for k, v in point.items()):
+            best = row.get(f"best_{spec.metric}")
+            return {"trial_id": row["trial_id"], "config": point, "status": row["status"],
+                    "epochs": int(row["epochs"]), "epoch": _maybe_int(row.get("best_epoch")),
+                    spec.metric: None if best is None or pd.isna(best) else float(best)}
+    return None  # e.g. the time budget ran out first
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
 def _maybe_int(v):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
 
@@ -179,6 +203,12 @@ def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
         lines.append(f"best trial {best['trial_id']}: {final['metric']} {best[final['metric']]:.4f} "
                      f"(epoch {best['epoch']})")
         lines.append(f"  config: {cfg}")
+    course = final.get("course")
+    if course:
+        value = course[final["metric"]]
+        shown = "no result" if value is None else f"{final['metric']} {value:.4f} (epoch {course['epoch']})"
+        lines.append(f"course config, trial {course['trial_id']}: {shown}, {course['status'].replace('_', ' ')} "
+                     f"after {course['epochs']} epoch(s)")
     test = final.get("test")
     if test:
         shown = " ".join(f"{k} {_fmt(v)}" for k, v in test.items() if isinstance(v, (int, float)))

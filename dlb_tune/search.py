@@ -84,8 +84,11 @@ class TruthfulOptunaSearch(OptunaSearch):
     def _multi_objective(self) -> bool:
         return isinstance(self.metric, list)
 
-    def trial_states(self) -> dict[str, str]:
-        """Tune trial id -> the Optuna state it was told (RUNNING while not told yet)."""
+    def trial_states(self) -> list[dict[str, Any]]:
+        """Per Tune trial, in the order Optuna proposed them: its Optuna number and the state it
+        was told (RUNNING while not told yet)."""
         trials = self._ot_study.get_trials(deepcopy=False) if self._ot_study else []
         by_number = {t.number: t.state.name for t in trials}
-        return {tid: by_number.get(t.number, "RUNNING") for tid, t in self._ot_trials.items()}
+        rows = [{"trial_id": tid, "number": t.number, "state": by_number.get(t.number, "RUNNING")}
+                for tid, t in self._ot_trials.items()]
+        return sorted(rows, key=lambda r: r["number"])

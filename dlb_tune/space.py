@@ -54,6 +54,7 @@ TOP_LEVEL = {
     "objectives": "named multi-objective modes {name: {metric: mode}}",
     "objective": "default objective name from objectives",
     "params": "hyperparameters",
+    "initial": "configs to run first [{param: value, ...}], e.g. the course's own",
     "search": "Optuna sampler settings {sampler: tpe, multivariate, group, constant_liar, n_startup_trials}",
 }
 # The ``search:`` section: key -> (type, what it means). Defaults are Optuna's, except that the
@@ -99,6 +100,10 @@ class Distribution:
 
     def extremes(self) -> list[Any]:
         """The values at the ends (every value, for a choice of text)."""
+        raise NotImplementedError
+
+    def contains(self, value: Any) -> bool:
+        """Whether the distribution can give ``value`` (an ``initial:`` point must lie inside)."""
         raise NotImplementedError
 
     def middle(self) -> Any:
@@ -162,6 +167,9 @@ class Choice(Distribution):
     def middle(self) -> Any:
         return self.values[len(self.values) // 2]
 
+    def contains(self, value: Any) -> bool:
+        return (isinstance(value, bool), value) in [(isinstance(v, bool), v) for v in self.values]
+
     def axis_scale(self) -> tuple[Callable[[Any], float], list[tuple[float, str]]]:
         n = len(self.values) - 1
 
@@ -196,6 +204,9 @@ class Constant(Distribution):
 
     def extremes(self) -> list[Any]:
         return [self.value]
+
+    def contains(self, value: Any) -> bool:
+        return self._as_choice().contains(value)
 
     def middle(self) -> Any:
         return self.value
@@ -254,6 +265,9 @@ class Uniform(Distribution):
 
     def middle(self) -> Any:
         return (self.low + self.high) / 2
+
+    def contains(self, value: Any) -> bool:
+        return _is_number(value) and self.low <= value <= self.high
 
     def _unit(self, v: float) -> float:
         return (v - self.low) / (self.high - self.low)
@@ -314,6 +328,9 @@ class RandInt(Uniform):
     def middle(self) -> Any:
         return int(round((self.low + self.high) / 2))
 
+    def contains(self, value: Any) -> bool:
+        return super().contains(value) and float(value).is_integer()
+
 
 @dataclass(frozen=True)
 class QUniform(Uniform):
@@ -343,6 +360,9 @@ class QUniform(Uniform):
 
         # bounds are multiples of q, so Tune's rounded draws lie on Optuna's grid low + k * q
         return FloatDistribution(float(self.low), float(self.high), step=float(self.q))
+
+    def contains(self, value: Any) -> bool:
+        return super().contains(value) and math.isclose(value / self.q, round(value / self.q))
 
     def middle(self) -> Any:
         return round((self.low + self.high) / 2 / self.q) * self.q
@@ -375,6 +395,7 @@ class SweepSpec:
     objectives: dict[str, dict[str, str]] = field(default_factory=dict)
     objective: str | None = None
     search: dict[str, Any] = field(default_factory=dict)  # Optuna sampler settings (SEARCH_KEYS)
+    initial: list[dict[str, Any]] = field(default_factory=list)  # searched field -> value, run first
     description: str = ""
     source: str = ""
 
@@ -476,6 +497,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         source=source,
     )
     _validate(spec, source)
+    spec.initial = _parse_initial(raw.get("initial"), spec, task, source)
     return spec
 
 
@@ -509,6 +531,53 @@ def _parse_search(raw: Any, source: str) -> dict[str, Any]:
     if raw.get("group") and raw.get("multivariate") is False:
         raise SpaceError(f"{source}: search.group needs multivariate TPE; drop 'multivariate: false'")
     return dict(raw)
+
+
+def _parse_initial(raw: Any, spec: SweepSpec, task: type[Task], source: str) -> list[dict[str, Any]]:
+    """``initial:`` points as Tune's warm start wants them: exactly the searched parameters.
+
+    A value must be one its distribution can give. A constant wins over a point's value (so
+    ``--set`` and ``--smoke`` can fix a parameter the points name) and is dropped from it."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
+        raise SpaceError(f"{source}: 'initial' must be a list of {{param: value}} mappings")
+    fields = config_fields(task)
+    points = [_parse_point(point, spec, fields, task, f"{source}: initial[{i}]") for i, point in enumerate(raw)]
+    return [p for p in points if p]
+
+
+def enqueued_point(spec: SweepSpec, path: Path | str) -> dict[str, Any]:
+    """The parameters of a fixed space file (``dlb-tune best``) as one more ``initial:`` point of
+    ``spec``; its values must lie inside ``spec``'s distributions."""
+    given = load_space(path)
+    if given.task != spec.task:
+        raise SpaceError(f"--enqueue {path}: a space for task '{given.task}', not '{spec.task}'")
+    point = {k: v for k, v in given.constants().items() if k in spec.params}
+    return _parse_point(point, spec, config_fields(spec.task_cls), spec.task_cls, f"--enqueue {path}")
+
+
+def _parse_point(point: dict, spec: SweepSpec, fields: dict, task: type[Task], where: str) -> dict[str, Any]:
+    out = {}
+    for name, value in point.items():
+        if name not in spec.params:
+            raise SpaceError(f"{where}: '{name}' is not a parameter of this space{_closest(str(name), spec.params)}")
+        dist = spec.params[name]
+        if isinstance(dist, Constant):
+            continue
+        value = _text_for_text_field(value, fields[name])
+        _check_field_type(Constant(value), fields[name], f"{where}.{name}")
+        if not dist.contains(value):
+            raise SpaceError(f"{where}.{name}: {value!r} lies outside the space's {dist}")
+        try:
+            task.validate(name, value)
+        except ConfigError as e:
+            raise SpaceError(f"{where}.{name}: {e}") from None
+        out[name] = value
+    missing = [k for k in spec.searched() if k not in out]
+    if missing:
+        raise SpaceError(f"{where}: gives no value for {', '.join(missing)}; a point names every searched parameter")
+    return out
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

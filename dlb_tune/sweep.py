@@ -22,7 +22,7 @@ from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_
 from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_final,
                                  write_space, write_sweep_options)
 from dlb_tune.results import finish, first_line
-from dlb_tune.space import SpaceError, SweepSpec, default_space_file, load_space
+from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
 from dlb_tune.tasks import DataError, get_task
 from dlb_tune.trainable import default_threads, tune_trial
 
@@ -65,6 +65,7 @@ class SweepOptions:
     smoke: bool = False  # tiny model, 2 epochs, 2 samples, small data
     max_failures: int = 0  # retries of a failing trial
     seeds: int = 0  # >1: at the end, re-train the top configs with this many seeds and rank them
+    enqueue: str | None = None  # a fixed space file (`dlb-tune best`): its config runs after the initial points
 
     def resolved_storage(self) -> str:
         return resolve_storage(self.storage)
@@ -102,6 +103,8 @@ def prepare_spec(opts: SweepOptions) -> SweepSpec:
         spec.num_samples = opts.num_samples
     if opts.time_budget_s is not None:
         spec.time_budget_s = opts.time_budget_s
+    if opts.enqueue:
+        spec.initial.append(enqueued_point(spec, opts.enqueue))
     if opts.search not in ("optuna", "random"):
         raise SpaceError(f"unknown search '{opts.search}' (optuna, random)")
     if opts.scheduler not in ("asha", "fifo"):
@@ -236,7 +239,7 @@ def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int):
     if opts.search == "random" or not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=opts.seed)
+        return BasicVariantGenerator(points_to_evaluate=spec.initial or None, random_state=opts.seed)
     import optuna
 
     from dlb_tune.search import TruthfulOptunaSearch, make_sampler
@@ -244,7 +247,7 @@ def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pairs = spec.objective_pairs()
     metric, mode = (spec.metric, spec.mode) if len(pairs) == 1 else ([m for m, _ in pairs], [d for _, d in pairs])
-    return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs,
+    return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=spec.initial,
                                 sampler=make_sampler(spec.search, opts.seed, concurrency))
 
 
@@ -462,9 +465,9 @@ class GracefulInterrupt:
         return False
 
 
-def _optuna_states(tuner) -> dict[str, str]:
+def _optuna_states(tuner) -> list[dict[str, Any]]:
     searcher = getattr(getattr(tuner._local_tuner, "_tune_config", None), "search_alg", None)
-    return searcher.trial_states() if hasattr(searcher, "trial_states") else {}
+    return searcher.trial_states() if hasattr(searcher, "trial_states") else []
 
 
 def _asha_stopped(tuner) -> set[str]:

@@ -25,7 +25,8 @@ runner = CliRunner()
 
 FINAL_KEYS = [
     "best", "best.checkpoint", "best.config", "best.epoch", "best.trial_id", "best.val_acc", "errors",
-    "experiment_dir", "max_epochs", "metric", "mode", "name", "num_samples", "scheduler", "search", "seed", "seeds",
+    "experiment_dir", "max_epochs", "metric", "mode", "name", "num_samples", "optuna_states", "scheduler", "search",
+    "seed", "seeds",
     "seeds.max_epochs", "seeds.metric", "seeds.mode", "seeds.ranking", "seeds.runs", "seeds.seeds", "target",
     "target_met", "task", "test", "test.test_acc", "test.test_loss", "test_metric", "trials", "trials.completed",
     "trials.cut_by_budget", "trials.errored", "trials.incomplete", "trials.stopped_early", "trials.total", "wall_s",

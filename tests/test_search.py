@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from dlb_tune.experiment import read_space
-from dlb_tune.space import SpaceError, parse_space
-from dlb_tune.sweep import SweepOptions, run_sweep
+from dlb_tune.space import SpaceError, default_space_file, load_space, parse_space
+from dlb_tune.sweep import SweepOptions, prepare_spec, run_sweep
+from dlb_tune.tasks import all_tasks
 
 SPACE = """
 task: fcn
@@ -23,6 +24,9 @@ grace_period: 1
 reduction_factor: 2
 num_samples: 6
 search: {multivariate: true, n_startup_trials: 2}
+initial:
+  - {activation: sigmoid, lr: 0.1, momentum: 0.0, hidden_size: 32}  # a constant may be repeated
+  - {activation: relu, lr: 0.01, momentum: 0.9}
 params:
   activation: {choice: [sigmoid, relu]}
   lr: {loguniform: [3.0e-3, 0.2]}
@@ -64,11 +68,23 @@ def asha_sweep(tmp_path_factory, data_dir, ray_local):
 
 def test_asha_stopped_trials_are_pruned_and_finished_ones_complete(asha_sweep):
     final, df = asha_sweep
-    states = final["optuna_states"]
+    states = {s["trial_id"]: s["state"] for s in final["optuna_states"]}
     told = {r.trial_id: states[r.trial_id] for r in df.itertuples()}
     expected = {r.trial_id: {"stopped_early": "PRUNED", "completed": "COMPLETE"}[r.status] for r in df.itertuples()}
     assert told == expected
     assert set(told.values()) == {"PRUNED", "COMPLETE"}  # this sweep exercises both
+
+
+def test_initial_points_run_first_and_the_first_is_reported_beside_the_winner(asha_sweep):
+    final, df = asha_sweep
+    proposed = [s["trial_id"] for s in final["optuna_states"]]  # in Optuna's order
+    first = df.set_index("trial_id").loc[proposed[:2]].reset_index()
+    configs = [{k: r[f"config/{k}"] for k in ("activation", "lr", "momentum")} for _, r in first.iterrows()]
+    assert configs == [{"activation": "sigmoid", "lr": 0.1, "momentum": 0.0},
+                       {"activation": "relu", "lr": 0.01, "momentum": 0.9}]
+    course = final["course"]
+    assert course["trial_id"] == first.iloc[0]["trial_id"]
+    assert course["val_acc"] == pytest.approx(first.iloc[0]["best_val_acc"])
 
 
 def test_search_section_is_written_back_for_resume(asha_sweep):
@@ -81,20 +97,49 @@ def test_search_section_is_written_back_for_resume(asha_sweep):
 def test_diverging_trials_are_told_as_fail(tmp_path, data_dir, ray_local):
     final = sweep(tmp_path, data_dir, DIVERGING, "diverge")
     assert final["trials"]["errored"] == 2
-    assert set(final["optuna_states"].values()) == {"FAIL"}
+    assert {s["state"] for s in final["optuna_states"]} == {"FAIL"}
 
 
-@pytest.mark.parametrize("search, message", [
-    ("{sampler: cmaes}", "the only sampler is tpe"),
-    ("{multivariat: true}", "unknown search key(s) ['multivariat']"),
-    ("{multivariate: 1}", "search.multivariate must be a bool"),
-    ("{n_startup_trials: -1}", "at least 0"),
-    ("{group: true, multivariate: false}", "search.group needs multivariate TPE"),
-    ("[tpe]", "'search' must be a mapping"),
+def test_a_constant_wins_over_an_initial_value():
+    spec = parse_space(yaml.safe_load(SPACE), "s.yaml", overrides=["lr=0.05"])
+    assert spec.initial == [{"activation": "sigmoid", "momentum": 0.0}, {"activation": "relu", "momentum": 0.9}]
+
+
+@pytest.mark.parametrize("task", sorted(all_tasks()))
+def test_every_default_space_starts_with_the_course_config(task):
+    spec = load_space(default_space_file(task))
+    assert len(spec.initial) >= 1 and set(spec.initial[0]) == set(spec.searched())
+
+
+@pytest.mark.parametrize("section, text, message", [
+    ("initial", "[{activation: sigmoid, lr: 0.5, momentum: 0.0}]", "initial[0].lr: 0.5 lies outside the space's loguniform"),
+    ("initial", "[{activation: sigmoid, lr: 0.1}]", "initial[0]: gives no value for momentum"),
+    ("initial", "[{activation: sigmoid, lr: 0.1, momentum: 0.0, lrr: 1}]", "'lrr' is not a parameter of this space (did you mean 'lr'?)"),
+    ("initial", "[{activation: swish, lr: 0.1, momentum: 0.0}]", "initial[0].activation: 'swish' lies outside"),
+    ("initial", "[{activation: sigmoid, lr: fast, momentum: 0.0}]", "initial[0].lr: expected float"),
+    ("initial", "{activation: sigmoid}", "'initial' must be a list"),
+    ("search", "{sampler: cmaes}", "the only sampler is tpe"),
+    ("search", "{multivariat: true}", "unknown search key(s) ['multivariat']"),
+    ("search", "{multivariate: 1}", "search.multivariate must be a bool"),
+    ("search", "{n_startup_trials: -1}", "at least 0"),
+    ("search", "{group: true, multivariate: false}", "search.group needs multivariate TPE"),
+    ("search", "[tpe]", "'search' must be a mapping"),
 ])
-def test_bad_search_section_is_one_line(search, message):
+def test_bad_initial_or_search_section_is_one_line(section, text, message):
     raw = yaml.safe_load(SPACE)
-    raw["search"] = yaml.safe_load(search)
+    raw[section] = yaml.safe_load(text)
     with pytest.raises(SpaceError) as err:
         parse_space(raw, "s.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_enqueue_runs_an_earlier_winner_after_the_initial_points(tmp_path):
+    space, best = tmp_path / "space.yaml", tmp_path / "best.yaml"
+    space.write_text(SPACE)
+    winner = {"activation": "relu", "lr": 0.02, "momentum": 0.9, "hidden_size": 32, "batch_size": 64}
+    best.write_text(yaml.safe_dump({"task": "fcn", "metric": "val_acc", "mode": "max", "params": winner}))
+    spec = prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))
+    assert spec.initial[-1] == {"activation": "relu", "lr": 0.02, "momentum": 0.9}  # constants dropped
+    best.write_text(yaml.safe_dump({"task": "fcn", "metric": "val_acc", "mode": "max", "params": {**winner, "lr": 0.9}}))
+    with pytest.raises(SpaceError, match=r"--enqueue .*best.yaml.lr: 0.9 lies outside"):
+        prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))

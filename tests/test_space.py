@@ -188,7 +188,7 @@ DEFAULT_PARAM_SPACES = {
         "fc_hidden": ("Categorical", "_Uniform", [64, 128, 512]),
         "dropout": ("Float", "_Uniform", 0.0, 0.35),
         "optimizer": ("Categorical", "_Uniform", ["sgd", "adamw", "adam"]),
-        "lr": ("Float", "_LogUniform", 0.002, 0.08),
+        "lr": ("Float", "_LogUniform", 0.001, 0.08),
         "weight_decay": ("Float", "_LogUniform", 1e-05, 0.001),
         "batch_size": ("Categorical", "_Uniform", [32, 64]),
         "lr_schedule": ("Categorical", "_Uniform", ["onecycle", "cosine"]),
@@ -224,7 +224,7 @@ DEFAULT_PARAM_SPACES = {
         "lr": ("Float", "_LogUniform", 0.01, 0.3),
         "momentum": ("Categorical", "_Uniform", [0.0, 0.9]),
         "weight_decay": ("Float", "_LogUniform", 1e-06, 0.001),
-        "batch_size": ("Categorical", "_Uniform", [64, 128]),
+        "batch_size": ("Categorical", "_Uniform", [32, 64, 128]),
         "lr_schedule": "cosine",
     },
     "vae": {
