@@ -1,4 +1,8 @@
-"""Shared fixtures: the real data folder and one local Ray instance for the whole session."""
+"""Shared fixtures: the real data folder and one local Ray instance for the whole session.
+
+In CI (``CI=true``) a skipped test fails: a missing data folder, data subset or browser there means
+the run did not test what it claims to. Elsewhere skips stay, with their reason in the summary (-ra).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"error: {reason.removeprefix('Skipped: ')} (CI=true: a skip fails the run)"
+    return report
 
 
 @pytest.fixture(scope="session")
