@@ -4,6 +4,7 @@
     python -m bench all                  # every figure at full size (hours; see bench/results/README.md)
     python -m bench sweep-efficiency     # one figure
     python -m bench table [--quick]      # re-render table.md from the saved JSON
+    python -m bench mutation MODULE|all  # mutation testing, not a figure (bench/mutation.py)
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def run_one(name: str, args: argparse.Namespace, argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mutation"]:
+        from bench import mutation
+
+        return mutation.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("figure", choices=("all", *FIGURES, "table"))
     p.add_argument("--quick", action="store_true", help="small settings (all figures in under 20 minutes on 2 CPUs)")

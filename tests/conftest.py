@@ -38,6 +38,8 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray instance with 2 CPUs, started once and shared by every sweep test."""
+    if os.environ.get("DLB_TUNE_MUTATION"):  # see bench/mutation.py
+        pytest.skip("mutation run: Ray workers would run the unmutated code")
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
