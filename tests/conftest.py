@@ -43,6 +43,19 @@ def data_dir() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_ray_in_mutation_runs(monkeypatch):
+    """A mutant that lets bad input through to a sweep must fail at once, not run the sweep in
+    mutmut's forked worker (which no CPU-time limit stops: the work happens in Ray's processes)."""
+    if os.environ.get("DLB_TUNE_MUTATION"):
+        import ray
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("mutation run: this test reached ray.init")
+
+        monkeypatch.setattr(ray, "init", refuse)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray instance with 2 CPUs, started once and shared by every sweep test."""
