@@ -128,6 +128,8 @@ def interrupted(tmp_path_factory, data_dir):
                     "--scheduler", "fifo", "--cpus", "2", "--cpus-per-trial", "2"], root / "sweep.log")
     sweep.wait_for(lambda: max(reported_epochs(exp).values(), default=0) >= 2, "a trial at epoch 2")
     code = sweep.finish(signal.SIGTERM)
+    if not (exp / "results.parquet").exists():
+        pytest.fail(f"after SIGTERM the driver ended (exit {code}) without writing results:\n{sweep.output[-3000:]}")
     return {"root": root, "storage": storage, "exp": exp, "record": record, "code": code, "driver": sweep,
             "df": pd.read_parquet(exp / "results.parquet").set_index("trial_id"),
             "final": json.loads((exp / "final.json").read_text())}

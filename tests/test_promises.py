@@ -137,19 +137,25 @@ def budget_sweep(tmp_path_factory, data_dir, ray_local):
     """Two trials at a time of 200 slow epochs (0.3 s each, 60 s a trial): the budget cuts them all."""
     root = tmp_path_factory.mktemp("budget")
     space = counted_space(root / "calls.jsonl", "  lr: 0.05\n  epoch_sleep_s: 0.3\n", max_epochs=200, num_samples=3)
-    return sweep_in_process(root, "budget", space, data_dir, time_budget_s=BUDGET_S, scheduler="fifo",
-                            cpus_per_trial=1)
+    final, exp = sweep_in_process(root, "budget", space, data_dir, time_budget_s=BUDGET_S, scheduler="fifo",
+                                  cpus_per_trial=1)
+    return final, exp, root / "calls.jsonl"
 
 
 def test_time_budget_cuts_trials_and_still_tests_the_best(budget_sweep):
-    final, exp = budget_sweep
+    final, exp, record = budget_sweep
     df = pd.read_parquet(exp / "results.parquet")
     assert (df["status"] == "cut_by_budget").all(), df[["trial_id", "status", "epochs"]]
     assert final["trials"]["cut_by_budget"] == 3 and final["wall_s"] >= BUDGET_S * 0.98
     assert "3 cut by the time budget" in final["output"] and "interrupted" not in final
+    tests = [c for c in read_calls(record) if c["call"] == "evaluate" and c["split"] == "test"]
+    assert {c["pid"] for c in tests} <= {os.getpid()}, tests  # never by a trial
     if df["epochs"].max() == 0:  # seen at load average 30 on 2 cores: Tune's set-up ate the budget
         pytest.skip(f"no trial reached an epoch within {BUDGET_S} s; cut trials with epochs are unchecked")
-    assert df["epochs"].max() < 200 and "test_acc" in final["test"]  # a budget end is an end: tested
+    assert df["epochs"].max() < 200
+    # A budget end is an end: the winner is tested. Seen once at load average 30: trials with
+    # epochs but no test in final.json (cause not established; the fields say what was there).
+    assert "test_acc" in final.get("test", {}), {k: final.get(k) for k in ("best", "test_error")}
 
 
 # --- --max-failures: a retried trial continues from its last checkpoint --------------------------
