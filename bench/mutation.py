@@ -2,6 +2,7 @@
 
     python -m bench mutation fcn         # one module: minutes on 2 CPUs
     python -m bench mutation all         # every module below, one stats run shared by all
+    python -m bench mutation results trainable  # several, sharing one stats run
     python -m bench mutation fcn --keep  # keep the copy, to `mutmut show NAME` a survivor there
 
 mutmut runs in a copy of the tree (it writes ``mutants/`` beside the code), so the working tree is
@@ -135,14 +136,14 @@ def run(names: list[str], data_dir: str, children: int, keep: bool) -> list[dict
 
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m bench mutation", description=__doc__.splitlines()[0])
-    p.add_argument("module", choices=("all", *MODULES))
+    p.add_argument("module", nargs="+", choices=("all", *MODULES), help="one or more; several share one stats run")
     p.add_argument("--data-dir", default=default_data_dir(), help="data folder (default: $DLB_TUNE_DATA or ../shared/data)")
     p.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
     p.add_argument("--keep", action="store_true", help="keep the mutated copy (its path is printed)")
     args = p.parse_args(argv)
     if not shutil.which("mutmut"):
         raise SystemExit('error: mutmut is not installed; pip install -e ".[dev]"')
-    names = list(MODULES) if args.module == "all" else [args.module]
+    names = list(MODULES) if "all" in args.module else list(dict.fromkeys(args.module))
     OUT.mkdir(parents=True, exist_ok=True)
     for rep in run(names, args.data_dir, args.children, args.keep):
         (OUT / f"{rep['module']}.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False) + "\n")
