@@ -53,8 +53,7 @@ def smoke_trial(request, data_dir):
     """A task from its default space's constants and its smoke overrides, on 96 real examples."""
     task_cls = all_tasks()[request.param]
     spec = load_space(default_space_file(request.param))
-    consts = {k: v for k, v in spec.params.items() if not isinstance(v, dict)}
-    config = task_cls.Config(**{**consts, **task_cls.smoke})
+    config = task_cls.Config(**{**spec.constants(), **task_cls.smoke})
     return task_cls, config, task_cls.load_data(data_dir, config, limit=96), spec
 
 
