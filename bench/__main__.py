@@ -5,6 +5,7 @@
     python -m bench sweep-efficiency     # one figure
     python -m bench table [--quick]      # re-render table.md from the saved JSON
     python -m bench sweep TASK [--smoke] # one task's default sweep -> bench/results/<task>.json
+    python -m bench mutation MODULE|all  # mutation testing, not a figure (bench/mutation.py)
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench.sweep import main as sweep
 
         return sweep(argv[1:])
+    if argv[:1] == ["mutation"]:  # its own options too
+        from bench import mutation
+
+        return mutation.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("figure", choices=("all", *FIGURES, "table", "sweep"))
     p.add_argument("--quick", action="store_true", help="small settings (all figures in under 20 minutes on 2 CPUs)")

@@ -66,7 +66,10 @@ def restored_state(checkpoint: Any) -> dict[str, Any] | None:
 
 
 def save_state(path: Path, task, epoch: int, best: float | None, generator: torch.Generator) -> None:
-    torch.save({"task": task.state_dict(), "epoch": epoch, "best": best, "rng": generator.get_state()}, path)
+    # torch's global generator too: dropout draws from it, and a resumed trial must draw what
+    # the uninterrupted one would have
+    torch.save({"task": task.state_dict(), "epoch": epoch, "best": best, "rng": generator.get_state(),
+                "torch_rng": torch.get_rng_state()}, path)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -94,6 +97,8 @@ def epoch_loop(
     if start_state is not None:
         task.load_state_dict(start_state["task"])
         ctx.generator.set_state(start_state["rng"])
+        if "torch_rng" in start_state:  # checkpoints written before it was saved have none
+            torch.set_rng_state(start_state["torch_rng"])
         start, best = start_state["epoch"] + 1, start_state["best"]
     constants = task.trial_metrics()
     for epoch in range(start, ctx.max_epochs):

@@ -11,20 +11,37 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
+
+
+def result_rows(exp: Path) -> dict[str, list[dict]]:
+    """trial folder -> the rows Tune has logged to its result.json so far (as the driver saw them)."""
+    rows: dict[str, list[dict]] = {}
+    for result in exp.glob("trial_*/result.json"):
+        for line in result.read_text().splitlines():
+            try:
+                rows.setdefault(result.parent.name, []).append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+    return rows
+
+
+def wait_until(condition: Callable[[], bool], ceiling_s: float,
+               give_up: Callable[[], bool] = lambda: False) -> bool:
+    """Poll ``condition`` until it holds (True), ``give_up`` holds or the ceiling passes (False).
+    The ceiling only catches a hang: it paces nothing."""
+    deadline = time.monotonic() + ceiling_s
+    while not condition():
+        if give_up() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def _reported_nodes(exp: Path, min_epoch: int) -> dict[str, str]:
     """trial folder -> node_id of trials that have reported at least ``min_epoch`` epochs."""
-    seen = {}
-    for result in exp.glob("trial_*/result.json"):
-        for line in result.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line being written right now
-            if row.get("epoch", 0) >= min_epoch and row.get("node_id"):
-                seen[result.parent.name] = row["node_id"]
-    return seen
+    return {trial: row["node_id"] for trial, rows in result_rows(exp).items() for row in rows
+            if row.get("epoch", 0) >= min_epoch and row.get("node_id")}
 
 
 def nodekill(data_dir: str, out: str) -> dict:
@@ -39,16 +56,20 @@ def nodekill(data_dir: str, out: str) -> dict:
     exp = Path(out) / "kill"
     events: dict = {"worker_nodes": ids}
 
+    sweep_over = threading.Event()
+
     def killer():
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            nodes = _reported_nodes(exp, min_epoch=2)
-            if len(set(nodes.values())) >= 2:  # trials running on both worker nodes
-                events["nodes_before_kill"] = sorted(set(nodes.values()))
-                cluster.remove_node(workers[1])
-                events["killed"] = ids[1]
-                return
-            time.sleep(0.5)
+        """Kill a worker node once trials have reported twice on both; a sweep that ends first
+        leaves no "killed" in the output, and the test says so."""
+        def on_both_nodes() -> bool:
+            return len(set(_reported_nodes(exp, min_epoch=2).values())) >= 2
+
+        # the sweep's end, not a clock, ends the wait; the ceiling only catches a hang
+        if not wait_until(on_both_nodes, ceiling_s=3600, give_up=sweep_over.is_set):
+            return
+        events["nodes_before_kill"] = sorted(set(_reported_nodes(exp, min_epoch=2).values()))
+        cluster.remove_node(workers[1])
+        events["killed"] = ids[1]
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
@@ -58,7 +79,8 @@ def nodekill(data_dir: str, out: str) -> dict:
         max_failures=3, overrides=["hidden_size=128", "lr=0.05", "batch_size=64"],
     )
     final = run_sweep(opts, echo=lambda line: print(line, file=sys.stderr))
-    thread.join(timeout=1)
+    sweep_over.set()
+    thread.join()
     import pandas as pd
 
     df = pd.read_parquet(exp / "results.parquet")

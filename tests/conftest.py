@@ -1,4 +1,8 @@
-"""Shared fixtures: the real data folder and one local Ray instance for the whole session."""
+"""Shared fixtures: the real data folder and one local Ray instance for the whole session.
+
+In CI (``CI=true``) a skipped test fails: a missing data folder, data subset or browser there means
+the run did not test what it claims to. Elsewhere skips stay, with their reason in the summary (-ra).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _no_skip_in_ci(report):
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"error: {reason.removeprefix('Skipped: ')} (CI=true: a skip fails the run)"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    return _no_skip_in_ci((yield))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):  # a whole module skipped (importorskip at its top)
+    return _no_skip_in_ci((yield))
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +43,24 @@ def data_dir() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_ray_in_mutation_runs(monkeypatch):
+    """A mutant that lets bad input through to a sweep must fail at once, not run the sweep in
+    mutmut's forked worker (which no CPU-time limit stops: the work happens in Ray's processes)."""
+    if os.environ.get("DLB_TUNE_MUTATION"):
+        import ray
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("mutation run: this test reached ray.init")
+
+        monkeypatch.setattr(ray, "init", refuse)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray instance with 2 CPUs, started once and shared by every sweep test."""
+    if os.environ.get("DLB_TUNE_MUTATION"):  # see bench/mutation.py
+        pytest.skip("mutation run: Ray workers would run the unmutated code")
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",

@@ -1,12 +1,15 @@
 """One small real FCN sweep, planned first, shared by the report, TensorBoard and plan tests.
 
 ``finished_sweep`` runs ``dlb-tune plan`` and then ``dlb-tune sweep`` under the same name (as a
-user would), once per test session, whichever test module asks first.
+user would), once per test session, whichever test module asks first. Each caller (one per module)
+gets its own copy of the folder: tests write into it (reports, seed re-runs, TensorBoard files),
+and no module may see what another wrote, whatever order they run in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -55,10 +58,19 @@ class Finished:
     sweep_output: str
 
 
-_DONE: dict[str, Finished] = {}
+_DONE: dict[str, Finished] = {}  # the one real sweep, never handed out itself
 
 
 def finished_sweep(tmp_path_factory, data_dir) -> Finished:
+    """A private copy of the session's finished sweep."""
+    done = _run_once(tmp_path_factory, data_dir)
+    root = tmp_path_factory.mktemp("finished-copy")
+    shutil.copytree(done.root, root, dirs_exist_ok=True)
+    return replace(done, root=root, storage=root / done.storage.name, exp=root / done.storage.name / NAME,
+                   space=root / done.space.name)
+
+
+def _run_once(tmp_path_factory, data_dir) -> Finished:
     if "fcn" in _DONE:
         return _DONE["fcn"]
     root = tmp_path_factory.mktemp("finished")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import queue
 import shutil
 import signal
@@ -50,7 +49,7 @@ def tb(sweep):
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
     url = None
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600  # a ceiling for a hang; the URL line ends the wait
         while url is None and time.monotonic() < deadline and proc.poll() is None:
             try:
                 line = lines.get(timeout=1)
@@ -64,10 +63,10 @@ def tb(sweep):
     finally:
         proc.send_signal(signal.SIGTERM)  # the command stops TensorBoard on Ctrl-C or kill
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     alive = [c for c in children if Path(f"/proc/{c}").exists()]
@@ -163,18 +162,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 @pytest.fixture(scope="module")
 def chromium():
-    """Debian's chromium; installed with apt-get when missing, skipped where that cannot work."""
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("chromium is not installed and cannot be installed here (needs apt-get as root)")
-    proc = subprocess.run("apt-get update -qq && apt-get install -y -qq chromium", shell=True,
-                          capture_output=True, text=True, timeout=900)
+    """Debian's chromium, installed beforehand (.ci/run does it), never at test time."""
     path = shutil.which("chromium")
     if not path:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        pytest.skip(f"apt-get install chromium failed: {tail[0]}")
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does this)")
     return path
 
 
@@ -188,7 +179,7 @@ DEEP_TEXT = """(() => { const out = []; const walk = (n) => {
   walk(document); return out.join(' '); })()"""
 
 
-async def _rendered_text(debug_port: int, url: str, want: list[str], timeout_s: float = 60) -> str:
+async def _rendered_text(debug_port: int, url: str, want: list[str], timeout_s: float = 300) -> str:
     """Navigate through the DevTools protocol and poll the rendered text until ``want`` shows."""
     import aiohttp
 
@@ -215,14 +206,14 @@ async def _rendered_text(debug_port: int, url: str, want: list[str], timeout_s: 
             return text
 
 
-def test_hparams_page_in_headless_chromium(tb, chromium, tmp_path):
+def test_hparams_page_in_headless_chromium(chromium, tb, tmp_path):  # no browser: no sweep either
     pytest.importorskip("aiohttp")
     url, exp = tb
     trial_ids = pd.read_parquet(exp / "results.parquet")["trial_id"].tolist()
     shot = tmp_path / "hparams.png"
     proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                            f"--screenshot={shot}", "--window-size=1400,900", "--virtual-time-budget=15000",
-                           url + "#hparams"], capture_output=True, text=True, timeout=180)
+                           url + "#hparams"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     with Image.open(shot) as im:
         assert im.size == (1400, 900)
@@ -237,7 +228,7 @@ def test_hparams_page_in_headless_chromium(tb, chromium, tmp_path):
                                stderr=subprocess.DEVNULL)
     try:
         port_file = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.2)
         want = [f"trial_{t}" for t in trial_ids] + ["best_val_acc"]
@@ -246,4 +237,4 @@ def test_hparams_page_in_headless_chromium(tb, chromium, tmp_path):
         assert not missing, f"not rendered on the HParams page: {missing}"
     finally:
         browser.terminate()
-        browser.wait(timeout=30)
+        browser.wait(timeout=120)

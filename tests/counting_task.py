@@ -1,0 +1,108 @@
+"""``fcn_counted``: the FCN task, logging every ``train_epoch`` and ``evaluate`` call to a file.
+
+Tests of the sweep's promises must see what happened inside Ray workers and in the driver:
+which splits were evaluated, by which process, on which weights. Each call appends one JSON
+line (pid, the trial's seed, call, split or epoch, a fingerprint of the weights) to the file
+named by the config field ``record``.
+
+Workers learn the task when they unpickle the sweep's data (a ``CountedSplits``): unpickling
+registers ``fcn_counted`` there. Ray puts the driver's current directory on the workers' path,
+so this module is imported as ``tests.counting_task`` from the repository root (as CI runs).
+It is not registered at import, so the registry-generated tests never see it.
+
+The dlb-tune CLI with this task, for tests that send signals to a real driver process::
+
+    python -c "from tests.counting_task import main; main()" sweep fcn_counted --space ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlb_tune.tasks import get_task, register
+from dlb_tune.tasks.fcn import FCN, FCNConfig, load_mnist
+
+NAME = "fcn_counted"
+
+
+@dataclass
+class CountingConfig(FCNConfig):
+    record: str = ""  # JSON-lines file every call is appended to
+    epoch_sleep_s: float = 0.0  # seconds added to each epoch, so a signal lands mid-trial
+    fail_once_at_epoch: int = 0  # >0: the first attempt raises when it starts this (1-based) epoch
+    spoil_at_epoch: int = 0  # >0: this (1-based) epoch ends with noisy weights, so it is not the best
+
+
+class CountingFCN(FCN):
+    name = NAME
+    Config = CountingConfig
+
+    @classmethod
+    def load_data(cls, data_dir: Path, config: CountingConfig, limit: int | None = None) -> Any:
+        return CountedSplits(load_mnist(data_dir, config.val_size, limit))
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config
+        if cfg.fail_once_at_epoch == epoch + 1 and not any(r["call"] == "fail" for r in read_calls(cfg.record)):
+            self._log(call="fail", epoch=epoch)
+            raise RuntimeError(f"planned failure at epoch {epoch + 1}")
+        self._log(call="train", epoch=epoch)
+        time.sleep(cfg.epoch_sleep_s)
+        metrics = super().train_epoch(epoch)
+        if cfg.spoil_at_epoch == epoch + 1:
+            for t in (t for layer in self.params for t in layer):
+                t.add_(torch.randn(t.shape, generator=self.ctx.generator))
+        return metrics
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        self._log(call="evaluate", split=split, weights=weights_fingerprint(self.params))
+        return super().evaluate(split)
+
+    def _log(self, **entry: Any) -> None:
+        with open(self.config.record, "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "seed": self.ctx.seed, **entry}) + "\n")
+
+
+def weights_fingerprint(params) -> float:
+    """A number that changes with any weight: the float64 sum of every parameter."""
+    return float(sum(t.double().sum() for layer in params for t in layer))
+
+
+def ensure_registered() -> None:
+    try:
+        get_task(NAME)
+    except KeyError:
+        register(CountingFCN)
+
+
+class CountedSplits(dict):
+    """MNIST splits that register ``fcn_counted`` wherever they are unpickled (Ray workers)."""
+
+    def __reduce__(self):
+        return _rebuild, (dict(self),)
+
+
+def _rebuild(splits: dict) -> CountedSplits:
+    ensure_registered()
+    return CountedSplits(splits)
+
+
+def read_calls(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    ensure_registered()
+    from dlb_tune.cli import main as cli_main
+
+    cli_main()
