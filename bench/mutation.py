@@ -35,7 +35,9 @@ OUT = ROOT / "bench" / "results" / "mutation"
 # configuration survives edits; a name that matches no mutant is an error, not a silent zero.
 MODULES: dict[str, tuple[str, list[str] | None]] = {
     "space": ("dlb_tune/space.py", None),  # search-space validation
-    "results": ("dlb_tune/results.py", None),  # trial classification (trial_table)
+    # trial classification; the rest of results.py (finish, the test evaluation) runs only in
+    # Ray sweeps, which mutation runs skip
+    "results": ("dlb_tune/results.py", ["trial_table", "first_line", "pareto_front"]),
     "trainable": ("dlb_tune/trainable.py", None),  # epoch loop, checkpointing
     "fcn": ("dlb_tune/tasks/fcn.py", None),  # hand-written forward/backward, SGD with momentum
     "distributed": ("dlb_tune/distributed.py", None),  # Ray Train data-parallel trials

@@ -27,7 +27,8 @@ def trial_table(grid, spec, stopped: set[str], budget_hit: bool, interrupted: bo
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
-        trial_id = metrics.get("trial_id") or Path(result.path).name
+        # a trial that never reported: its id from its folder (sweep.trial_dirname: trial_<id>)
+        trial_id = metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
         history = result.metrics_dataframe
         row: dict[str, Any] = {"trial_id": trial_id}
         row.update({f"config/{k}": v for k, v in (result.config or {}).items()})

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from ray.train import Checkpoint
 
 from dlb_tune.plan import CalibrationContext
+from dlb_tune.tasks import TrialContext, TrialError
 from dlb_tune.tasks.fcn import FCN, FCNConfig
-from dlb_tune.trainable import save_state, start_trial
+from dlb_tune.trainable import STATE_FILE, epoch_loop, load_state, save_state, start_trial
 
 CONFIG = {"hidden_size": 16, "batch_size": 50}
 
@@ -51,3 +55,68 @@ def test_start_trial_restores_the_state_of_a_ray_checkpoint(data_dir, tmp_path):
                               device=torch.device("cpu"), checkpoint=Checkpoint.from_directory(str(tmp_path)))
     assert (state["epoch"], state["best"]) == (0, 0.5)
     assert _same(_weights(state["task"]), _weights(task.state_dict()))  # the trained weights, not fresh ones
+
+
+# --- epoch_loop with a scripted task: best so far, improvements, checkpoints, errors ---------------
+
+class Scripted:
+    """A task whose validation values are given: what epoch_loop does with them is the test."""
+
+    def __init__(self, values: list[float], loss: float = 0.5, report_key: str = "acc"):
+        self.values, self.loss, self.key, self.epoch = values, loss, report_key, -1
+
+    def trial_metrics(self) -> dict:
+        return {"params": 7}
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.epoch = epoch
+        return {"loss": self.loss}
+
+    def evaluate(self, split: str) -> dict:
+        return {self.key: self.values[self.epoch]}
+
+    def state_dict(self) -> dict:
+        return {"epoch_seen": self.epoch}
+
+
+def run_loop(task, mode="max", is_reporter=True, epochs=4):
+    reported, improved = [], []
+
+    def report(metrics, ckpt_dir):
+        state = load_state(ckpt_dir / STATE_FILE) if ckpt_dir else None
+        reported.append((dict(metrics), state))
+
+    epoch_loop(task, TrialContext(max_epochs=epochs), metric="val_acc", mode=mode, start_state=None,
+               report=report, is_reporter=is_reporter, on_improved=improved.append)
+    return reported, improved
+
+
+# a tie with the best is no improvement (no new figures, the earlier checkpoint stays the best)
+@pytest.mark.parametrize("mode, values, best, improved", [
+    ("max", [0.5, 0.7, 0.7, 0.9], [0.5, 0.7, 0.7, 0.9], [1, 2, 4]),
+    ("min", [0.5, 0.5, 0.3, 0.9], [0.5, 0.5, 0.3, 0.3], [1, 3]),
+])
+def test_epoch_loop_tracks_the_best_by_mode_and_checkpoints_every_epoch(mode, values, best, improved):
+    reported, calls = run_loop(Scripted(values), mode=mode)
+    assert [m["epoch"] for m, _ in reported] == [1, 2, 3, 4]
+    assert [m["best_val_acc"] for m, _ in reported] == best and calls == improved
+    assert [s["epoch"] for _, s in reported] == [0, 1, 2, 3] and [s["best"] for _, s in reported] == best
+    assert reported[1][1]["task"] == {"epoch_seen": 1}
+    first = reported[0][0]
+    assert first["val_acc"] == values[0] and first["train_loss"] == 0.5 and first["params"] == 7 and first["epoch_s"] >= 0
+
+
+def test_epoch_loop_on_a_worker_that_does_not_report_checkpoints_nothing():
+    reported, calls = run_loop(Scripted([0.5, 0.7]), is_reporter=False, epochs=2)
+    assert [(m["epoch"], m["best_val_acc"], state) for m, state in reported] == [(1, 0.5, None), (2, 0.7, None)]
+    assert calls == []  # figures are the reporting worker's
+
+
+@pytest.mark.parametrize("task, message", [
+    (Scripted([0.5, math.nan]), "non-finite loss or val_acc at epoch 2: training diverged"),
+    (Scripted([0.5], loss=math.inf), "non-finite loss or val_acc at epoch 1"),
+    (Scripted([0.5], report_key="f1"), r"the task reported no 'val_acc'; it reports \['params', 'train_loss', 'val_f1'\]"),
+])
+def test_epoch_loop_ends_a_trial_that_diverges_or_misses_its_metric(task, message):
+    with pytest.raises(TrialError, match=message):
+        run_loop(task, epochs=2)
