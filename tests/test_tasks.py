@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from dlb_tune.space import default_space_file, load_space
 from dlb_tune.tasks import Task, TrialContext, TrialError, Trials, TrialSummary, all_tasks
@@ -87,3 +88,24 @@ def test_trials_view_of_a_results_table():
     assert a == TrialSummary("a", "completed", {"lr": 0.1}, 0.9, 3, 1.5, {"val_acc": 0.85, "params": 100})
     assert type(a.epochs) is int and type(a.config["lr"]) is float
     assert (b.best, b.wall_s, b.metrics) == (None, None, {})
+
+
+# --- TrialContext.batches: the shards data parallelism trains on --------------------------------
+
+
+def test_batches_shuffle_by_default_and_cover_every_example_once():
+    shuffled = torch.cat(list(TrialContext(seed=0).batches(10, 3)))
+    assert sorted(shuffled.tolist()) == list(range(10)) and shuffled.tolist() != list(range(10))
+    assert [b.tolist() for b in TrialContext().batches(7, 3, shuffle=False)] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+@pytest.mark.parametrize("n, world, per_rank", [(12, 2, 2), (13, 2, 2), (15, 2, 2), (15, 3, 1)])
+def test_batches_shard_disjointly_with_equal_steps_on_every_rank(n, world, per_rank):
+    """Batches of 3: ranks take every world-th one of the same permutation; a remainder of
+    batches that cannot go to every rank is dropped, so no rank waits on an all-reduce."""
+    shards = [[b.tolist() for b in TrialContext(seed=4, rank=r, world_size=world).batches(n, 3)]
+              for r in range(world)]
+    assert [len(s) for s in shards] == [per_rank] * world
+    whole = [b.tolist() for b in TrialContext(seed=4).batches(n, 3)]
+    assert [b for r in range(world) for b in shards[r]] == [b for r in range(world) for b in whole[r::world][:per_rank]]
+    assert sorted(i for s in shards for b in s for i in b) == sorted(i for b in whole[:per_rank * world] for i in b)
