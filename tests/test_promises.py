@@ -22,7 +22,8 @@ import torch
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from dlb_tune.sweep import SweepOptions, run_sweep
+from dlb_tune.seeds import sweep_with_seeds
+from dlb_tune.sweep import SweepOptions
 from tests.counting_task import NAME, ensure_registered, read_calls, weights_fingerprint
 
 runner = CliRunner()
@@ -42,7 +43,7 @@ def sweep_in_process(root: Path, name: str, space: str, data_dir: Path, **opts) 
     options = SweepOptions(**{"task": NAME, "data_dir": str(data_dir), "space": str(root / f"{name}.yaml"),
                               "name": name, "storage": str(root / "runs"), "search": "random", "limit": 2000, **opts})
     lines: list[str] = []
-    final = run_sweep(options, echo=lines.append)
+    final = sweep_with_seeds(options, echo=lines.append)  # what `dlb-tune sweep` runs: --seeds too
     return {**final, "output": "\n".join(lines)}, root / "runs" / name
 
 
