@@ -336,7 +336,11 @@ def _short_config(config: dict[str, Any], spec: SweepSpec) -> str:
 
 
 def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Validate, run and summarise a sweep. Returns what ``final.json`` holds."""
+    """Validate, run and summarise a sweep. Returns what ``final.json`` holds.
+
+    ``opts.seeds`` is not acted on here: ``seeds.sweep_with_seeds`` (what ``dlb-tune sweep``
+    runs) re-runs the top configs after the sweep.
+    """
     with sweep_session(opts, echo) as (final, _):
         return final
 
