@@ -91,7 +91,7 @@ def output_path(args: argparse.Namespace) -> Path:
 
 def outcome(final: dict[str, Any], wall: float, tag: str, out: Path) -> dict[str, Any]:
     """One sweep's winner: validation and test metrics, parameters, config, figures."""
-    from dlb_tune.results import read_results
+    from dlb_tune.experiment import read_results
 
     best, test = final.get("best") or {}, dict(final.get("test") or {})
     report = test.pop("test_report", None) or {}
@@ -159,7 +159,7 @@ def best_checkpoint(trial_path: str, metric: str) -> Path:
 
 def test_small_winner(report: dict[str, Any], opts) -> dict[str, Any]:
     """cnn: the best trial under 100K parameters, tested (the sweep tests only its winner)."""
-    from dlb_tune.results import read_results
+    from dlb_tune.experiment import read_results
     from dlb_tune.sweep import load_data, prepare_spec
     from dlb_tune.trainable import evaluate_checkpoint
 

@@ -7,7 +7,6 @@ a mistyped option should not wait for torch.
 from __future__ import annotations
 
 import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional

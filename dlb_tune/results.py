@@ -10,7 +10,6 @@ import pandas as pd
 
 from dlb_tune.board import after_sweep
 from dlb_tune.distributed import best_train_checkpoint
-from dlb_tune.experiment import read_results  # noqa: F401 - the benchmarks read results from here
 from dlb_tune.experiment import TEST_REPORT_DIR, write_final, write_results
 from dlb_tune.tasks import Trials
 from dlb_tune.trainable import evaluate_checkpoint
