@@ -61,6 +61,7 @@ CASES = [
     (1, False, True, False, False, "stopped_early"),
     (1, False, True, True, True, "stopped_early"),  # ASHA said so before the end came
     (2, False, False, False, False, "stopped_early"),  # ended early, nothing else explains it
+    (1, False, False, False, False, "stopped_early"),  # even after its first epoch
     (1, False, False, False, True, "incomplete"),
     (0, False, False, False, True, "incomplete"),
     (2, False, False, True, False, "cut_by_budget"),
@@ -78,10 +79,16 @@ def test_each_way_a_trial_ends_has_its_status(epochs, error, stopped, budget_hit
     assert df.loc[0, "epochs"] == epochs
 
 
+def test_a_sweep_that_was_not_interrupted_is_the_default():
+    df = trial_table([Result("t1", [0.5])], spec(), set(), budget_hit=False)
+    assert df.loc[0, "status"] == "stopped_early"
+
+
 def test_best_value_and_epoch_follow_the_mode_and_rank_the_trials():
     grid = [Result("a", [0.6, 0.9, 0.7]), Result("b", [0.95, 0.5, 0.4]), Result("c", [])]
     df = trial_table(grid, spec("max"), set(), budget_hit=False)
     assert df["trial_id"].tolist() == ["b", "a", "c"]  # best first, the unreported last
+    assert df.index.tolist() == [0, 1, 2] and "index" not in df  # renumbered, no stray column
     assert df.loc[0, "best_val_acc"] == pytest.approx(0.95) and df.loc[0, "best_epoch"] == 1
     assert df.loc[1, "best_val_acc"] == pytest.approx(0.9) and df.loc[1, "best_epoch"] == 2
     assert pd.isna(df.loc[2, "best_val_acc"])
@@ -115,4 +122,10 @@ def test_pareto_front_keeps_exactly_the_non_dominated_trials():
     assert sorted(front["trial_id"]) == ["a", "b", "d"]  # c: a beats it on both; e: no value
     tie = pd.DataFrame({"trial_id": ["a", "b"], "best_val_acc": [0.9, 0.9], "params": [5, 5]})
     assert sorted(pareto_front(tie, [("val_acc", "max"), ("params", "min")], "val_acc")["trial_id"]) == ["a", "b"]
+    # equal on one objective, worse on the other: dominated
+    half = pd.DataFrame({"trial_id": ["a", "b"], "best_val_acc": [0.9, 0.9], "params": [5, 6]})
+    assert pareto_front(half, [("val_acc", "max"), ("params", "min")], "val_acc")["trial_id"].tolist() == ["a"]
+    # a gap in a column that is not an objective (an error text, a config value) keeps the trial
+    gaps = df.assign(error=[None, "boom", None, None, None])
+    assert sorted(pareto_front(gaps, [("val_acc", "max"), ("params", "min")], "val_acc")["trial_id"]) == ["a", "b", "d"]
     assert pareto_front(df.drop(columns="params"), [("val_acc", "max"), ("params", "min")], "val_acc").empty
