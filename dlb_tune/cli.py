@@ -264,8 +264,8 @@ def _fit(line: str) -> str:
 
 @app.command(name="ls")
 def list_sweeps(storage: Storage = None) -> None:
-    """List the experiments under --storage: task, state, trials, best, test result, date."""
-    from dlb_tune.listing import COLUMNS, list_experiments
+    """List the experiments under --storage: task, state, trials, best (validation), test result, start date."""
+    from dlb_tune.listing import list_experiments, table_lines
 
     try:
         rows = list_experiments(storage)
@@ -276,10 +276,8 @@ def list_sweeps(storage: Storage = None) -> None:
 
         typer.echo(f"no experiments in {resolve_storage(storage)}")
         return
-    import pandas as pd
-
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    typer.echo(table.to_string(index=False, line_width=TABLE_WIDTH))
+    for line in table_lines(rows):
+        typer.echo(line)
 
 
 # --- after a sweep: TensorBoard, report, best, compare; before one: plan ------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, _filesystem, read_json, read_space, read_trials,
                                  resolve_storage)
 
-COLUMNS = ["name", "task", "state", "trials", "best", "test", "date"]
+COLUMNS = ["name", "task", "state", "trials", "best", "test", "date"]  # best: on validation, by the task's metric
 
 
 def list_experiments(storage: str | None) -> list[dict[str, Any]]:
@@ -53,10 +53,10 @@ def _row(exp_dir: str, name: str, started: datetime | None) -> dict[str, Any]:
     row["state"] = _state(final, trials is not None)
     best = (final or {}).get("best")
     if best and best.get(spec.metric) is not None:
-        row["best"] = f"{spec.metric} {best[spec.metric]:.4g}"
+        row["best"] = f"{best[spec.metric]:.4g}"
     elif trials is not None and f"best_{spec.metric}" in trials and trials[f"best_{spec.metric}"].notna().any():
         col = trials[f"best_{spec.metric}"]
-        row["best"] = f"{spec.metric} {(col.max() if spec.mode == 'max' else col.min()):.4g}"
+        row["best"] = f"{(col.max() if spec.mode == 'max' else col.min()):.4g}"
     row["test"] = _test(final or {}, spec.mode)
     return row
 
@@ -65,14 +65,21 @@ def _state(final: dict[str, Any] | None, has_results: bool) -> str:
     if final:
         return "interrupted" if final.get("interrupted") else "finished"
     # results.parquet without final.json: the sweep stopped between the two
-    return f"no {FINAL_FILE}" if has_results else "no results yet"
+    return "no final" if has_results else "no results"
 
 
 def _test(final: dict[str, Any], mode: str) -> str:
+    """The test split's value of the task's metric and, with a target, whether it was met."""
     metric, test = final.get("test_metric"), final.get("test") or {}
     if metric not in test:
         return "-"
     if final.get("target") is None:
-        return f"{metric} {test[metric]:.4g}"
-    op = ">=" if mode == "max" else "<="
-    return f"{metric} {test[metric]:.4g} ({op} {final['target']:g}: {'met' if final.get('target_met') else 'NOT met'})"
+        return f"{test[metric]:.4g}"
+    return f"{test[metric]:.4g} {'met' if final.get('target_met') else 'NOT met'}"
+
+
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Left-aligned columns two spaces apart: fits 100 columns for names up to ~25 characters."""
+    cells = [COLUMNS] + [[str(r[c]) for c in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]

@@ -98,10 +98,10 @@ def test_ls_lists_every_experiment_with_its_state(storage):
     assert set(by_name) == {"s", "unfinished", "started"}  # and not not-a-sweep
     final = yaml.safe_load((storage.exp / "final.json").read_text())
     verdict = "met" if final["target_met"] else "NOT met"
-    assert re.search(rf"fcn +finished +6 +val_acc {final['best']['val_acc']:.4g} +test_acc "
-                     rf"{final['test']['test_acc']:.4g} \(>= 0.9: {verdict}\) +20\d\d-", by_name["s"]), by_name["s"]
-    assert "no final.json" in by_name["unfinished"] and " 6 " in by_name["unfinished"]
-    assert "no results yet" in by_name["started"]
+    assert re.search(rf"^s +fcn +finished +6 +{final['best']['val_acc']:.4g} +{final['test']['test_acc']:.4g} "
+                     rf"{verdict} +20\d\d-\d\d-\d\d \d\d:\d\d$", by_name["s"]), by_name["s"]
+    assert re.search(rf"fcn +no final +6 +{final['best']['val_acc']:.4g} +- ", by_name["unfinished"])
+    assert re.search(r"fcn +no results +- +- +- ", by_name["started"])
     assert all(len(ln) <= 100 for ln in result.output.splitlines())
 
 
