@@ -77,6 +77,22 @@ def test_one_seed_is_refused_in_one_line(args, monkeypatch):
     assert "--seeds 1" in line and "--seeds 2" in line
 
 
+def test_resume_takes_a_folder(tmp_path, monkeypatch):
+    """resume_sweep reads sweep.json by name under a storage: a folder becomes both."""
+    import dlb_tune.sweep
+
+    seen = []
+    monkeypatch.setattr(dlb_tune.sweep, "resume_sweep", lambda *args, **kw: seen.append(args[:2]))
+    folder = tmp_path / "runs" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "space.yaml").write_text("task: fcn\n")
+    result = runner.invoke(app, ["resume", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert seen == [("mine", str(tmp_path / "runs"))]
+    runner.invoke(app, ["resume", "other", "--storage", "s3://b/runs"])
+    assert seen[-1] == ("other", "s3://b/runs")  # a name stays a name
+
+
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory, data_dir, ray_local):
     """Several experiments: the finished sweep, a copy without final.json, one just started."""
