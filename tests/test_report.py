@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from dlb_tune.cli import app
 from dlb_tune.experiment import load_experiment
-from dlb_tune.report import plot_metric_vs_epoch
 from dlb_tune.space import load_space
 from finished_sweep import NAME, finished_sweep
 
@@ -50,21 +49,6 @@ def test_report_writes_markdown_and_figures(sweep):
     df = pd.read_parquet(sweep.exp / "results.parquet")
     for trial_id in df["trial_id"]:
         assert trial_id in md
-
-
-def test_stopped_trials_are_drawn_dashed_with_a_cross(sweep):
-    exp = load_experiment(NAME, str(sweep.storage))
-    stopped = int((exp.trials["status"] == "stopped_early").sum())
-    assert stopped >= 1, exp.trials[["trial_id", "status", "epochs"]]
-    fig = plot_metric_vs_epoch(exp)
-    ax = fig.axes[0]
-    data_lines = [ln for ln in ax.lines if len(ln.get_xdata()) > 1]  # trials with 2+ epochs
-    crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
-    assert len(crosses) == stopped
-    dashed = [ln for ln in data_lines if ln.get_linestyle() == "--"]
-    assert len(dashed) == int(((exp.trials["status"] == "stopped_early") & (exp.trials["epochs"] > 1)).sum())
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert f"stopped early by ASHA ({stopped})" in labels
 
 
 def test_pareto_front_of_a_multi_objective_sweep(sweep, tmp_path):
