@@ -6,14 +6,15 @@ a mistyped option should not wait for torch.
 
 from __future__ import annotations
 
+import copy
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ray Tune + Optuna hyperparameter sweeps for classic deep-learning course models.")
 
 
@@ -66,6 +67,30 @@ MaxEpochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial 
 TimeBudget = Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")]
 Gpus = Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")]
 
+# `sweep --help` groups its options into these panels (plan shares the run-level ones)
+SPACE_PANEL, BUDGET_PANEL, RESOURCES_PANEL, CLUSTER_PANEL, OUTPUT_PANEL = (
+    "Search space", "Budget", "Resources", "Cluster", "Output")
+
+
+def _panel(option: Any, panel: str) -> Any:
+    """The shared ``Annotated`` option type ``option``, shown under ``panel`` in a command's help."""
+    info = copy.copy(option.__metadata__[0])
+    info.rich_help_panel = panel
+    return Annotated[option.__args__[0], info]
+
+
+def gpus_per_trial_default(gpus: float | None, gpus_per_trial: float | None) -> float:
+    """One rule for sweep and plan: a trial takes a whole GPU when the sweep is given GPUs."""
+    if gpus_per_trial is not None:
+        return gpus_per_trial
+    return 1.0 if (gpus or 0) > 0 else 0.0
+
+
+def check_seeds(seeds: int) -> None:
+    """--seeds 1 would re-run each config once: no spread to rank by."""
+    if seeds == 1:
+        _fail("--seeds 1 measures no spread; use --seeds 2 or more (0: no re-runs)")
+
 
 @app.command()
 def tasks() -> None:
@@ -84,47 +109,74 @@ def tasks() -> None:
             typer.echo(f"{name:8} space file unusable: {e}")
 
 
-@app.command()
+SWEEP_EXAMPLES = """Examples:
+
+  dlb-tune sweep fcn --data-dir ~/data
+    the default FCN sweep: Optuna + ASHA, the space file's trials and budget
+
+  dlb-tune sweep emotion --set cell=gru --num-samples 20 --time-budget 900
+    GRU cells only, 20 trials, at most 15 minutes
+
+  dlb-tune sweep cnn --address auto --storage s3://bucket/runs \\
+      --gpus 4 --gpus-per-trial 0.5
+    on a running Ray cluster: two trials per GPU, results on shared storage"""
+
+SweepStorage = _panel(Storage, OUTPUT_PANEL)
+
+
+@app.command(epilog=SWEEP_EXAMPLES)
 def sweep(
     task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
     data_dir: DataDir = None,
-    space: SpaceFile = None,
-    set_: FixedParams = None,
-    objective: Annotated[Optional[str], typer.Option(help="A named multi-objective mode of the space file.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Experiment name (default: TASK-timestamp).")] = None,
-    storage: Storage = None,
-    num_samples: NumSamples = None,
-    max_epochs: MaxEpochs = None,
-    time_budget: TimeBudget = None,
-    cpus: Annotated[Optional[float], typer.Option(help="CPUs the sweep may use (default: all).")] = None,
-    gpus: Gpus = None,
-    cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial (fractions share a core).")] = 1.0,
-    gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial (default: 1 when --gpus > 0).")] = None,
-    workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train data-parallel workers per trial.")] = 1,
-    ray_train: Annotated[bool, typer.Option(help="Run trials under Ray Train even with one worker.")] = False,
-    seed: Annotated[int, typer.Option(help="Seeds the searcher and every trial.")] = 0,
-    search: Annotated[Search, typer.Option(help="Search algorithm.")] = Search.optuna,
-    scheduler: Annotated[Scheduler, typer.Option(help="Trial scheduler (asha stops poor trials early).")] = Scheduler.asha,
-    address: Annotated[Optional[str], typer.Option(help="Join a running Ray cluster (auto, ray://host:10001).")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="At most N examples per split (quick runs).")] = None,
-    smoke: Annotated[bool, typer.Option(help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.")] = False,
-    max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.")] = 0,
-    seeds: Annotated[int, typer.Option(min=0, help="At the end, re-train the top 3 configs with K seeds and rank them.")] = 0,
-    enqueue: Annotated[Optional[str], typer.Option(help="A `dlb-tune best` file: run its config first (after the space's initial: points).")] = None,
+    space: _panel(SpaceFile, SPACE_PANEL) = None,
+    set_: _panel(FixedParams, SPACE_PANEL) = None,
+    objective: Annotated[Optional[str], typer.Option(help="A named multi-objective mode of the space file.",
+                                                     rich_help_panel=SPACE_PANEL)] = None,
+    search: Annotated[Search, typer.Option(help="Search algorithm.", rich_help_panel=SPACE_PANEL)] = Search.optuna,
+    scheduler: Annotated[Scheduler, typer.Option(help="Trial scheduler (asha stops poor trials early).",
+                                                 rich_help_panel=SPACE_PANEL)] = Scheduler.asha,
+    seed: Annotated[int, typer.Option(help="Seeds the searcher and every trial.", rich_help_panel=SPACE_PANEL)] = 0,
+    enqueue: Annotated[Optional[str], typer.Option(help="A `dlb-tune best` file: run its config first (after the space's initial: points).",
+                                                   rich_help_panel=SPACE_PANEL)] = None,
+    num_samples: _panel(NumSamples, BUDGET_PANEL) = None,
+    max_epochs: _panel(MaxEpochs, BUDGET_PANEL) = None,
+    time_budget: _panel(TimeBudget, BUDGET_PANEL) = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most N examples per split (quick runs).",
+                                                 rich_help_panel=BUDGET_PANEL)] = None,
+    smoke: Annotated[bool, typer.Option(help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.",
+                                        rich_help_panel=BUDGET_PANEL)] = False,
+    seeds: Annotated[int, typer.Option(min=0, help="At the end, re-train the top 3 configs with K >= 2 seeds and rank them.",
+                                       rich_help_panel=BUDGET_PANEL)] = 0,
+    cpus: Annotated[Optional[float], typer.Option(help="CPUs the sweep may use (default: all).",
+                                                  rich_help_panel=RESOURCES_PANEL)] = None,
+    gpus: _panel(Gpus, RESOURCES_PANEL) = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial (fractions share a core).",
+                                                  rich_help_panel=RESOURCES_PANEL)] = 1.0,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial (default: 1 when --gpus > 0).",
+                                                            rich_help_panel=RESOURCES_PANEL)] = None,
+    workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train data-parallel workers per trial.",
+                                                   rich_help_panel=RESOURCES_PANEL)] = 1,
+    ray_train: Annotated[bool, typer.Option(help="Run trials under Ray Train even with one worker.",
+                                            rich_help_panel=RESOURCES_PANEL)] = False,
+    max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.", rich_help_panel=RESOURCES_PANEL)] = 0,
+    address: Annotated[Optional[str], typer.Option(help="Join a running Ray cluster (auto, ray://host:10001).",
+                                                   rich_help_panel=CLUSTER_PANEL)] = None,
+    name: Annotated[Optional[str], typer.Option(help="Experiment name (default: TASK-timestamp).",
+                                                rich_help_panel=OUTPUT_PANEL)] = None,
+    storage: SweepStorage = None,
 ) -> None:
     """Run a sweep: Optuna search with ASHA early stopping, then one test evaluation of the best trial."""
     from dlb_tune.seeds import sweep_with_seeds
     from dlb_tune.sweep import SweepOptions
 
-    if gpus_per_trial is None:
-        gpus_per_trial = 1.0 if (gpus or 0) > 0 else 0.0
+    check_seeds(seeds)
     opts = SweepOptions(
         task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), objective=objective,
         name=name, storage=storage, num_samples=num_samples, max_epochs=max_epochs,
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, ray_train=ray_train, seed=seed,
-        search=search.value, scheduler=scheduler.value, address=address, limit=limit, smoke=smoke,
-        max_failures=max_failures, seeds=seeds, enqueue=enqueue,
+        gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), workers_per_trial=workers_per_trial,
+        ray_train=ray_train, seed=seed, search=search.value, scheduler=scheduler.value, address=address, limit=limit,
+        smoke=smoke, max_failures=max_failures, seeds=seeds, enqueue=enqueue,
     )
     final = _run_guarded(sweep_with_seeds, opts, echo=typer.echo)
     if final.get("interrupted"):
@@ -133,32 +185,48 @@ def sweep(
 
 @app.command()
 def resume(
-    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
     data_dir: DataDir = None,
 ) -> None:
     """Continue an interrupted sweep; finished trials are never re-run."""
     from dlb_tune.sweep import resume_sweep
 
+    name, storage = _name_and_storage(name, storage)
     _run_guarded(resume_sweep, name, storage, data_dir, echo=typer.echo)
+
+
+def _name_and_storage(name: str, storage: str | None) -> tuple[str, str | None]:
+    """NAME given as an experiment's folder: its name and the storage folder holding it."""
+    from dlb_tune.experiment import SPACE_FILE
+
+    folder = Path(name).expanduser()
+    if (folder / SPACE_FILE).is_file():
+        folder = folder.resolve()
+        return folder.name, str(folder.parent)
+    return name, storage
+
+
+TABLE_WIDTH = 100  # columns: `results` wraps its table to fit a terminal this wide
 
 
 @app.command()
 def results(
-    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Table: every column, not only the searched parameters.")] = False,
 ) -> None:
     """Show a finished sweep's trials and its final test result, from disk."""
-    from dlb_tune.experiment import experiment_dir, read_results
+    from dlb_tune.experiment import find_experiment, read_results, read_space
     from dlb_tune.results import summary_lines
 
-    exp_dir = experiment_dir(name, storage)
+    exp_dir = _guard_reading(find_experiment, name, storage)
     try:
-        df, final = read_results(exp_dir)
+        df, final = read_results(str(exp_dir))
     except (FileNotFoundError, OSError):
-        _fail(f"no results for '{name}' in {exp_dir} (is --storage right?)")
+        _fail(f"no results for '{name}' in {exp_dir} (the sweep has not finished?)")
     if format is Format.parquet:
         if output is None:
             _fail("--format parquet needs --output FILE")
@@ -168,7 +236,7 @@ def results(
     text = {
         Format.csv: lambda: df.to_csv(index=False),
         Format.json: lambda: df.to_json(orient="records", indent=2),
-        Format.table: lambda: _table(df, final),
+        Format.table: lambda: df.to_string(index=False) if all_ else _table(df, read_space(exp_dir)),
     }[format]()
     if output:
         output.write_text(text)
@@ -177,17 +245,39 @@ def results(
         typer.echo(text)
         if format is Format.table and final:
             for line in summary_lines(final, df):
-                typer.echo(line)
+                typer.echo(_fit(line))
 
 
-def _table(df, final) -> str:
-    metric = final["metric"] if final else None
-    keep = ["trial_id", "status", "epochs"]
-    if metric:
-        keep += [c for c in (f"best_{metric}", metric) if c in df]
-    keep += [c for c in df.columns if c.startswith("config/")]
+def _table(df, spec) -> str:
+    """Trial, status, epochs, the metric and the searched parameters, wrapped to ``TABLE_WIDTH``."""
+    keep = ["trial_id", "status", "epochs", f"best_{spec.metric}", spec.metric]
+    keep += [f"config/{p}" for p in spec.searched()]
     shown = df[[c for c in keep if c in df]].rename(columns=lambda c: c.removeprefix("config/"))
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", line_width=TABLE_WIDTH)
+
+
+def _fit(line: str) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(line, TABLE_WIDTH, subsequent_indent="    ")) if len(line) > TABLE_WIDTH else line
+
+
+@app.command(name="ls")
+def list_sweeps(storage: Storage = None) -> None:
+    """List the experiments under --storage: task, state, trials, best (validation), test result, start date."""
+    from dlb_tune.listing import list_experiments, table_lines
+
+    try:
+        rows = list_experiments(storage)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    if not rows:
+        from dlb_tune.experiment import resolve_storage
+
+        typer.echo(f"no experiments in {resolve_storage(storage)}")
+        return
+    for line in table_lines(rows):
+        typer.echo(line)
 
 
 # --- after a sweep: TensorBoard, report, best, compare; before one: plan ------------------------
@@ -278,7 +368,7 @@ def best(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML here too.")] = None,
-    seeds: Annotated[int, typer.Option(min=0, help="Re-run the top configs with this many seeds; rank by mean.")] = 0,
+    seeds: Annotated[int, typer.Option(min=0, help="Re-run the top configs with this many seeds (2 or more); rank by mean.")] = 0,
     top: Annotated[int, typer.Option(min=1, help="Configs to re-run with --seeds.")] = 3,
     data_dir: DataDir = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPUs the --seeds runs may use (default: the sweep's).")] = None,
@@ -291,6 +381,7 @@ def best(
     from dlb_tune.experiment import load_experiment
     from dlb_tune.report import best_yaml
 
+    check_seeds(seeds)
     exp = _guard_reading(load_experiment, name, storage)
     text = _guard_reading(best_yaml, exp)
     if seeds:
@@ -313,10 +404,10 @@ def compare(
     storage: Storage = None,
     format: Annotated[CompareFormat, typer.Option("--format", help="Output format.")] = CompareFormat.table,
 ) -> None:
-    """Sweeps side by side: best metric, test result, trials, wall time, time to reach the target.
+    """Sweeps side by side: best validation metric and when it was reached, trials, wall time; then the test result.
 
-    Time to target: the first second after the sweep started at which any trial's validation
-    value of the sweep metric reached the space file's target.
+    time_to_best_val_s: the first second after the sweep started at which any trial's validation
+    value was as good as the winner's. The target is judged on the test split only.
     """
     from dlb_tune.experiment import load_experiment
     from dlb_tune.report import compare as compare_sweeps
@@ -346,7 +437,7 @@ def plan(
     cpus: Annotated[Optional[float], typer.Option(help="CPUs the sweep may use (default: all).")] = None,
     gpus: Gpus = None,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial.")] = 1.0,
-    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial (default: 1 when --gpus > 0).")] = None,
     scheduler: Annotated[Scheduler, typer.Option(help="The sweep's scheduler.")] = Scheduler.asha,
     limit: Annotated[Optional[int], typer.Option(min=1, help="At most N examples per split, as the sweep will use.")] = None,
     smoke: Annotated[bool, typer.Option(help="Plan the --smoke sweep.")] = False,
@@ -360,8 +451,9 @@ def plan(
 
     opts = SweepOptions(task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), name=name,
                         storage=storage, num_samples=num_samples, max_epochs=max_epochs, time_budget_s=time_budget,
-                        cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                        scheduler=scheduler.value, limit=limit, smoke=smoke)
+                        cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
+                        gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), scheduler=scheduler.value,
+                        limit=limit, smoke=smoke)
     _guard_reading(plan_sweep, opts, vary=vary, max_corners=corners, calibration_batches=calibration_batches,
                    echo=typer.echo)
 

@@ -64,6 +64,8 @@ def find_experiment(name: str, storage: str | None = None) -> Path:
     direct = Path(name).expanduser()
     if direct.is_dir() and (direct / SPACE_FILE).exists():
         return direct.resolve()
+    if direct.is_dir() and ("/" in name or name in (".", "..")):  # meant as a folder, not a name
+        raise ReportError(f"{direct}: not an experiment folder (no {SPACE_FILE}); a sweep writes one at its start")
     where = experiment_dir(name, storage)
     if is_uri(where):
         raise ReportError(f"{where}: reports read a local folder; copy the experiment here first")

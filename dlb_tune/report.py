@@ -6,18 +6,21 @@ Everything here works from the experiment folder alone (``results.parquet``, ``f
 
 Wall-clock times are seconds since the sweep started: the earliest trial start, i.e. the first
 result's ``timestamp`` less its ``time_this_iter_s`` (Ray's timestamps are whole seconds).
-"Time to target" is the first such second at which any trial's validation value of the sweep
-metric reached the space file's ``target`` (>= for mode max, <= for min); the target itself is
-judged on the test split, once, so this is when the sweep first had a candidate worth testing.
+"Time to the winner's validation level" is the first such second at which any trial's validation
+value of the sweep metric was as good as the winner's best validation value. It is a validation
+figure: the space file's ``target`` is judged on the test split, once, and is never set against
+validation values here.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dlb_tune.experiment import REPORT_DIR, REPORT_FILE, TEST_REPORT_DIR, Experiment, ReportError, to_jsonable
@@ -38,12 +41,14 @@ STATUS_STYLE = {  # how each trial status is drawn: line style, colour, marker a
 # --- numbers ----------------------------------------------------------------------------------
 
 
-def time_to_target(exp: Experiment) -> float | None:
-    """First second since sweep start at which any trial's val metric reached the target."""
+def time_to_best_val(exp: Experiment) -> float | None:
+    """First second since sweep start at which any trial's validation value of the sweep metric
+    reached the winner's best validation value (the sweep's best)."""
     hist = exp.history()
-    if exp.spec.target is None or hist.empty or exp.metric not in hist:
+    if hist.empty or exp.metric not in hist or hist[exp.metric].notna().sum() == 0:
         return None
-    hit = hist[[exp.reached(v, exp.spec.target) for v in hist[exp.metric]]]
+    level = exp.better(hist[exp.metric].dropna())
+    hit = hist[[exp.reached(v, level) for v in hist[exp.metric]]]
     return float(hit["t_s"].min()) if len(hit) else None
 
 
@@ -61,16 +66,17 @@ def summary_row(exp: Experiment) -> dict[str, Any]:
     best = exp.better(t[best_col].dropna()) if best_col in t and t[best_col].notna().any() else None
     test_metric = final.get("test_metric") or "test_" + exp.metric.removeprefix("val_")
     counts = t["status"].value_counts() if len(t) else pd.Series(dtype=int)
+    # validation figures first, the test split's verdict last: never one beside the other
     return {
         "name": exp.name, "task": exp.spec.task, "search": final.get("search", exp.sweep.get("search")),
         "scheduler": final.get("scheduler", exp.sweep.get("scheduler")), "metric": exp.metric,
-        "best_val": best, "test": (final.get("test") or {}).get(test_metric), "test_metric": test_metric,
-        "target": exp.spec.target, "target_met": final.get("target_met"),
+        "best_val": best, "time_to_best_val_s": time_to_best_val(exp),
         "trials": len(t), "completed": int(counts.get("completed", 0)),
         "stopped_early": int(counts.get("stopped_early", 0)), "cut_by_budget": int(counts.get("cut_by_budget", 0)),
         "incomplete": int(counts.get("incomplete", 0)), "errored": int(counts.get("errored", 0)),
-        "trial_epochs": int(t["epochs"].sum()) if "epochs" in t else None,
-        "wall_s": final.get("wall_s"), "time_to_target_s": time_to_target(exp),
+        "trial_epochs": int(t["epochs"].sum()) if "epochs" in t else None, "wall_s": final.get("wall_s"),
+        "test": (final.get("test") or {}).get(test_metric), "test_metric": test_metric,
+        "target": exp.spec.target, "target_met": final.get("target_met"),
     }
 
 
@@ -155,40 +161,107 @@ def best_trial_id(exp: Experiment) -> str | None:
 
 
 def plot_metric_vs_epoch(exp: Experiment):
-    """Sweep metric per epoch for every trial; ASHA-stopped trials dashed grey, ending in x."""
+    """Sweep metric per epoch for every trial, coloured by the trial's best value (colorbar);
+    trials that did not run every epoch dashed and faded, ending in their status's marker."""
     plt = _plt()
     from matplotlib.lines import Line2D
 
     hist = exp.history()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    cmap, norm = _value_scale(exp)
     best_id = best_trial_id(exp)
-    colors = plt.get_cmap("tab10")
-    for i, (trial_id, h) in enumerate(hist.groupby("trial_id", sort=False)):
+    for trial_id, h in hist.groupby("trial_id", sort=False):
         h = h.sort_values("epoch")
         status = h["status"].iloc[0]
         style = STATUS_STYLE.get(status, STATUS_STYLE["incomplete"])
-        color = "black" if trial_id == best_id else style["color"] or colors(i % 10)
-        ax.plot(h["epoch"], h[exp.metric], ls=style["ls"], color=color,
-                lw=2.4 if trial_id == best_id else 1.2, alpha=0.9)
+        color = cmap(norm(_trial_best(exp, trial_id)))
+        faded = status != "completed"
+        ax.plot(h["epoch"], h[exp.metric], ls=style["ls"], color=color, alpha=0.5 if faded else 0.95,
+                lw=3.0 if trial_id == best_id else 1.4, gid=f"trial {trial_id}")
         if style["marker"]:
-            ax.plot(h["epoch"].iloc[-1], h[exp.metric].iloc[-1], style["marker"], color=color, ms=8)
-    if exp.sweep.get("scheduler", "asha") == "asha":
-        for r in asha_rungs(exp.spec):
-            ax.axvline(r, color="0.8", lw=1, zorder=0)
-    handles = [Line2D([], [], color="black", lw=2.4, label=f"best trial {best_id}")] if best_id else []
-    for status, style in STATUS_STYLE.items():
-        n = int((exp.trials["status"] == status).sum())
-        if n:
-            label = {"stopped_early": "stopped early by ASHA", "cut_by_budget": "cut by the time budget"}.get(
-                status, status.replace("_", " "))
-            handles.append(Line2D([], [], ls=style["ls"], color=style["color"] or "tab:blue",
-                                  marker=style["marker"], label=f"{label} ({n})"))
-    handles.append(Line2D([], [], color="0.8", label="ASHA rungs"))
+            ax.plot(h["epoch"].iloc[-1], h[exp.metric].iloc[-1], style["marker"], color=color, ms=8,
+                    gid=f"end {trial_id}")
+    handles = [Line2D([], [], color=cmap(norm(_trial_best(exp, best_id))), lw=3.0,
+                      label=f"best trial {best_id} (thick)")] if best_id else []
+    handles += _status_handles(exp)
+    drawn = _draw_rungs(ax, exp)
+    if drawn:
+        handles.append(Line2D([], [], color="0.75", lw=1, label=f"ASHA rungs (epochs {', '.join(map(str, drawn))})"))
+    if exp.spec.target is not None:
+        ax.axhline(exp.spec.target, color="tab:green", ls="--", lw=1)
+        handles.append(Line2D([], [], color="tab:green", ls="--", label=f"target {exp.spec.target:g} (judged on test)"))
+        _show_value(ax, exp.spec.target)
     ax.legend(handles=handles, loc="best", fontsize=8)
+    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=ax, label=f"trial's best {exp.metric}")
+    _integer_epochs(ax, exp.spec.max_epochs)
     ax.set(xlabel="epoch", ylabel=exp.metric, title=f"{exp.name}: {exp.metric} per epoch, every trial")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _value_scale(exp: Experiment):
+    """Colour map and norm over the trials' best values: yellow is good whatever the mode."""
+    plt = _plt()
+    best_col = f"best_{exp.metric}"
+    values = exp.trials[best_col].dropna().astype(float) if best_col in exp.trials else pd.Series(dtype=float)
+    lo, hi = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5 * (abs(lo) or 1) * 0.01, hi + 0.5 * (abs(hi) or 1) * 0.01
+    return plt.get_cmap("viridis" if exp.spec.mode == "max" else "viridis_r"), plt.Normalize(lo, hi)
+
+
+def _trial_best(exp: Experiment, trial_id: str) -> float:
+    best_col = f"best_{exp.metric}"
+    row = exp.trials.loc[exp.trials["trial_id"] == trial_id]
+    value = row[best_col].iloc[0] if best_col in row and len(row) else None
+    return float("nan") if value is None or pd.isna(value) else float(value)
+
+
+STATUS_LABEL = {"stopped_early": "stopped early by ASHA", "cut_by_budget": "cut by the time budget"}
+
+
+def _status_handles(exp: Experiment) -> list:
+    """One legend entry per status present: its line style and end marker (colour is the value)."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for status, style in STATUS_STYLE.items():
+        n = int((exp.trials["status"] == status).sum())
+        if n:
+            label = STATUS_LABEL.get(status, status.replace("_", " "))
+            handles.append(Line2D([], [], ls=style["ls"], color="0.35", alpha=1.0 if status == "completed" else 0.6,
+                                  marker=style["marker"], label=f"{label} ({n})"))
+    return handles
+
+
+def _draw_rungs(ax, exp: Experiment) -> list[int]:
+    """Vertical lines at the rungs where ASHA compared trials: only for ASHA sweeps, only those
+    some trial reached."""
+    if exp.sweep.get("scheduler", "asha") != "asha":
+        return []
+    reached = exp.trials["epochs"].max() if len(exp.trials) else 0
+    drawn = [r for r in asha_rungs(exp.spec) if r <= reached]
+    for r in drawn:
+        ax.axvline(r, color="0.75", lw=1, zorder=0, gid="rung")
+    return drawn
+
+
+def _integer_epochs(ax, max_epochs: int) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(0.8, max_epochs + 0.2)
+
+
+def _show_value(ax, value: float) -> None:
+    """Widen the y-axis so ``value`` (a target line) is inside it, with a margin."""
+    lo, hi = ax.get_ylim()
+    if lo <= value <= hi:
+        return
+    lo, hi = min(lo, value), max(hi, value)
+    pad = 0.05 * (hi - lo)
+    ax.set_ylim(lo - pad, hi + pad)
 
 
 def plot_best_so_far(exp: Experiment):
@@ -201,13 +274,14 @@ def plot_best_so_far(exp: Experiment):
     ax.scatter(hist.loc[stopped, "t_s"], hist.loc[stopped, exp.metric], s=14, marker="x", color="0.6",
                label="epoch of a trial ASHA stopped")
     ax.step(curve["t_s"], curve["best"], where="post", color="tab:blue", lw=2, label="best so far")
-    if exp.spec.target is not None:
-        ax.axhline(exp.spec.target, color="tab:green", ls="--", lw=1, label=f"target {exp.spec.target}")
-        hit = time_to_target(exp)
-        if hit is not None:
-            ax.axvline(hit, color="tab:green", lw=1, ls=":", label=f"first reached at {hit:.0f}s")
+    hit = time_to_best_val(exp)
+    if hit is not None:
+        ax.axvline(hit, color="tab:blue", lw=1, ls=":", label=f"winner's validation level first reached at {hit:.0f}s")
     ax.set(xlabel="seconds since sweep start", ylabel=exp.metric, title=f"{exp.name}: best {exp.metric} over time")
     _clip_to_spread(ax, hist[exp.metric], exp.spec.mode)
+    if exp.spec.target is not None:
+        ax.axhline(exp.spec.target, color="tab:green", ls="--", lw=1, label=f"target {exp.spec.target:g} (judged on test)")
+        _show_value(ax, exp.spec.target)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -224,10 +298,14 @@ def _clip_to_spread(ax, values: pd.Series, mode: str) -> None:
     ax.set_ylim(lo - pad, hi + pad)
 
 
-def plot_parallel(exp: Experiment):
-    """Parallel coordinates: one axis per searched parameter, then the metric; a line per trial."""
+MAX_PARALLEL_AXES = 12  # parameters plus the metric: more and the labels collide at the size written
+
+
+def plot_parallel(exp: Experiment, importance: list[Importance] | None = None):
+    """Parallel coordinates: one axis per searched parameter (the most important first, at most
+    ``MAX_PARALLEL_AXES - 1``), then the metric; a line per trial coloured by its best value."""
     plt = _plt()
-    params = [p for p in exp.spec.searched() if f"config/{p}" in exp.trials]
+    params = parallel_params(exp, importance or [])
     best_col = f"best_{exp.metric}"
     t = exp.trials.dropna(subset=[best_col]) if best_col in exp.trials else exp.trials.iloc[0:0]
     if not params or t.empty:
@@ -238,33 +316,46 @@ def plot_parallel(exp: Experiment):
         cols.append(pos)
         ticks.append(tick)
     m = t[best_col].astype(float)
-    lo, hi = m.min(), m.max()
-    cols.append(((m - lo) / (hi - lo)).to_numpy() if hi > lo else (m * 0 + 0.5).to_numpy())
+    cmap, norm = _value_scale(exp)
+    lo, hi = norm.vmin, norm.vmax
+    cols.append(((m - lo) / (hi - lo)).to_numpy())
     ticks.append([(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")])
-    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(cols)), 5))
-    cmap = plt.get_cmap("viridis" if exp.spec.mode == "max" else "viridis_r")
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(cols) + 2), 5.5))
     xs = list(range(len(cols)))
     best_id = best_trial_id(exp)
     for i, (_, row) in enumerate(t.iterrows()):
         ys = [c[i] for c in cols]
         early = row["status"] != "completed"
         if row["trial_id"] == best_id:
-            ax.plot(xs, ys, color="tab:red", lw=2.6, zorder=5)
+            ax.plot(xs, ys, color="tab:red", lw=2.6, zorder=5, gid=f"trial {row['trial_id']}")
         else:
-            ax.plot(xs, ys, color=cmap(cols[-1][i]), lw=1.0 if early else 1.8, ls="--" if early else "-",
-                    alpha=0.6 if early else 0.9)
+            ax.plot(xs, ys, color=cmap(norm(m.iloc[i])), lw=1.0 if early else 1.8, ls="--" if early else "-",
+                    alpha=0.5 if early else 0.9, gid=f"trial {row['trial_id']}")
     for x, tick in zip(xs, ticks):
         ax.axvline(x, color="0.3", lw=0.8)
         for y, label in tick:
             ax.text(x + 0.03, y, label, fontsize=7, va="center")
-    ax.set_xticks(xs, params + [f"best {exp.metric}"], rotation=20)
+    ax.set_xticks(xs, params + [f"best {exp.metric}"], rotation=30, ha="right", fontsize=9)
     ax.set_yticks([])
     ax.set_ylim(-0.08, 1.08)
-    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(lo, hi)), ax=ax, label=f"best {exp.metric}")
-    ax.set_title(f"{exp.name}: parameters against best {exp.metric} "
-                 f"(red: best trial {best_id}; dashed: stopped early)", fontsize=10)
+    ax.set_xlim(-0.2, len(cols) - 0.6)
+    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=ax, label=f"best {exp.metric}")
+    hidden = len(exp.spec.searched()) - len(params)
+    notes = ([f"red: best trial {best_id}"] if best_id else []) + ["dashed: not run to the end"]
+    notes += [f"{hidden} less important parameter(s) left out"] if hidden else []
+    ax.set_title(f"{exp.name}: parameters against best {exp.metric}\n({'; '.join(notes)})", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def parallel_params(exp: Experiment, importance: list[Importance]) -> list[str]:
+    """The searched parameters to draw: by importance (the first set's) when known, else in the
+    space file's order; at most one axis short of ``MAX_PARALLEL_AXES``."""
+    params = [p for p in exp.spec.searched() if f"config/{p}" in exp.trials]
+    if importance:
+        rank = importance[0].mean
+        params = sorted(params, key=lambda p: -rank.get(p, 0.0))
+    return params[:MAX_PARALLEL_AXES - 1]
 
 
 def _axis_positions(dist: Distribution, values: pd.Series) -> tuple[list[float], list[tuple[float, str]]]:
@@ -278,50 +369,92 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
     return {name: spec.params[name].to_optuna() for name in spec.searched()}
 
 
-def param_importance(exp: Experiment) -> dict[str, dict[str, float]]:
-    """fANOVA importances (Optuna) of the searched parameters, on two sets of trials:
+MIN_IMPORTANCE_TRIALS = 10  # fANOVA's forest on fewer trials ranks noise with confidence
+BOOTSTRAP_RESAMPLES = 10
+# fANOVA's cost grows with trees x parameters (~2 s for 64 trees over 14 parameters on a busy
+# core): the resamples use a quarter of Optuna's default forest, as their spread is rough anyway.
+BOOTSTRAP_TREES = 16
+
+
+@dataclass
+class Importance:
+    """fANOVA importance of the searched parameters over one set of trials."""
+
+    label: str  # which trials, judged by which value
+    trials: int
+    mean: dict[str, float]  # on every trial of the set; sums to 1
+    low: dict[str, float]  # 10th and 90th percentiles over bootstrap resamples of the trials
+    high: dict[str, float]
+
+
+def importance_sets(exp: Experiment) -> dict[str, dict[str, float]]:
+    """trial_id -> value, per set of trials fANOVA is run on:
 
     * ``completed``: trials that ran every epoch, judged by their best validation value (what
       Optuna itself would use: it ignores pruned trials);
     * ``first rung``: every trial, by its value at the first ASHA rung (``grace_period``), the
       last epoch all trials share, so trials ASHA stopped count too.
-
-    A set with fewer than 3 trials, or no varying parameter, is left out.
     """
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = optuna_distributions(exp.spec)
-    if not dists:
-        return {}
     sets = {}
     t = exp.trials
     done = t[t["status"] == "completed"]
     best_col = f"best_{exp.metric}"
     if best_col in t:
-        sets["completed trials, best " + exp.metric] = {r["trial_id"]: r[best_col] for _, r in done.iterrows()}
+        sets["completed trials, best " + exp.metric] = dict(zip(done["trial_id"], done[best_col]))
     hist = exp.history()
     g = exp.spec.grace_period
     if exp.sweep.get("scheduler", "asha") == "asha" and g < exp.spec.max_epochs and not hist.empty:
         at = hist[hist["epoch"] == g].drop_duplicates("trial_id", keep="last")
         sets[f"all trials, {exp.metric} at epoch {g}"] = dict(zip(at["trial_id"], at[exp.metric]))
-    out = {}
-    for label, values in sets.items():
-        study = optuna.create_study(direction="maximize" if exp.spec.mode == "max" else "minimize")
-        for _, row in t[t["trial_id"].isin(list(values))].iterrows():
-            params = {k: to_jsonable(row[f"config/{k}"]) for k in dists if f"config/{k}" in row}
-            value = values[row["trial_id"]]
-            if len(params) == len(dists) and _finite(value) and all(dists[k]._contains(dists[k].to_internal_repr(v))
-                                                                    for k, v in params.items()):
-                study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(value)))
-        varying = [k for k in dists if len({repr(tr.params[k]) for tr in study.trials}) > 1]
-        if len(study.trials) < 3 or not varying:
+    return sets
+
+
+def param_importance(exp: Experiment) -> list[Importance]:
+    """fANOVA importances (Optuna) on each of ``importance_sets`` that holds at least
+    ``MIN_IMPORTANCE_TRIALS`` trials with a finite value, with their spread over bootstrap resamples."""
+    dists = optuna_distributions(exp.spec)
+    out = []
+    for label, values in importance_sets(exp).items() if dists else ():
+        rows = _importance_rows(exp, dists, values)
+        if len(rows) < MIN_IMPORTANCE_TRIALS:
             continue
-        imp = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
-                                                      params=varying)
-        out[f"{label} ({len(study.trials)})"] = {k: float(v) for k, v in imp.items()}
+        mean = _fanova(rows, dists, exp.spec.mode, n_trees=64)
+        if not mean:
+            continue
+        rng = np.random.default_rng(0)
+        boot = pd.DataFrame([_fanova([rows[i] for i in rng.integers(len(rows), size=len(rows))], dists, exp.spec.mode,
+                                     n_trees=BOOTSTRAP_TREES) for _ in range(BOOTSTRAP_RESAMPLES)]).reindex(columns=list(mean)).fillna(0.0)
+        out.append(Importance(label, len(rows), mean, boot.quantile(0.1).to_dict(), boot.quantile(0.9).to_dict()))
     return out
+
+
+def _importance_rows(exp: Experiment, dists: dict[str, Any], values: dict[str, float]) -> list[tuple[dict, float]]:
+    """(params, value) of the set's trials whose searched values all lie in the space."""
+    rows = []
+    for _, row in exp.trials[exp.trials["trial_id"].isin(list(values))].iterrows():
+        params = {k: to_jsonable(row[f"config/{k}"]) for k in dists if f"config/{k}" in row}
+        value = values[row["trial_id"]]
+        if len(params) == len(dists) and _finite(value) and all(
+                dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in params.items()):
+            rows.append((params, float(value)))
+    return rows
+
+
+def _fanova(rows: list[tuple[dict, float]], dists: dict[str, Any], mode: str, n_trees: int) -> dict[str, float]:
+    """Importance of the parameters that vary among ``rows`` (the others get none)."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    varying = [k for k in dists if len({repr(p[k]) for p, _ in rows}) > 1]
+    if not varying:
+        return {}
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for params, value in rows:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+    imp = optuna.importance.get_param_importances(study, params=varying,
+                                                  evaluator=FanovaImportanceEvaluator(n_trees=n_trees, seed=0))
+    return {k: float(v) for k, v in imp.items()}
 
 
 def _finite(v: Any) -> bool:
@@ -331,26 +464,40 @@ def _finite(v: Any) -> bool:
         return False
 
 
-def plot_importance(exp: Experiment, importance: dict[str, dict[str, float]]):
-    if not importance:
-        return None
+def plot_importance(exp: Experiment, importance: list[Importance]):
+    """Bars: importance on every trial of a set; whiskers: 10th-90th percentile over bootstrap
+    resamples. With too few trials, a figure that says so instead of bars."""
     plt = _plt()
-    import numpy as np
-
-    params = sorted({p for imp in importance.values() for p in imp},
-                    key=lambda p: -max(imp.get(p, 0) for imp in importance.values()))
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(params) + 1.8))
+    if not importance:
+        return _too_few_trials(exp)
+    params = sorted({p for imp in importance for p in imp.mean}, key=lambda p: -max(i.mean.get(p, 0) for i in importance))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(params) * len(importance) + 2))
     h = 0.8 / len(importance)
     y = np.arange(len(params))
-    for i, (label, imp) in enumerate(importance.items()):
-        ax.barh(y + i * h, [imp.get(p, 0.0) for p in params], height=h, label=label)
+    for i, imp in enumerate(importance):
+        mean = np.array([imp.mean.get(p, 0.0) for p in params])
+        err = np.array([[max(0.0, m - imp.low.get(p, m)) for p, m in zip(params, mean)],
+                        [max(0.0, imp.high.get(p, m) - m) for p, m in zip(params, mean)]])
+        ax.barh(y + i * h, mean, height=h, xerr=err, capsize=3, label=f"{imp.label} ({imp.trials})")
     ax.set_yticks(y + h * (len(importance) - 1) / 2, params)
     ax.invert_yaxis()
-    ax.set(xlabel="fANOVA importance (share of the metric's variance)",
-           title=f"{exp.name}: parameter importance for {exp.metric}")
+    ax.set(xlabel=f"fANOVA importance (share of the metric's variance)\nwhiskers: 10th-90th percentile over "
+                  f"{BOOTSTRAP_RESAMPLES} bootstrap resamples of the trials", title=f"{exp.name}: parameter importance for {exp.metric}")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def _too_few_trials(exp: Experiment):
+    plt = _plt()
+    done = int((exp.trials["status"] == "completed").sum())
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"too few trials for parameter importance: {done} completed of {len(exp.trials)}; "
+                      f"fANOVA needs at least {MIN_IMPORTANCE_TRIALS}\n(in one set: completed trials, or all "
+                      f"trials at the first ASHA rung)", ha="center", va="center", fontsize=10, wrap=True)
+    ax.set_title(f"{exp.name}: parameter importance for {exp.metric}")
     return fig
 
 
@@ -397,7 +544,7 @@ def write_report(exp: Experiment) -> tuple[Path, list[Path]]:
     plots = {
         "metric_vs_epoch": plot_metric_vs_epoch(exp),
         "best_so_far": plot_best_so_far(exp),
-        "parallel_coordinates": plot_parallel(exp),
+        "parallel_coordinates": plot_parallel(exp, importance),
         "param_importance": plot_importance(exp, importance),
         "pareto_front": plot_pareto(exp),
     }
@@ -432,8 +579,8 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
         f"- trials: {row['trials']} ({row['completed']} completed, {row['stopped_early']} stopped early by ASHA, "
         f"{row['cut_by_budget']} cut by the time budget, {row['incomplete']} incomplete, {row['errored']} errored); "
         f"{row['trial_epochs']} trial-epochs",
-        f"- wall time: {_fmt(row['wall_s'])} s; time to target: "
-        + ("not reached" if row["time_to_target_s"] is None else f"{row['time_to_target_s']:.0f} s"),
+        f"- wall time: {_fmt(row['wall_s'])} s; the winner's validation level ({_fmt(row['best_val'])}) was "
+        f"first reached after " + ("-" if row["time_to_best_val_s"] is None else f"{row['time_to_best_val_s']:.0f} s"),
         "",
     ]
     best = final.get("best")
@@ -453,8 +600,9 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
     for key, path in figures.items():
         lines += [f"## {titles[key]}", "", f"![{key}]({REPORT_DIR}/{path.name})", ""]
         if key == "param_importance":
-            for label, imp in importance.items():
-                lines.append(f"- {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()))
+            lines += [f"- {imp.label} ({imp.trials}): " + ", ".join(
+                f"{k} {v:.2f} ({imp.low[k]:.2f}-{imp.high[k]:.2f})" for k, v in imp.mean.items()) for imp in importance]
+            lines += [f"- too few trials (fewer than {MIN_IMPORTANCE_TRIALS} in every set): no ranking"] if not importance else []
             lines.append("")
     if task_figs:
         lines += ["## The task's figures (best checkpoint, test split)", ""]

@@ -1,0 +1,85 @@
+"""``dlb-tune ls``: the experiments under a storage folder or URI, one row each.
+
+Everything is read through ``dlb_tune.experiment`` (its files, local or remote); a folder counts
+as an experiment when it holds a ``space.yaml``. A folder that cannot be read is listed with its
+problem rather than hiding the others.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, _filesystem, read_json, read_space, read_trials,
+                                 resolve_storage)
+
+COLUMNS = ["name", "task", "state", "trials", "best", "test", "date"]  # best: on validation, by the task's metric
+
+
+def list_experiments(storage: str | None) -> list[dict[str, Any]]:
+    """One row per experiment under ``storage`` (``--storage``, else the default), newest first."""
+    import pyarrow.fs
+
+    root = resolve_storage(storage)
+    fs, base = _filesystem(root)
+    try:
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
+    except OSError as e:
+        raise FileNotFoundError(f"cannot list {root}: {e}") from e
+    rows = []
+    for entry in entries:
+        if entry.type != pyarrow.fs.FileType.Directory:
+            continue
+        space = fs.get_file_info(f"{entry.path}/{SPACE_FILE}")
+        if space.type == pyarrow.fs.FileType.File:
+            rows.append(_row(f"{root.rstrip('/')}/{entry.base_name}", entry.base_name, space.mtime))
+    return sorted(rows, key=lambda r: (r["date"], r["name"]), reverse=True)
+
+
+def _row(exp_dir: str, name: str, started: datetime | None) -> dict[str, Any]:
+    row = {"name": name, "task": "?", "state": "?", "trials": "-", "best": "-", "test": "-",
+           "date": started.astimezone().strftime("%Y-%m-%d %H:%M") if started else "?"}
+    try:
+        spec = read_space(exp_dir)
+    except Exception as e:  # noqa: BLE001 - one broken folder must not hide the others
+        return {**row, "state": f"unreadable {SPACE_FILE} ({type(e).__name__})"}
+    row["task"] = spec.task
+    final = read_json(f"{exp_dir}/{FINAL_FILE}")
+    try:
+        trials = read_trials(exp_dir)
+    except OSError:  # no results.parquet: the sweep is running, or stopped before its end
+        trials = None
+    row["trials"] = str(len(trials)) if trials is not None else "-"
+    row["state"] = _state(final, trials is not None)
+    best = (final or {}).get("best")
+    if best and best.get(spec.metric) is not None:
+        row["best"] = f"{best[spec.metric]:.4g}"
+    elif trials is not None and f"best_{spec.metric}" in trials and trials[f"best_{spec.metric}"].notna().any():
+        col = trials[f"best_{spec.metric}"]
+        row["best"] = f"{(col.max() if spec.mode == 'max' else col.min()):.4g}"
+    row["test"] = _test(final or {}, spec.mode)
+    return row
+
+
+def _state(final: dict[str, Any] | None, has_results: bool) -> str:
+    if final:
+        return "interrupted" if final.get("interrupted") else "finished"
+    # results.parquet without final.json: the sweep stopped between the two
+    return "no final" if has_results else "no results"
+
+
+def _test(final: dict[str, Any], mode: str) -> str:
+    """The test split's value of the task's metric and, with a target, whether it was met."""
+    metric, test = final.get("test_metric"), final.get("test") or {}
+    if metric not in test:
+        return "-"
+    if final.get("target") is None:
+        return f"{test[metric]:.4g}"
+    return f"{test[metric]:.4g} {'met' if final.get('target_met') else 'NOT met'}"
+
+
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Left-aligned columns two spaces apart: fits 100 columns for names up to ~25 characters."""
+    cells = [COLUMNS] + [[str(r[c]) for c in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
