@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlb_tune.cluster import NODE_TIMEOUT_S
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ray Tune + Optuna hyperparameter sweeps for classic deep-learning course models.")
 
@@ -106,6 +108,7 @@ def sweep(
     search: Annotated[Search, typer.Option(help="Search algorithm.")] = Search.optuna,
     scheduler: Annotated[Scheduler, typer.Option(help="Trial scheduler (asha stops poor trials early).")] = Scheduler.asha,
     address: Annotated[Optional[str], typer.Option(help="Join a running Ray cluster (auto, ray://host:10001).")] = None,
+    node_timeout: Annotated[float, typer.Option(min=1, help="With --address: stop (resumable) when trials wait this many seconds and no node joins.")] = NODE_TIMEOUT_S,
     limit: Annotated[Optional[int], typer.Option(min=1, help="At most N examples per split (quick runs).")] = None,
     smoke: Annotated[bool, typer.Option(help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.")] = False,
     max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.")] = 0,
@@ -123,7 +126,7 @@ def sweep(
         name=name, storage=storage, num_samples=num_samples, max_epochs=max_epochs,
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, ray_train=ray_train, seed=seed,
-        search=search.value, scheduler=scheduler.value, address=address, limit=limit, smoke=smoke,
+        search=search.value, scheduler=scheduler.value, address=address, node_timeout_s=node_timeout, limit=limit, smoke=smoke,
         max_failures=max_failures, seeds=seeds, enqueue=enqueue,
     )
     final = _run_guarded(sweep_with_seeds, opts, echo=typer.echo)

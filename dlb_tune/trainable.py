@@ -161,10 +161,11 @@ def write_figures(task, log_dir: str, step: int) -> None:
 
 
 def node_label() -> str:
-    """Which Ray node runs this code (hostnames and IPs repeat on a one-machine cluster)."""
+    """Which Ray node runs this code (hostnames and IPs repeat on a one-machine cluster). The whole
+    id: simulated clusters' node ids share long prefixes."""
     import ray
 
-    return ray.get_runtime_context().get_node_id()[:12]
+    return ray.get_runtime_context().get_node_id()
 
 
 def evaluate_checkpoint(task_name: str, config: dict[str, Any], data: Any, checkpoint_dir: str,
