@@ -187,9 +187,32 @@ class WatchState:
     bundle: dict[str, float]
     last_progress: float = field(default_factory=time.monotonic)
     pending_since: dict[str, float] = field(default_factory=dict)
-    nodes: dict[str, dict[str, float]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, float]] | None = None  # node id -> CPU/GPU; None before the first poll
     waiting_shown: int = 0
     timed_out: str | None = None
+
+    def step(self, now: float, pending: list[str], running: bool, nodes: dict[str, dict[str, float]] | None) -> list[str]:
+        """One controller step: ``nodes`` when polled this step. Returns the lines to print."""
+        lines = []
+        if nodes is not None:
+            joined = sorted(nodes.keys() - (self.nodes or {}).keys())
+            if self.nodes is not None:  # the first poll finds nodes that were already up
+                lines += [f"node joined: {n[-12:]} ({fmt_bundle(nodes[n])})" for n in joined]
+            if joined:
+                self.last_progress = now
+            self.nodes = nodes
+        if running:
+            self.last_progress = now
+        waiting = self.waiting(pending, now)
+        if waiting and waiting != self.waiting_shown:
+            lines.append(f"waiting for nodes: {waiting} trial(s) pending, each needs {fmt_bundle(self.bundle)}; "
+                         f"{len(self.nodes or {})} node(s) up")
+        self.waiting_shown = waiting
+        if waiting and not running and now - self.last_progress > self.timeout_s and not self.timed_out:
+            self.timed_out = (f"no node joined in {self.timeout_s:g}s while {waiting} trial(s) waited; never "
+                              f"appeared: a node with {self.missing()} (see `ray status`); finished trials are kept")
+            lines.append(self.timed_out)
+        return lines
 
     def waiting(self, pending: list[str], now: float) -> int:
         self.pending_since = {t: self.pending_since.get(t, now) for t in pending}
@@ -198,7 +221,7 @@ class WatchState:
     def missing(self) -> str:
         """The resources of one trial that no node up now has."""
         gone = {k: v for k, v in self.bundle.items()
-                if v > 0 and not any(res.get(k, 0.0) >= v for res in self.nodes.values())}
+                if v > 0 and not any(res.get(k, 0.0) >= v for res in (self.nodes or {}).values())}
         return fmt_bundle(gone or self.bundle)
 
 
@@ -210,43 +233,25 @@ def node_watch(per_trial: dict[str, float], timeout_s: float, echo: Callable[[st
     from ray import tune
     from ray.tune.experiment import Trial
 
-    bundle = trial_bundle(per_trial["cpu"], per_trial["gpu"])
-
     class NodeWatch(tune.Callback):
         def __init__(self):
-            self.state = WatchState(timeout_s, bundle)
+            self.state = WatchState(timeout_s, trial_bundle(per_trial["cpu"], per_trial["gpu"]))
             self.t0 = time.time()
-            self.polled = 0.0
-
-        def _say(self, text: str) -> None:
-            echo(f"[{time.time() - self.t0:6.0f}s] {'cluster':>12}  {text}")
-
-        def _poll_nodes(self, now: float) -> None:
-            if now - self.polled < NODE_POLL_S:
-                return
-            self.polled = now
-            up = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n.get("Alive")}
-            for node_id in up.keys() - self.state.nodes.keys():
-                if self.state.nodes or len(up) > 1:
-                    self._say(f"node joined: {node_id[-12:]} ({fmt_bundle(_plain(up[node_id]))})")
-                self.state.last_progress = now
-            self.state.nodes = {k: _plain(v) for k, v in up.items()}
+            self.polled = -math.inf
+            self.stopped = False
 
         def on_step_begin(self, iteration, trials, **info):
             now = time.monotonic()
-            self._poll_nodes(now)
-            if any(t.status == Trial.RUNNING for t in trials):
-                self.state.last_progress = now
-            waiting = self.state.waiting([t.trial_id for t in trials if t.status == Trial.PENDING], now)
-            if waiting and waiting != self.state.waiting_shown:
-                self._say(f"waiting for nodes: {waiting} trial(s) pending, each needs {fmt_bundle(bundle)}; "
-                          f"{len(self.state.nodes)} node(s) up")
-            self.state.waiting_shown = waiting
-            if waiting and now - self.state.last_progress > timeout_s and not self.state.timed_out:
-                self.state.timed_out = (
-                    f"no node joined in {timeout_s:g}s while {waiting} trial(s) waited; never appeared: "
-                    f"a node with {self.state.missing()} (see `ray status`); finished trials are kept")
-                self._say(self.state.timed_out)
+            nodes = None
+            if now - self.polled >= NODE_POLL_S:
+                self.polled = now
+                nodes = {n["NodeID"]: _plain(n["Resources"]) for n in ray.nodes() if n.get("Alive")}
+            pending = [t.trial_id for t in trials if t.status == Trial.PENDING]
+            running = any(t.status == Trial.RUNNING for t in trials)
+            for line in self.state.step(now, pending, running, nodes):
+                echo(f"[{time.time() - self.t0:6.0f}s] {'cluster':>12}  {line}")
+            if self.state.timed_out and not self.stopped:
+                self.stopped = True
                 os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop: resumable, like Ctrl-C
 
     return NodeWatch()

@@ -73,6 +73,23 @@ def test_watch_counts_trials_pending_past_the_notice_and_names_missing_resources
     assert state.missing() == "1 GPU"
 
 
+def test_watch_says_when_trials_wait_announces_nodes_and_times_out():
+    head = {"head": {"CPU": 0.0}}
+    state = WatchState(timeout_s=60, bundle=trial_bundle(1, 1), last_progress=0.0)
+    assert state.step(0.0, ["a", "b"], False, head) == []  # the nodes already up are not news
+    assert state.step(10.0, ["a", "b"], False, None) == [
+        "waiting for nodes: 2 trial(s) pending, each needs 1 CPU + 1 GPU; 1 node(s) up"]
+    assert state.step(11.0, ["a", "b"], False, None) == []  # said once, not every step
+    joined = state.step(50.0, ["a", "b"], False, {**head, "f" * 51 + "00001": {"CPU": 1.0, "GPU": 1.0}})
+    assert joined == ["node joined: fffffff00001 (1 CPU + 1 GPU)"]
+    assert state.step(100.0, ["b"], True, None) == ["waiting for nodes: 1 trial(s) pending, each needs 1 CPU + 1 GPU; 2 node(s) up"]
+    assert state.step(150.0, ["b"], False, None) == [] and not state.timed_out  # 50 s since a trial ran
+    lines = state.step(161.0, ["b"], False, None)
+    assert state.timed_out and lines == [state.timed_out]
+    assert "no node joined in 60s while 1 trial(s) waited; never appeared: a node with 1 CPU + 1 GPU" in lines[0]
+    assert state.step(300.0, ["b"], False, None) == []  # ends the sweep once
+
+
 def readme_cluster_commands() -> list[list[str]]:
     """Every ``dlb-tune ...`` command line the README's cluster section shows, as argv."""
     import re
@@ -103,3 +120,21 @@ def test_readme_cluster_commands_are_accepted_by_the_cli():
             assert option in shown.output, f"`dlb-tune {argv[0]} --help` has no {option}"
         command = group.get_command(click.Context(group), argv[0])
         command.make_context(argv[0], argv[1:])  # parses every value; runs nothing
+
+
+def test_a_reserved_gpu_without_cuda_trains_on_the_cpu(data_dir, monkeypatch):
+    """A node that declares a GPU but has no CUDA (the simulated cluster, a broken driver): the
+    trial Ray gave a GPU to still trains, on the CPU."""
+    import torch
+
+    from dlb_tune.tasks.fcn import FCN, FCNConfig
+    from dlb_tune.trainable import pick_device, start_trial
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # what Ray sets for a trial holding GPU 0
+    device = pick_device(True)
+    assert device.type == "cpu"
+    config = {"hidden_size": 16, "batch_size": 50}
+    data = FCN.load_data(data_dir, FCNConfig(**config), limit=200)
+    task, _, _ = start_trial("fcn", config, data, seed=0, max_epochs=1, threads=1, device=device)
+    assert 0 <= task.train_epoch(0)["acc"] <= 1
