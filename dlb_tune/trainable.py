@@ -140,7 +140,7 @@ def tune_trial(config: dict[str, Any], *, data: Any, task_name: str, metric: str
 
     def report(metrics: dict[str, float], ckpt_dir: Path | None) -> None:
         ckpt = tune.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None
-        tune.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
+        tune.report({**metrics, "node_id": node_id, **gpu_memory(ctx.device)}, checkpoint=ckpt)
 
     trial_dir = tune.get_context().get_trial_dir()
     epoch_loop(task, ctx, metric=metric, mode=mode, start_state=start_state, report=report,
@@ -158,6 +158,14 @@ def write_figures(task, log_dir: str, step: int) -> None:
     with SummaryWriter(log_dir=log_dir, filename_suffix=".figures") as writer:
         for name, grid in grids.items():
             writer.add_image(f"figures/{name}", grid.clamp(0, 1), global_step=step)
+
+
+def gpu_memory(device: torch.device) -> dict[str, float]:
+    """This trial's peak CUDA memory so far, in MiB (each trial is its own process, so packed
+    trials are told apart); nothing on the CPU."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_mem_mib": torch.cuda.max_memory_allocated(device) / 2**20}
 
 
 def node_label() -> str:
