@@ -110,7 +110,8 @@ def types_from_nodes() -> list[NodeType]:
 
 def autoscaling_config_path(gcs_address: str) -> Path | None:
     """The config file the autoscaler of this cluster reads, when it runs on this machine."""
-    import psutil
+    import ray  # noqa: F401
+    import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
 
     port = gcs_address.rsplit(":", 1)[-1]
     for proc in psutil.process_iter(["cmdline"]):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -64,15 +65,23 @@ class AutoscalingCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.session_id: int | None = None
+        # token auth stays on, with a token of this cluster's own (the shared ~/.ray/auth_token
+        # may not exist yet on a fresh machine, and other people's clusters use it)
+        self.token = self.temp_dir / "auth_token"
+        self.token.write_text(secrets.token_hex(32))
+        self.token.chmod(0o600)
+
+    def auth_env(self) -> dict[str, str]:
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token)}
 
     def env(self) -> dict[str, str]:
         """For ``dlb-tune`` subprocesses: join this cluster, not any other on the machine."""
-        return {**os.environ, "RAY_ADDRESS": self.address, "PYTHONUNBUFFERED": "1"}
+        return {**os.environ, **self.auth_env(), "RAY_ADDRESS": self.address, "PYTHONUNBUFFERED": "1"}
 
     def start(self) -> "AutoscalingCluster":
         config = self.temp_dir / "autoscaling.yaml"
         config.write_text(yaml.safe_dump(fake_config(self.address, self.worker_types, self.idle_timeout_minutes)))
-        env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+        env = {**os.environ, **self.auth_env(), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         env.pop("RAY_ADDRESS", None)
         cmd = ["ray", "start", "--head", "--num-cpus=0", "--num-gpus=0", f"--port={self.port}",
                "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", f"--autoscaling-config={config}",
@@ -99,7 +108,8 @@ class AutoscalingCluster:
 
     def pids(self, by_temp_dir: bool = False) -> list[int]:
         """This cluster's processes: our session, or (before it is known) our temp dir in argv."""
-        import psutil
+        import ray  # noqa: F401
+        import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
 
         found = []
         for p in psutil.process_iter(["pid", "cmdline"]):
@@ -119,19 +129,24 @@ class AutoscalingCluster:
         code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
                 "print(json.dumps([n for n in ray.nodes() if n['Alive']]))") % self.address
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                             env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
-        nodes = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else []
+                             env=self.env())
+        if out.returncode != 0:
+            raise RuntimeError(f"cannot list the cluster's nodes:\n{out.stderr[-2000:]}")
+        nodes = json.loads(out.stdout.strip().splitlines()[-1])
         return [n for n in nodes if "node:__internal_head__" not in n["Resources"]]
 
     def kill_node(self, node_id: str) -> list[int]:
         """Kill one worker node's raylet and its workers, as a lost machine would vanish."""
-        import psutil
+        import ray  # noqa: F401
+        import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
 
         victims = []
         for p in psutil.process_iter(["pid", "cmdline", "environ"]):
             try:
                 cmd = " ".join(p.info["cmdline"] or [])
-                if "raylet" in cmd and node_id in cmd:
+                env = p.info["environ"] or {}
+                # the fake provider hands a worker node its id through this variable
+                if "raylet" in cmd and node_id in (cmd + env.get("RAY_OVERRIDE_NODE_ID_FOR_TESTING", "")):
                     victims.append(p)
                     victims.extend(p.children(recursive=True))
             except psutil.Error:

@@ -10,6 +10,7 @@ released the previous test's nodes, so every sweep starts from zero workers. Swe
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -63,11 +64,12 @@ def test_sweep_grows_the_cluster_from_zero_workers(empty, data_dir, storage):
     proc = sweep(empty, data_dir, storage, "grow", "--gpus", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 trial(s) at a time, 1 CPU / 1 GPU each" in proc.stdout
-    assert "waiting for nodes: 2 trial(s) pending" in proc.stdout
+    assert "waiting for nodes: " in proc.stdout
     df = pd.read_parquet(storage / "grow" / "results.parquet")
     assert (df.status == "completed").all() and len(df) == 2
-    gpus = {n["NodeID"]: n["Resources"].get("GPU") for n in empty.worker_nodes()}
-    assert df.node_id.nunique() == 2 and all(gpus.get(n) == 1 for n in df.node_id), (df.node_id, gpus)
+    joined = dict(re.findall(r"node joined: (\w+) \(([^)]*)\)", proc.stdout))  # the sweep's own lines
+    assert df.node_id.nunique() == 2, df.node_id
+    assert all(joined.get(n[-12:]) == "1 CPU + 1 GPU" for n in df.node_id), (df.node_id, joined)
 
 
 def test_half_gpu_trials_pack_two_per_node(empty, data_dir, storage):
@@ -88,12 +90,12 @@ def test_a_trial_no_node_type_can_hold_fails_at_once(empty, data_dir, storage):
 
 
 def test_a_killed_node_is_replaced_and_its_trial_resumes(empty, data_dir, storage):
-    epochs = "4"
+    epochs = "6"  # of ~2 s each: 4 trials keep both nodes busy past the node's loss and replacement
     proc = sweep(empty, data_dir, storage, "kill", "--gpus", "2", "--max-failures", "1", "--max-epochs", epochs,
-                 background=True)
+                 "--num-samples", "4", "--limit", "2000", "--set", "hidden_size=32", background=True)
     killed: dict[str, str] = {}
 
-    def on_two_nodes() -> bool:  # both trials past their first epoch, each on its node
+    def on_two_nodes() -> bool:  # two trials past their first epoch, each on its node
         nodes = {t: ns[-1] for t, ns in trial_nodes(storage, "kill").items() if len(ns) >= 1}
         return len(set(nodes.values())) == 2
 
@@ -110,7 +112,7 @@ def test_a_killed_node_is_replaced_and_its_trial_resumes(empty, data_dir, storag
     log = (storage.parent / "kill.log").read_text()
     assert proc.returncode == 0, log[-3000:]
     df = pd.read_parquet(storage / "kill" / "results.parquet")
-    assert (df.status == "completed").all() and len(df) == 2, df[["trial_id", "status"]]
+    assert (df.status == "completed").all() and len(df) == 4, df[["trial_id", "status"]]
     assert log.count("node joined") >= 3, "no node replaced the killed one"
     history = trial_nodes(storage, "kill")[killed["trial"]]
     assert history[-1] != killed["node"], "the trial finished on the node that was killed"
