@@ -67,7 +67,9 @@ class Capacity:
         return total
 
     def undeclared(self) -> list[NodeType]:
-        return [t for t in self.types if not t.resources and t.max_count != 0]
+        """Node types a config launches without saying what they hold (a node that is up and
+        shows no resources holds none)."""
+        return [t for t in self.types if not t.resources and t.max_count != 0] if self.autoscaling else []
 
     def describe(self) -> str:
         return "; ".join(t.describe() for t in self.types) + f" (from {self.source})"
@@ -104,8 +106,7 @@ def types_from_gcs() -> list[NodeType] | None:
 def types_from_nodes() -> list[NodeType]:
     import ray
 
-    return [NodeType(n["NodeID"][:12], {k: float(v) for k, v in n["Resources"].items()}, 1)
-            for n in ray.nodes() if n.get("Alive")]
+    return [NodeType(n["NodeID"][-12:], _plain(n["Resources"]), 1) for n in ray.nodes() if n.get("Alive")]
 
 
 def autoscaling_config_path(gcs_address: str) -> Path | None:
@@ -209,7 +210,7 @@ class WatchState:
             lines.append(f"waiting for nodes: {waiting} trial(s) pending, each needs {fmt_bundle(self.bundle)}; "
                          f"{len(self.nodes or {})} node(s) up")
         self.waiting_shown = waiting
-        if waiting and not running and now - self.last_progress > self.timeout_s and not self.timed_out:
+        if waiting and now - self.last_progress > self.timeout_s and not self.timed_out:  # running is progress
             self.timed_out = (f"no node joined in {self.timeout_s:g}s while {waiting} trial(s) waited; never "
                               f"appeared: a node with {self.missing()} (see `ray status`); finished trials are kept")
             lines.append(self.timed_out)

@@ -138,3 +138,12 @@ def test_a_reserved_gpu_without_cuda_trains_on_the_cpu(data_dir, monkeypatch):
     data = FCN.load_data(data_dir, FCNConfig(**config), limit=200)
     task, _, _ = start_trial("fcn", config, data, seed=0, max_epochs=1, threads=1, device=device)
     assert 0 <= task.train_epoch(0)["acc"] <= 1
+
+
+def test_without_an_autoscaler_the_nodes_up_are_all_there_is():
+    """A head started with --num-cpus=0 shows no CPU at all: it holds nothing, it is not 'unknown'."""
+    capacity = Capacity([NodeType("head", {}, 1), NodeType("w1", {"CPU": 2.0}, 1)], "the nodes up now",
+                        autoscaling=False)
+    assert plan_concurrency(capacity, trial_bundle(1, 0), 1, cpus=None, gpus=None) == 2
+    with pytest.raises(ClusterError, match="no node type can hold one trial"):
+        plan_concurrency(capacity, trial_bundle(1, 1), 1, cpus=None, gpus=1)
