@@ -6,8 +6,8 @@
    seed, random search: same configs in the same order) on CPUs, side by side: epochs reached,
    seconds per epoch, peak GPU memory per trial.
 
-Sized for one device session of at most 9 minutes: ``--budget`` seconds per sweep (default 35),
-and tasks that would start after ``--deadline`` seconds (default 480) are listed as skipped.
+Sized for one device session of at most 9 minutes: ``--budget`` seconds per sweep (default 30),
+and tasks that would start after ``--deadline`` seconds (default 400) are listed as skipped.
 Without CUDA it says so in one line and exits 0.
 
     bench/gpu_check.sh                       # writes into $OUT (a device run's folder) or bench/results/gpu
@@ -82,8 +82,8 @@ def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--tasks", default=None, help="comma-separated (default: every registered task)")
-    p.add_argument("--budget", type=float, default=35.0, help="seconds per sweep (--time-budget)")
-    p.add_argument("--deadline", type=float, default=480.0, help="start no task after this many seconds")
+    p.add_argument("--budget", type=float, default=30.0, help="seconds per sweep (--time-budget)")
+    p.add_argument("--deadline", type=float, default=400.0, help="start no task after this many seconds")
     p.add_argument("--limit", type=int, default=None, help="examples per split (default: the whole data)")
     p.add_argument("--out", default=os.environ.get("OUT") or str(RESULTS / "gpu"))
     args = p.parse_args(argv)
