@@ -247,7 +247,9 @@ def node_watch(per_trial: dict[str, float], timeout_s: float, echo: Callable[[st
             nodes = None
             if now - self.polled >= NODE_POLL_S:
                 self.polled = now
+                # a node counts once it shows what it holds (a booting one shows nothing yet)
                 nodes = {n["NodeID"]: _plain(n["Resources"]) for n in ray.nodes() if n.get("Alive")}
+                nodes = {k: v for k, v in nodes.items() if v}
             pending = [t.trial_id for t in trials if t.status == Trial.PENDING]
             running = any(t.status == Trial.RUNNING for t in trials)
             for line in self.state.step(now, pending, running, nodes):
@@ -260,8 +262,8 @@ def node_watch(per_trial: dict[str, float], timeout_s: float, echo: Callable[[st
 
 
 def _plain(resources: dict[str, float]) -> dict[str, float]:
-    """CPU and GPU only: Ray's memory and node-id resources would drown the message."""
-    return {k: float(v) for k, v in resources.items() if k in ("CPU", "GPU")}
+    """CPU and GPU only, in that order: Ray's memory and node-id resources would drown the message."""
+    return {k: float(resources[k]) for k in ("CPU", "GPU") if k in resources}
 
 
 def timed_out(tuner) -> str | None:

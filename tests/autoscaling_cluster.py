@@ -159,15 +159,17 @@ class AutoscalingCluster:
         return [p.pid for p in victims]
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL, to this cluster's processes only; then its temp dir."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = self.pids() + self.pids(by_temp_dir=True)
-            for pid in set(pids):
+        """SIGKILL to this cluster's processes only, until none is left (the autoscaler would
+        relaunch worker nodes that a gentler signal let go first); then its temp dir."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = set(self.pids() + self.pids(by_temp_dir=True))
+            if not pids:
+                break
+            for pid in pids:
                 try:
-                    os.kill(pid, sig)
+                    os.kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-            deadline = time.monotonic() + 15
-            while self.pids() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            time.sleep(0.5)
         subprocess.run(["rm", "-rf", str(self.temp_dir)], check=False)
