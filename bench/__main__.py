@@ -6,6 +6,8 @@
     python -m bench table [--quick]      # re-render table.md from the saved JSON
     python -m bench sweep TASK [--smoke] # one task's default sweep -> bench/results/<task>.json
     python -m bench mutation MODULE|all  # mutation testing, not a figure (bench/mutation.py)
+    python -m bench gpu [--tasks ...]    # on a CUDA machine: tests marked gpu, GPU vs CPU sweeps
+    python -m bench autoscale            # a sweep on a local autoscaling cluster from 0 workers
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def main(argv: list[str] | None = None) -> None:
         from bench.sweep import main as sweep
 
         return sweep(argv[1:])
+    if argv[:1] == ["gpu"]:  # the CUDA checks (bench/gpu_check.sh); its own options
+        from bench.gpu import main as gpu
+
+        return gpu(argv[1:])
+    if argv[:1] == ["autoscale"]:  # the local autoscaling cluster's figures; its own options
+        from bench.autoscale import main as autoscale
+
+        return autoscale(argv[1:])
     if argv[:1] == ["mutation"]:  # its own options too
         from bench import mutation
 

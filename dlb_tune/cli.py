@@ -14,6 +14,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from dlb_tune.cluster import NODE_TIMEOUT_S
+
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ray Tune + Optuna hyperparameter sweeps for classic deep-learning course models.")
 
@@ -161,6 +163,8 @@ def sweep(
     max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.", rich_help_panel=RESOURCES_PANEL)] = 0,
     address: Annotated[Optional[str], typer.Option(help="Join a running Ray cluster (auto, ray://host:10001).",
                                                    rich_help_panel=CLUSTER_PANEL)] = None,
+    node_timeout: Annotated[float, typer.Option(min=1, help="With --address: stop (resumable) when trials wait this many seconds and no node joins.",
+                                                rich_help_panel=CLUSTER_PANEL)] = NODE_TIMEOUT_S,
     name: Annotated[Optional[str], typer.Option(help="Experiment name (default: TASK-timestamp).",
                                                 rich_help_panel=OUTPUT_PANEL)] = None,
     storage: SweepStorage = None,
@@ -175,7 +179,8 @@ def sweep(
         name=name, storage=storage, num_samples=num_samples, max_epochs=max_epochs,
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), workers_per_trial=workers_per_trial,
-        ray_train=ray_train, seed=seed, search=search.value, scheduler=scheduler.value, address=address, limit=limit,
+        ray_train=ray_train, seed=seed, search=search.value, scheduler=scheduler.value, address=address,
+        node_timeout_s=node_timeout, limit=limit,
         smoke=smoke, max_failures=max_failures, seeds=seeds, enqueue=enqueue,
     )
     final = _run_guarded(sweep_with_seeds, opts, echo=typer.echo)

@@ -34,7 +34,8 @@ def ddp_worker(loop_config: dict[str, Any]) -> None:
     c = loop_config
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device() if c["use_gpu"] else pick_device(False)
+    # a reserved GPU without CUDA (a simulated or broken node) trains on the CPU, as plain trials do
+    device = ray.train.torch.get_device() if c["use_gpu"] and cuda_here() else pick_device(False)
     # The same seed on every worker: identical initial weights and one shared batch order,
     # which ``TrialContext.batches`` splits into disjoint shards.
     task, ctx, start_state = start_trial(
@@ -57,7 +58,7 @@ def ddp_trial(config: dict[str, Any], *, data_ref: list, task_name: str, metric:
               cpus_per_worker: float, gpus_per_worker: float) -> None:
     """The Tune function trainable of a data-parallel trial: it only drives a TorchTrainer."""
     from ray import train, tune
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     context = tune.get_context()
@@ -75,6 +76,8 @@ def ddp_trial(config: dict[str, Any], *, data_ref: list, task_name: str, metric:
             "threads": threads, "use_gpu": use_gpu,
         },
         scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
+        # NCCL needs CUDA; this process runs on a node of the workers' kind (the head has no CPUs)
+        torch_config=TorchConfig(backend=None if cuda_here() else "gloo"),
         run_config=train.RunConfig(
             name=f"train_{trial_id}",
             storage_path=str(Path(context.get_trial_dir()).parent),
@@ -84,6 +87,12 @@ def ddp_trial(config: dict[str, Any], *, data_ref: list, task_name: str, metric:
         ),
     )
     trainer.fit()
+
+
+def cuda_here() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def release_placement_group_callback():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from dlb_tune.cluster import NODE_TIMEOUT_S, ClusterError, node_watch, timed_out
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
 from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_final,
                                  write_space, write_sweep_options)
@@ -61,6 +62,7 @@ class SweepOptions:
     search: str = "optuna"  # optuna | random
     scheduler: str = "asha"  # asha | fifo
     address: str | None = None  # join an existing cluster (auto, ray://...)
+    node_timeout_s: float = NODE_TIMEOUT_S  # on a cluster: stop when trials wait this long for nodes
     limit: int | None = None  # examples per split (smoke runs)
     smoke: bool = False  # tiny model, 2 epochs, 2 samples, small data
     max_failures: int = 0  # retries of a failing trial
@@ -183,6 +185,9 @@ def check_resources(opts: SweepOptions) -> tuple[int, dict[str, float]]:
     """Concurrency and per-trial resources, or a ResourceError if no trial could ever start."""
     import ray
 
+    if opts.address:
+        return check_cluster_request(opts)
+
     total = ray.cluster_resources()
     cpus = min(opts.cpus, total.get("CPU", 0)) if opts.cpus is not None else total.get("CPU", 0)
     gpus = min(opts.gpus, total.get("GPU", 0)) if opts.gpus is not None else total.get("GPU", 0)
@@ -200,6 +205,21 @@ def check_resources(opts: SweepOptions) -> tuple[int, dict[str, float]]:
     if per_trial["gpu"] > 0:
         concurrency = min(concurrency, int(gpus // per_trial["gpu"] + 1e-9))
     return max(1, concurrency), per_trial
+
+
+def check_cluster_request(opts: SweepOptions) -> tuple[int, dict[str, float]]:
+    """``check_resources`` on a cluster: against the node types it can launch, not those up now."""
+    from dlb_tune.cluster import cluster_capacity, plan_concurrency, trial_bundle
+
+    if opts.cpus_per_trial <= 0:
+        raise ResourceError("--cpus-per-trial must be > 0 (use a fraction such as 0.5 to share a core)")
+    workers = max(1, opts.workers_per_trial)
+    try:
+        concurrency = plan_concurrency(cluster_capacity(), trial_bundle(opts.cpus_per_trial, opts.gpus_per_trial),
+                                       workers, cpus=opts.cpus, gpus=opts.gpus)
+    except ClusterError as e:
+        raise ResourceError(str(e)) from None
+    return concurrency, {"cpu": opts.cpus_per_trial * workers, "gpu": opts.gpus_per_trial * workers}
 
 
 def warn_if_storage_not_shared(opts: SweepOptions, echo: Callable[[str], None]) -> None:
@@ -401,7 +421,8 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
                 checkpoint_score_order=spec.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            callbacks=[Progress(spec, echo)] + ([release_placement_group_callback()] if uses_ray_train(opts) else []),
+            callbacks=[Progress(spec, echo)] + ([release_placement_group_callback()] if uses_ray_train(opts) else [])
+            + ([node_watch(per_trial, opts.node_timeout_s, echo)] if opts.address else []),
             verbose=0,
         ),
     )
@@ -417,11 +438,14 @@ def fit_and_finish(tuner, spec, opts, data, exp_dir: str, echo) -> dict[str, Any
         grid = tuner.fit()
     wall = time.time() - t0
     stopped = _asha_stopped(tuner)
-    final = finish(grid, spec, opts, data, exp_dir, wall, stopped, echo, interrupted=guard.interrupted)
+    no_nodes = timed_out(tuner)
+    final = finish(grid, spec, opts, data, exp_dir, wall, stopped, echo, interrupted=guard.interrupted or bool(no_nodes))
     states = _optuna_states(tuner)
     if states:  # what Optuna was told about each trial: COMPLETE, PRUNED (stopped early) or FAIL
         final["optuna_states"] = states
         write_final(exp_dir, final)
+    if no_nodes:
+        raise ResourceError(f"{no_nodes}; `dlb-tune resume {opts.name}` continues once nodes can join")
     return final
 
 

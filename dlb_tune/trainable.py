@@ -140,7 +140,7 @@ def tune_trial(config: dict[str, Any], *, data: Any, task_name: str, metric: str
 
     def report(metrics: dict[str, float], ckpt_dir: Path | None) -> None:
         ckpt = tune.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None
-        tune.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
+        tune.report({**metrics, "node_id": node_id, **gpu_memory(ctx.device)}, checkpoint=ckpt)
 
     trial_dir = tune.get_context().get_trial_dir()
     epoch_loop(task, ctx, metric=metric, mode=mode, start_state=start_state, report=report,
@@ -160,11 +160,20 @@ def write_figures(task, log_dir: str, step: int) -> None:
             writer.add_image(f"figures/{name}", grid.clamp(0, 1), global_step=step)
 
 
+def gpu_memory(device: torch.device) -> dict[str, float]:
+    """This trial's peak CUDA memory so far, in MiB (each trial is its own process, so packed
+    trials are told apart); nothing on the CPU."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_mem_mib": torch.cuda.max_memory_allocated(device) / 2**20}
+
+
 def node_label() -> str:
-    """Which Ray node runs this code (hostnames and IPs repeat on a one-machine cluster)."""
+    """Which Ray node runs this code (hostnames and IPs repeat on a one-machine cluster). The whole
+    id: simulated clusters' node ids share long prefixes."""
     import ray
 
-    return ray.get_runtime_context().get_node_id()[:12]
+    return ray.get_runtime_context().get_node_id()
 
 
 def evaluate_checkpoint(task_name: str, config: dict[str, Any], data: Any, checkpoint_dir: str,

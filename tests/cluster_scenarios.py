@@ -52,7 +52,7 @@ def nodekill(data_dir: str, out: str) -> dict:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
-    ids = [w.node_id[:12] for w in workers]
+    ids = [w.node_id for w in workers]
     exp = Path(out) / "kill"
     events: dict = {"worker_nodes": ids}
 

@@ -1,0 +1,107 @@
+"""``python -m bench autoscale``: a sweep on a local autoscaling cluster that starts with 0 workers.
+
+The cluster is Ray's fake multi-node provider (tests/autoscaling_cluster.py): a head with 0 CPUs
+and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` (the GPU only reserved). One ``dlb-tune sweep
+emotion --gpus 2 --max-failures 1`` runs on it; once two trials have reported on two nodes, the
+node of one is killed. Reported: seconds from launch to the first trial start, nodes reached,
+trials per node, and what the killed node cost (seconds until its trial reported again, epochs
+re-run, trials retried). JSON in ``bench/results/autoscale.json``.
+
+    python -m bench autoscale [--samples 4] [--epochs 4]   # ~2-3 minutes on 2 busy CPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.common import RESULTS, ROOT, default_data_dir, loadavg, say
+from tests.autoscaling_cluster import AutoscalingCluster
+from tests.cluster_scenarios import result_rows, wait_until
+
+WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
+
+
+def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]], log: list[str]) -> None:
+    """Seconds after launch at which the sweep printed a trial start or a joined node."""
+    for line in proc.stdout:
+        log.append(line)
+        for key, marker in (("start", "  start  "), ("joined", "node joined")):
+            if marker in line:
+                seen.setdefault(key, []).append(round(time.time() - t0, 1))
+
+
+def history(exp: Path) -> dict[str, list[tuple[int, str]]]:
+    """trial -> [(epoch, node), ...] as the driver logged them."""
+    return {t: [(r["epoch"], r["node_id"]) for r in rows if r.get("node_id")] for t, rows in result_rows(exp).items()}
+
+
+def run(args) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="dlb-autoscale-"))
+    exp = out / "auto"
+    cluster = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=1).start()
+    try:
+        cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "emotion", "--data-dir", args.data_dir, "--smoke",
+               "--limit", "400", "--set", "embedding=random", "--search", "random", "--scheduler", "fifo",
+               "--num-samples", str(args.samples), "--max-epochs", str(args.epochs), "--gpus", "2",
+               "--max-failures", "1", "--address", cluster.address, "--storage", str(out), "--name", "auto"]
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=cluster.env())
+        seen: dict[str, list[float]] = {}
+        log: list[str] = []
+        reader = threading.Thread(target=watch_lines, args=(proc, t0, seen, log), daemon=True)
+        reader.start()
+        on_two = lambda: len({h[-1][1] for h in history(exp).values() if h}) >= 2  # noqa: E731
+        kill = {}
+        if wait_until(on_two, ceiling_s=600, give_up=lambda: proc.poll() is not None):
+            trial, h = sorted(history(exp).items())[0]
+            kill = {"trial": trial, "node": h[-1][1], "epochs_before": h[-1][0], "at_s": round(time.time() - t0, 1)}
+            cluster.kill_node(kill["node"])
+            moved = lambda: any(n != kill["node"] for _, n in history(exp)[trial][len(h):])  # noqa: E731
+            if wait_until(moved, ceiling_s=600, give_up=lambda: proc.poll() is not None):
+                after = [e for e, n in history(exp)[trial][len(h):] if n != kill["node"]]
+                kill["seconds_until_it_reported_again"] = round(time.time() - t0 - kill["at_s"], 1)
+                kill["first_epoch_after"] = after[0]
+        proc.wait(timeout=900)
+        reader.join(timeout=10)
+        return summarize(exp, seen, kill, proc.returncode, "".join(log))
+    finally:
+        cluster.stop()
+
+
+def summarize(exp: Path, seen: dict, kill: dict, returncode: int, log: str) -> dict:
+    per_node: dict[str, set[str]] = {}
+    retried = 0
+    for trial, h in history(exp).items():
+        for _, node in h:
+            per_node.setdefault(node, set()).add(trial)
+        retried += len({n for _, n in h}) > 1
+    if kill.get("first_epoch_after") is not None:
+        kill["epochs_rerun"] = kill["epochs_before"] - (kill["first_epoch_after"] - 1)
+    return {"returncode": returncode, "first_trial_start_s": (seen.get("start") or [None])[0],
+            "node_joins_s": seen.get("joined", []), "nodes_reached": len(per_node),
+            "trials_per_node": {n[-12:]: len(t) for n, t in sorted(per_node.items())},
+            "trials_retried": retried, "kill": kill, "log_tail": log[-4000:]}
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench autoscale", description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=4)
+    args = p.parse_args(argv)
+    t0, load0 = time.time(), loadavg()
+    record = run(args)
+    record.update({"command": "python -m bench autoscale " + " ".join(argv), "wall_s": round(time.time() - t0, 1),
+                   "loadavg_start": load0, "loadavg_end": loadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    (RESULTS / "autoscale.json").write_text(json.dumps(record, indent=2))
+    shown = {k: v for k, v in record.items() if k != "log_tail"}
+    print(json.dumps(shown, indent=2))
+    say(f"wrote {RESULTS / 'autoscale.json'}")

@@ -1,0 +1,175 @@
+"""A local autoscaling Ray cluster: Ray's fake multi-node provider, started and stopped by us.
+
+The head has no CPUs (like ``cluster.yaml``'s), so every trial waits for a worker node that the
+autoscaler launches as real local Ray processes. Node types may declare ``GPU: 1`` without a GPU:
+Ray then only reserves the resource, and the trial falls back to the CPU.
+
+Everything runs under one short ``--temp-dir`` and its own ports, and every process it starts
+lives in the session of the ``ray start`` we launched, so ``stop`` kills exactly these
+processes (never ``ray stop``, which would kill every Ray instance on the machine, other
+people's test runs included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GPU_WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_config(gcs_address: str, worker_types: dict[str, dict[str, Any]], idle_timeout_minutes: float) -> dict[str, Any]:
+    """An autoscaling config for the fake_multinode provider (the wheel lacks Ray's example)."""
+    node_types = {"head": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0}, **worker_types}
+    return {
+        "cluster_name": "dlb-tune-fake",
+        "max_workers": sum(t["max_workers"] for t in worker_types.values()),
+        "upscaling_speed": 10.0,  # launch every node a request needs at once
+        "idle_timeout_minutes": idle_timeout_minutes,
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                     "disable_launch_config_check": True, "gcs_address": gcs_address},
+        "auth": {"ssh_user": "ubuntu"},
+        "available_node_types": node_types,
+        "head_node_type": "head",
+        "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
+        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
+        "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
+    }
+
+
+class AutoscalingCluster:
+    """``ray start --head --num-cpus=0 --autoscaling-config=...`` with the fake provider."""
+
+    def __init__(self, worker_types: dict[str, dict[str, Any]] | None = None, idle_timeout_minutes: float = 5):
+        self.worker_types = worker_types or {"gpu_worker": GPU_WORKER}
+        self.idle_timeout_minutes = idle_timeout_minutes
+        # short: Ray's unix socket paths under it must stay within 107 characters
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="dlbas", dir="/tmp"))
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.session_id: int | None = None
+        # token auth stays on, with a token of this cluster's own (the shared ~/.ray/auth_token
+        # may not exist yet on a fresh machine, and other people's clusters use it)
+        self.token = self.temp_dir / "auth_token"
+        self.token.write_text(secrets.token_hex(32))
+        self.token.chmod(0o600)
+
+    def auth_env(self) -> dict[str, str]:
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token)}
+
+    def env(self) -> dict[str, str]:
+        """For ``dlb-tune`` subprocesses: join this cluster, not any other on the machine."""
+        return {**os.environ, **self.auth_env(), "RAY_ADDRESS": self.address, "PYTHONUNBUFFERED": "1"}
+
+    def start(self) -> "AutoscalingCluster":
+        config = self.temp_dir / "autoscaling.yaml"
+        config.write_text(yaml.safe_dump(fake_config(self.address, self.worker_types, self.idle_timeout_minutes)))
+        env = {**os.environ, **self.auth_env(), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+        env.pop("RAY_ADDRESS", None)
+        cmd = ["ray", "start", "--head", "--num-cpus=0", "--num-gpus=0", f"--port={self.port}",
+               "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", f"--autoscaling-config={config}",
+               "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}", "--include-dashboard=false",
+               f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}",
+               f"--object-manager-port={free_port()}", "--disable-usage-stats"]
+        cmd[0] = str(Path(sys.executable).with_name("ray"))
+        # a session of its own: every process Ray starts from here (head, autoscaler, the worker
+        # nodes it launches) carries this session id, and ``stop`` signals exactly those
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+        self.session_id = self._session_of_gcs()
+        if proc.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"ray start failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        return self
+
+    def _session_of_gcs(self) -> int | None:
+        for pid in self.pids(by_temp_dir=True):
+            try:
+                return os.getsid(pid)
+            except ProcessLookupError:
+                continue
+        return None
+
+    def pids(self, by_temp_dir: bool = False) -> list[int]:
+        """This cluster's processes: our session, or (before it is known) our temp dir in argv."""
+        import ray  # noqa: F401
+        import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
+
+        found = []
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if by_temp_dir or self.session_id is None:
+                    if str(self.temp_dir) in " ".join(p.info["cmdline"] or []):
+                        found.append(p.pid)
+                elif os.getsid(p.pid) == self.session_id:
+                    found.append(p.pid)
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return [pid for pid in found if pid != os.getpid()]
+
+    def worker_nodes(self) -> list[dict[str, Any]]:
+        """Alive worker nodes, as ``ray list nodes`` shows them (read in a subprocess: the test
+        process may be connected to another Ray instance)."""
+        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+                "print(json.dumps([n for n in ray.nodes() if n['Alive']]))") % self.address
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env=self.env())
+        if out.returncode != 0:
+            raise RuntimeError(f"cannot list the cluster's nodes:\n{out.stderr[-2000:]}")
+        nodes = json.loads(out.stdout.strip().splitlines()[-1])
+        return [n for n in nodes if "node:__internal_head__" not in n["Resources"]]
+
+    def kill_node(self, node_id: str) -> list[int]:
+        """Kill one worker node's raylet and its workers, as a lost machine would vanish."""
+        import ray  # noqa: F401
+        import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
+
+        victims = []
+        for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+            try:
+                cmd = " ".join(p.info["cmdline"] or [])
+                env = p.info["environ"] or {}
+                # the fake provider hands a worker node its id through this variable
+                if "raylet" in cmd and node_id in (cmd + env.get("RAY_OVERRIDE_NODE_ID_FOR_TESTING", "")):
+                    victims.append(p)
+                    victims.extend(p.children(recursive=True))
+            except psutil.Error:
+                continue
+        for p in victims:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        return [p.pid for p in victims]
+
+    def stop(self) -> None:
+        """SIGKILL to this cluster's processes only, until none is left (the autoscaler would
+        relaunch worker nodes that a gentler signal let go first); then its temp dir."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = set(self.pids() + self.pids(by_temp_dir=True))
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.5)
+        subprocess.run(["rm", "-rf", str(self.temp_dir)], check=False)
