@@ -58,7 +58,7 @@ class DataSet:
     install: Callable[[dict[str, Path], Path, int], None]  # (downloaded files, staging folder, glove dim)
     source: str
     license: str
-    note: str = ""  # what is not pinned, and why
+    note: str = ""  # why a file has no pinned SHA-256
 
     def status(self, root: Path) -> str:
         found = [bool(next(root.glob(p), None)) for p in self.expected]
@@ -166,7 +166,7 @@ CATALOG: dict[str, DataSet] = {d.name: d for d in (
         install=_install_grocery,
         source="Klasson et al., WACV 2019: github.com/marcusklasson/GroceryStoreDataset",
         license="MIT",
-        note="no published SHA-256: GitHub builds branch archives on request, not byte-stable",
+        note="GitHub builds branch archives on request; they are not byte-stable",
     ),
     DataSet(
         "emotions",
@@ -176,7 +176,7 @@ CATALOG: dict[str, DataSet] = {d.name: d for d in (
         install=_copy_into("emotions"),
         source="tweet-emotion course data: github.com/uriMen/text-classification-with-pytorch (pinned commit)",
         license="unstated (the repository publishes none)",
-        note="no published SHA-256; the URL pins a commit, so the bytes cannot change",
+        note="the repository publishes none; the URL pins a commit",
     ),
     DataSet(
         "glove",
@@ -185,7 +185,7 @@ CATALOG: dict[str, DataSet] = {d.name: d for d in (
         install=_install_glove,
         source="Pennington et al. 2014: nlp.stanford.edu/projects/glove (Twitter, 27B tokens)",
         license="PDDL 1.0",
-        note="no published SHA-256: Stanford publishes none",
+        note="Stanford publishes none",
     ),
     DataSet(
         "celeba",

@@ -1,24 +1,16 @@
 """`dlb-tune data fetch` and `data list` against a real HTTP server on 127.0.0.1.
 
-The server is python's ``http.server`` in a thread, with Range support; it serves archives built
-here from the real data folder in each publisher's format (gzip'd IDX files, GitHub's repository
-zip, the CSV files, Stanford's GloVe zip, CelebA's zip and text files), trimmed so that the four
-smoke sweeps stay small. They are not the publishers' bytes, so the tests hand ``--checksums`` a
-SHA256SUMS file of their own, as a user of a repackaging mirror would. A guard refuses every
-connection this process opens to anything but 127.0.0.1.
+The server (``tests/data_mirror.py``) serves archives built from the real data folder in each
+publisher's format, trimmed so that the four smoke sweeps stay small. They are not the
+publishers' bytes, so the tests hand ``--checksums`` a SHA256SUMS file of their own, as a user of
+a repackaging mirror would. While a fetch runs, a guard refuses every connection this process
+opens to anything but 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.server
-import os
 import socket
-import struct
-import threading
 import time
-import zipfile
 from pathlib import Path
 from unittest import mock
 
@@ -30,6 +22,7 @@ from dlb_tune.datasets import CATALOG, DOWNLOADS, default_data_dir
 from dlb_tune.seeds import sweep_with_seeds
 from dlb_tune.sweep import SweepOptions
 from dlb_tune.tasks import DataError, all_tasks
+from tests import data_mirror
 
 runner = CliRunner()
 
@@ -42,122 +35,12 @@ def localhost_only(address, *args, **kwargs):
     return _connect(address, *args, **kwargs)
 
 
-# --- the mirror: publishers' formats, built from the real data ------------------------------------
-
-
-def idx_head(src: Path, n: int) -> bytes:
-    """The first ``n`` items of an IDX file, with its count rewritten."""
-    data = src.read_bytes()
-    dims = data[3]
-    shape = struct.unpack(f">{dims}I", data[4:4 + 4 * dims])
-    item = 1
-    for d in shape[1:]:
-        item *= d
-    start = 4 + 4 * dims
-    return data[:4] + struct.pack(">I", n) + data[8:start] + data[start:start + n * item]
-
-
-def build_mnist(data: Path, out: Path) -> None:
-    # 6,000 training images: more than the 5,000 the validation split takes
-    for name, n in (("train-images-idx3-ubyte", 6000), ("train-labels-idx1-ubyte", 6000),
-                    ("t10k-images-idx3-ubyte", 600), ("t10k-labels-idx1-ubyte", 600)):
-        (out / f"{name}.gz").write_bytes(gzip.compress(idx_head(data / "MNIST/raw" / name, n), compresslevel=1))
-
-
-def build_grocery(data: Path, out: Path) -> None:
-    """GitHub's archive layout: ``<repo>-<ref>/dataset/...``, every 10th image of each split."""
-    src = data / "grocery/GroceryStoreDataset/dataset"
-    with zipfile.ZipFile(out / "GroceryStoreDataset-master.zip", "w") as z:
-        z.write(src / "classes.csv", "GroceryStoreDataset-master/dataset/classes.csv")
-        z.writestr("GroceryStoreDataset-master/README.md", "not needed by the loader")
-        z.writestr("GroceryStoreDataset-master/dataset/iconic-images-and-descriptions/x.txt", "not needed")
-        for split in ("train", "val", "test"):
-            lines = (src / f"{split}.txt").read_text().splitlines()[::10]
-            z.writestr(f"GroceryStoreDataset-master/dataset/{split}.txt", "\n".join(lines) + "\n")
-            for line in lines:
-                rel = line.split(",")[0].strip().lstrip("/")
-                z.write(src / rel, f"GroceryStoreDataset-master/dataset/{rel}")
-
-
-def build_celeba(data: Path, out: Path) -> None:
-    src = data / "celeba"
-    lines = (src / "list_eval_partition.txt").read_text().splitlines()[::20]
-    (out / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
-    for name in ("identity_CelebA.txt", "list_attr_celeba.txt"):
-        (out / name).write_bytes((src / name).read_bytes())
-    with zipfile.ZipFile(out / "img_align_celeba.zip", "w") as z:
-        for line in lines:
-            name = line.split()[0]
-            z.write(src / "img_align_celeba" / name, f"img_align_celeba/{name}")
-
-
-def build_glove(data: Path, out: Path) -> None:
-    """Stanford's zip holds all four sizes; here the real 25-d subset and a stand-in 50-d file."""
-    with zipfile.ZipFile(out / "glove.twitter.27B.zip", "w", zipfile.ZIP_DEFLATED) as z:
-        z.write(data / "glove/glove.twitter.27B.25d.subset12k.txt", "glove.twitter.27B.25d.txt")
-        z.writestr("glove.twitter.27B.50d.txt", "the 0.1\n")
-
-
-def build_emotions(data: Path, out: Path) -> None:
-    for name in ("trainEmotions.csv", "testEmotions.csv"):
-        (out / name).write_bytes((data / "emotions" / name).read_bytes())
-
-
-BUILDERS = {"mnist": build_mnist, "grocery": build_grocery, "emotions": build_emotions, "glove": build_glove,
-            "celeba": build_celeba}
-
-
-def write_sums(root: Path) -> Path:
-    sums = root / "SHA256SUMS"
-    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}"
-             for p in sorted(root.glob("*/*"))]
-    sums.write_text("\n".join(lines) + "\n")
-    return sums
-
-
-class Mirror(http.server.ThreadingHTTPServer):
-    """Serves ``root`` with Range support; records each request; can cut or corrupt a file once."""
-
-    def __init__(self, root: Path):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.root, self.requests, self.cut, self.corrupt = root, [], {}, set()
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        srv: Mirror = self.server
-        rng = self.headers.get("Range")
-        srv.requests.append((self.path, rng))
-        path = srv.root / self.path.lstrip("/")
-        if not path.is_file():
-            return self.send_error(404)
-        body = bytearray(path.read_bytes())
-        if self.path in srv.corrupt:
-            body[len(body) // 2] ^= 0xFF
-        start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
-        self.send_response(206 if rng else 200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body) - start))
-        if rng:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.end_headers()
-        stop = srv.cut.pop(self.path, len(body))  # a cut file: the connection drops midway, once
-        self.wfile.write(bytes(body[start:stop]))
-
-
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("mirror")
-    for name, build in BUILDERS.items():
-        (root / name).mkdir()
-        build(data_dir, root / name)
-    server = Mirror(root)
-    server.sums = write_sums(root)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sums = data_mirror.build(data_dir, root, step=10)  # every 10th image: small smoke sweeps
+    server = data_mirror.start(root)
+    server.sums = sums
     yield server
     server.shutdown()
 
@@ -186,7 +69,7 @@ def test_fetch_all_installs_what_each_task_sweeps_on(mirror, tmp_path, ray_local
     dest.mkdir()
     result = fetch(mirror, dest, "all", "--glove-dim", "25")
     assert result.exit_code == 0, result.output
-    assert {p for p, _ in mirror.requests} >= {f"/{d}/{f.name}" for d in CATALOG.values() for f in d.files}
+    assert {p for p, _ in mirror.requests} >= {f"/{d.name}/{f.name}" for d in CATALOG.values() for f in d.files}
     assert not (dest / DOWNLOADS).exists()  # archives gone once installed
     # only what the loaders read: no iconic images, no other GloVe size, no archive left over
     assert not list(dest.rglob("iconic*")) and not list(dest.rglob("*.zip"))
@@ -231,7 +114,7 @@ def test_interrupted_download_resumes_where_it_stopped(mirror, tmp_path):
     second = fetch(mirror, tmp_path, "vae")
     assert second.exit_code == 0, second.output
     assert (path, f"bytes={size // 3}-") in mirror.requests
-    assert len(list((tmp_path / "celeba/img_align_celeba").glob("*.jpg"))) == 300
+    assert len(list((tmp_path / "celeba/img_align_celeba").glob("*.jpg"))) == 600
 
 
 def test_unreachable_mirror_fails_in_one_line(tmp_path):
