@@ -41,6 +41,8 @@ def fetch(
 
     try:
         sets = data_sets_for(target)
+        if dest:
+            Path(dest).expanduser().mkdir(parents=True, exist_ok=True)  # a new folder is fine to fetch into
         root = resolve_data_dir(dest)
         sums = read_checksums(checksums) if checksums else {}
     except DataError as e:

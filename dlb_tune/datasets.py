@@ -54,14 +54,16 @@ class Remote:
 class DataSet:
     name: str
     files: tuple[Remote, ...]
-    expected: tuple[str, ...]  # glob patterns under the data folder that must all match: "present"
+    expected: tuple[str, ...]  # glob patterns under the data folder that must all match: "present";
+    #                            {dim} is the GloVe size asked for (any, in `data list`)
     install: Callable[[dict[str, Path], Path, int], None]  # (downloaded files, staging folder, glove dim)
     source: str
     license: str
     note: str = ""  # why a file has no pinned SHA-256
 
-    def status(self, root: Path) -> str:
-        found = [bool(next(root.glob(p), None)) for p in self.expected]
+    def status(self, root: Path, glove_dim: int | None = None) -> str:
+        dim = "*" if glove_dim is None else str(glove_dim)
+        found = [bool(next(root.glob(p.format(dim=dim)), None)) for p in self.expected]
         if all(found):
             return "present"
         partial = any(found) or any((root / DOWNLOADS / self.name).glob("*"))
@@ -181,7 +183,7 @@ CATALOG: dict[str, DataSet] = {d.name: d for d in (
     DataSet(
         "glove",
         files=(Remote("glove.twitter.27B.zip", "https://nlp.stanford.edu/data/glove.twitter.27B.zip", None),),
-        expected=("glove/glove.twitter.27B.*d*.txt",),
+        expected=("glove/glove.twitter.27B.{dim}d*.txt",),  # the subset too: *.25d.subset12k.txt
         install=_install_glove,
         source="Pennington et al. 2014: nlp.stanford.edu/projects/glove (Twitter, 27B tokens)",
         license="PDDL 1.0",
@@ -269,7 +271,7 @@ class Fetch:
 
     def run(self, sets: Iterable[DataSet]) -> None:
         for ds in sets:
-            if ds.status(self.dest) == "present":
+            if ds.status(self.dest, self.glove_dim) == "present":
                 self.echo(f"{ds.name}: present in {self.dest}")
                 continue
             self.install(ds, {f.name: self.download(ds, f) for f in ds.files})

@@ -158,3 +158,15 @@ def test_default_data_folder_is_per_user_and_named_on_first_use(tmp_path, monkey
     assert len(said) == 1 and str(first) in said[0]
     monkeypatch.delenv("DLB_TUNE_DATA", raising=False)
     assert SweepOptions(task="fcn").resolved_data_dir() == first
+
+
+def test_emotion_reads_a_fetched_full_glove_file_before_the_subset(tmp_path):
+    from dlb_tune.tasks.emotion import DEFAULT_GLOVE, glove_file
+
+    (tmp_path / "glove").mkdir()
+    (tmp_path / DEFAULT_GLOVE).write_text("the 0.1\n")
+    assert glove_file(tmp_path, "") == tmp_path / DEFAULT_GLOVE
+    for dim in (25, 100):  # 100-d, the course's, wins over any other size
+        (tmp_path / f"glove/glove.twitter.27B.{dim}d.txt").write_text("the 0.1\n")
+    assert glove_file(tmp_path, "") == tmp_path / "glove/glove.twitter.27B.100d.txt"
+    assert CATALOG["glove"].status(tmp_path, 200) == "missing" and CATALOG["glove"].status(tmp_path) == "present"
