@@ -90,8 +90,8 @@ def test_every_task_sweeps_on_what_fetch_all_installed(fetched, tmp_path, ray_lo
     result, dest = fetched
     assert result.exit_code == 0, result.output
     for task in BUILT_IN:
-        opts = SweepOptions(task=task, data_dir=str(dest), smoke=True, num_samples=1, storage=str(tmp_path / "runs"),
-                            name=task, search="random", cpus_per_trial=2)
+        opts = SweepOptions(task=task, data_dir=str(dest), smoke=True, num_samples=1, max_epochs=1, limit=128,
+                            storage=str(tmp_path / "runs"), name=task, search="random", cpus_per_trial=2)
         final = sweep_with_seeds(opts, echo=lambda line: None)
         assert final["test"] and not final.get("errors") and "test_error" not in final, (task, final)
 
