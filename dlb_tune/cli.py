@@ -60,7 +60,7 @@ def _run_guarded(fn, *args, **kwargs):
         _fail("interrupted; finished trials are kept (see `dlb-tune resume`)", 130)
 
 
-DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA).")]
+DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA, else ~/.cache/dlb-tune/data).")]
 Storage = Annotated[Optional[str], typer.Option(help="Results folder or URI (default: $DLB_TUNE_RESULTS or ./dlb-tune-runs).")]
 SpaceFile = Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")]
 FixedParams = Annotated[Optional[list[str]], typer.Option("--set", help="Fix a parameter: key=value (repeatable).")]
@@ -461,6 +461,11 @@ def plan(
                         limit=limit, smoke=smoke)
     _guard_reading(plan_sweep, opts, vary=vary, max_corners=corners, calibration_batches=calibration_batches,
                    echo=typer.echo)
+
+
+from dlb_tune.data_commands import data_app  # noqa: E402 - the `data` commands live with their concept
+
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:

@@ -19,18 +19,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from dlb_tune.cluster import NODE_TIMEOUT_S, ClusterError, node_watch, timed_out
+from dlb_tune.datasets import resolve_data_dir
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
 from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_final,
                                  write_space, write_sweep_options)
 from dlb_tune.results import finish, first_line
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
-from dlb_tune.tasks import DataError, get_task
+from dlb_tune.tasks import get_task
 from dlb_tune.trainable import default_threads, tune_trial
 
 # Ray, Optuna and torch are imported inside the functions that use them, to keep start-up fast:
 # importing Ray takes seconds, and every mistake in the input is reported before it.
 
-DATA_ENV = "DLB_TUNE_DATA"
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
 
 
@@ -43,7 +43,7 @@ class SweepOptions:
     """Run-level settings of a sweep; hyperparameters live in the search-space file."""
 
     task: str
-    data_dir: str | None = None  # None: $DLB_TUNE_DATA
+    data_dir: str | None = None  # None: $DLB_TUNE_DATA, else the per-user default (datasets.default_data_dir)
     space: str | None = None  # None: search_spaces/<task>.yaml
     overrides: list[str] = field(default_factory=list)  # --set key=value
     objective: str | None = None  # a named multi-objective mode of the space file
@@ -73,13 +73,7 @@ class SweepOptions:
         return resolve_storage(self.storage)
 
     def resolved_data_dir(self) -> Path:
-        data_dir = self.data_dir or os.environ.get(DATA_ENV)
-        if not data_dir:
-            raise DataError(f"no data folder: pass --data-dir DIR or set {DATA_ENV}")
-        path = Path(data_dir).expanduser()
-        if not path.is_dir():
-            raise DataError(f"data folder does not exist: {path}")
-        return path
+        return resolve_data_dir(self.data_dir)
 
 
 def prepare_spec(opts: SweepOptions) -> SweepSpec:

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from dlb_tune.tasks.base import DataError, TrialError
+from dlb_tune.tasks.base import DataError, TrialError, fetch_hint
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -72,7 +72,8 @@ def _download_mnist(data_dir: Path, raw: Path) -> None:
     except OSError:
         raise DataError(
             f"MNIST not found: expected {expected} (the four uncompressed IDX files from "
-            f"yann.lecun.com/exdb/mnist, torchvision's MNIST/raw layout), and no network to download them"
+            f"yann.lecun.com/exdb/mnist, torchvision's MNIST/raw layout), and no network to download them; "
+            f"{fetch_hint('fcn')} (--mirror URL for a local copy)"
         ) from None
     try:
         MNIST(str(data_dir), train=True, download=True)

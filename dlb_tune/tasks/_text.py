@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from dlb_tune.tasks.base import DataError
+from dlb_tune.tasks.base import DataError, fetch_hint
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in every vocabulary
 
@@ -223,7 +223,7 @@ def load_glove(path: Path, itos: list[str]) -> tuple[torch.Tensor, torch.Tensor]
                     rows[word] = (n, values)
     except FileNotFoundError:
         raise DataError(f"GloVe file not found: {path} (glove_path; "
-                        f"the originals are at nlp.stanford.edu/projects/glove)") from None
+                        f"the originals are at nlp.stanford.edu/projects/glove); {fetch_hint('emotion')}") from None
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as e:
         raise DataError(f"cannot read GloVe file {path}: {e}") from None
     if dim is None:

@@ -39,6 +39,11 @@ class DataError(Exception):
     """A data set is missing or malformed. The message is one line, shown to the user as is."""
 
 
+def fetch_hint(task: str) -> str:
+    """The end of every missing-data message: the command that gets the data."""
+    return f"fetch it with `dlb-tune data fetch {task}`"
+
+
 class TrialError(Exception):
     """A trial cannot go on (non-finite loss, impossible config). Ends the trial as errored."""
 
@@ -126,6 +131,8 @@ class Task:
     # Field -> the values it may take, for fields that name one of a fixed set (an optimizer, a
     # schedule): a misspelt name fails before the sweep instead of inside every trial.
     allowed_values: ClassVar[dict[str, tuple]] = {}
+    # The catalog entries (``dlb_tune.datasets.CATALOG``) `dlb-tune data fetch TASK` downloads.
+    data_sets: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def validate(cls, name: str, value: Any) -> None:

@@ -26,7 +26,7 @@ from torch import nn
 from dlb_tune.tasks._common import (LR_SCHEDULES, OPTIMIZERS, cache_dir, confusion_matrix, decode_rgb, load_cached,
                                     load_mnist, lr_factor, make_optimizer, save_atomic, take_indices)
 from dlb_tune.tasks.base import (DataError, Task, TrialContext, TrialError, TrialSummary, Trials, check_finite,
-                                 register)
+                                 fetch_hint, register)
 
 GROCERY_URL = "https://github.com/marcusklasson/GroceryStoreDataset"
 SPLITS = ("train", "val", "test")
@@ -72,7 +72,7 @@ def grocery_root(data_dir: Path) -> Path:
     raise DataError(
         f"no Grocery Store dataset under {data_dir}: expected train.txt, val.txt, test.txt and "
         f"classes.csv in {data_dir}/GroceryStoreDataset/dataset (or {data_dir}/dataset); "
-        f"get it from {GROCERY_URL}"
+        f"get it from {GROCERY_URL}; {fetch_hint('cnn')}"
     )
 
 
@@ -245,6 +245,7 @@ class CNNTask(Task):
     name = "cnn"
     Config = CNNConfig
     data_fields = ("dataset", "labels", "image_size")
+    data_sets = ("grocery", "mnist")  # mnist: the dataset=mnist variant
     smoke = {"depth": 2, "base_width": 4, "head": "gap", "batch_size": 32, "augment": False}
     allowed_values = {"dataset": ("grocery", "mnist"), "labels": ("coarse", "fine"), "head": ("fc", "gap"),
                       "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}

@@ -25,11 +25,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlb_tune.tasks import _text
 from dlb_tune.tasks._common import LR_SCHEDULES, OPTIMIZERS, confusion_matrix, lr_factor, make_optimizer
-from dlb_tune.tasks.base import DataError, Task, TrialContext, TrialError, TrialSummary, Trials, check_finite, register
+from dlb_tune.tasks.base import (DataError, Task, TrialContext, TrialError, TrialSummary, Trials, check_finite,
+                                 fetch_hint, register)
 
 CLASSES = ("happiness", "neutral", "sadness")
 FILES = ("trainEmotions.csv", "testEmotions.csv")
 DEFAULT_GLOVE = "glove/glove.twitter.27B.25d.subset12k.txt"  # relative to the data dir
+FULL_GLOVE = tuple(f"glove/glove.twitter.27B.{d}d.txt" for d in (100, 200, 50, 25))  # as `data fetch` installs them
 VAL_FRACTION, SPLIT_SEED = 0.1, 0  # the validation split: fixed, so every trial sees the same one
 CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 POOLINGS = ("last", "max", "last+max")
@@ -59,7 +61,7 @@ class EmotionConfig:
     # data: fixed for a sweep (loaded once)
     min_freq: int = 2  # a training word seen fewer times is <unk>; 2 drops typos and names
     max_len: int = 64  # tokens kept per tweet; cleaned tweets here: all but one <= 57 tokens
-    glove_path: str = ""  # GloVe text file (.txt or .txt.gz); "" = <data_dir>/glove/...25d.subset12k.txt
+    glove_path: str = ""  # GloVe text file (.txt or .txt.gz); "" = a fetched glove.twitter.27B.*d.txt, else the subset
 
 
 # ------------------------------------------------------------------------------------- data
@@ -73,20 +75,22 @@ def emotions_dir(data_dir: Path) -> Path:
             return folder
     raise DataError(
         f"no tweet-emotion data under {data_dir}: expected {data_dir}/emotions/{{{','.join(FILES)}}} "
-        f"(columns emotion,content; the course's tweet-emotion CSV files)"
+        f"(columns emotion,content; the course's tweet-emotion CSV files); {fetch_hint('emotion')}"
     )
 
 
 def glove_file(data_dir: Path, glove_path: str) -> Path:
-    """The GloVe file: ``glove_path`` (absolute, or relative to the data dir or the working dir),
-    by default the 25-d Twitter subset beside the emotions folder."""
+    """The GloVe file: ``glove_path`` (absolute, or relative to the data dir or the working dir);
+    by default a full Twitter file `dlb-tune data fetch` installed (100-d first, the course's),
+    else the 25-d Twitter subset, in the data dir or beside it."""
     data_dir = Path(data_dir).expanduser()
     if glove_path:
         path = Path(glove_path).expanduser()
         return path if path.is_absolute() or not (data_dir / path).exists() else data_dir / path
-    for base in (data_dir, data_dir.parent):
-        if (base / DEFAULT_GLOVE).exists():
-            return base / DEFAULT_GLOVE
+    for name in FULL_GLOVE + (DEFAULT_GLOVE,):
+        for base in (data_dir, data_dir.parent):
+            if (base / name).exists():
+                return base / name
     return data_dir / DEFAULT_GLOVE
 
 
@@ -179,6 +183,7 @@ class Emotion(Task):
     name = "emotion"
     Config = EmotionConfig
     data_fields = ("min_freq", "max_len", "glove_path")
+    data_sets = ("emotions", "glove")
     smoke = {"hidden_size": 16, "batch_size": 256, "embedding_dim": 16}
     allowed_values = {"cell": CELLS, "pooling": POOLINGS, "embedding": EMBEDDINGS, "optimizer": OPTIMIZERS,
                       "lr_schedule": LR_SCHEDULES, "num_layers": (1, 2, 3)}

@@ -116,6 +116,7 @@ class FCN(Task):
     name = "fcn"
     Config = FCNConfig
     data_fields = ("val_size",)
+    data_sets = ("mnist",)
     smoke = {"hidden_size": 32, "batch_size": 128}
     allowed_values = {"activation": ("relu", "tanh", "sigmoid"), "lr_schedule": LR_SCHEDULES}
 

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlb_tune.tasks._common import cache_dir, decode_rgb, load_cached, save_atomic, take_indices
-from dlb_tune.tasks.base import ConfigError, DataError, Task, TrialContext, TrialError, check_finite, register
+from dlb_tune.tasks.base import (ConfigError, DataError, Task, TrialContext, TrialError, check_finite, fetch_hint,
+                                 register)
 
 CELEBA_SOURCE = ("the CelebA site (mmlab.ie.cuhk.edu.hk/projects/CelebA.html, 'Align&Cropped Images') "
                  "or torchvision.datasets.CelebA(root, download=True)")
@@ -70,11 +71,11 @@ def celeba_root(data_dir: Path) -> Path:
         if (root / "list_eval_partition.txt").is_file():
             if not (root / "img_align_celeba").is_dir():
                 raise DataError(f"{root} has list_eval_partition.txt but no img_align_celeba/ folder of "
-                                f"JPEGs; get the aligned images from {CELEBA_SOURCE}")
+                                f"JPEGs; get the aligned images from {CELEBA_SOURCE}; {fetch_hint('vae')}")
             return root
     raise DataError(f"no CelebA under {data_dir}: expected img_align_celeba/*.jpg and "
                     f"list_eval_partition.txt in {data_dir / 'celeba'} (or {data_dir}); "
-                    f"get them from {CELEBA_SOURCE}")
+                    f"get them from {CELEBA_SOURCE}; {fetch_hint('vae')}")
 
 
 def read_partition(root: Path) -> dict[str, list[str]]:
@@ -352,6 +353,7 @@ def traverse_disc(net: JointVAE, bases: torch.Tensor, start: int, k: int) -> tor
 class VAE(Task):
     name = "vae"
     Config = VAEConfig
+    data_sets = ("celeba",)
     smoke = {"cont_dim": 4, "disc_dims": "3", "batch_size": 32, "capacity_iters": 20}
 
     @classmethod

@@ -1,0 +1,70 @@
+"""``dlb-tune data fetch`` and ``dlb-tune data list``: the command-line side of ``datasets``."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+data_app = typer.Typer(no_args_is_help=True, help="Download the data sets the tasks read, and list them.")
+
+
+class GloveDim(str, Enum):
+    d25 = "25"
+    d50 = "50"
+    d100 = "100"
+    d200 = "200"
+
+
+Dest = Annotated[Optional[str], typer.Option("--dest", help="Data folder (default: $DLB_TUNE_DATA, else ~/.cache/dlb-tune/data).")]
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@data_app.command()
+def fetch(
+    target: Annotated[str, typer.Argument(help="A task (its data sets), a data set (`dlb-tune data list`), or all.")],
+    dest: Dest = None,
+    mirror: Annotated[Optional[str], typer.Option(help="Base URL replacing every publisher's: files at URL/<data set>/<file>.")] = None,
+    checksums: Annotated[Optional[Path], typer.Option(help="SHA256SUMS file (<sha256>  <data set>/<file>) replacing the pinned hashes it lists.")] = None,
+    glove_dim: Annotated[GloveDim, typer.Option(help="Which GloVe Twitter vectors to unpack.")] = GloveDim.d100,
+) -> None:
+    """Download data sets from their publishers, check their SHA-256, install what the loaders read."""
+    from dlb_tune.datasets import Fetch, data_sets_for, read_checksums, resolve_data_dir
+    from dlb_tune.tasks import DataError
+
+    try:
+        sets = data_sets_for(target)
+        if dest:
+            Path(dest).expanduser().mkdir(parents=True, exist_ok=True)  # a new folder is fine to fetch into
+        root = resolve_data_dir(dest)
+        sums = read_checksums(checksums) if checksums else {}
+    except DataError as e:
+        _fail(str(e), 2)
+    job = Fetch(root, mirror, sums, int(glove_dim.value), echo=typer.echo, tty=sys.stderr.isatty())
+    try:
+        job.run(sets)
+    except DataError as e:
+        _fail(str(e), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume the download", 130)
+
+
+@data_app.command("list")
+def list_(dest: Dest = None) -> None:
+    """Each data set: present / partial / missing, size on disk, source, license."""
+    from dlb_tune.datasets import list_lines, resolve_data_dir
+    from dlb_tune.tasks import DataError
+
+    try:
+        root = resolve_data_dir(dest)
+    except DataError as e:
+        _fail(str(e), 2)
+    for line in list_lines(root):
+        typer.echo(line)
