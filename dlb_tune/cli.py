@@ -7,6 +7,7 @@ a mistyped option should not wait for torch.
 from __future__ import annotations
 
 import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -55,6 +56,25 @@ def _run_guarded(fn, *args, **kwargs):
         _fail(str(e.args[0]) if e.args else str(e))
     except KeyboardInterrupt:
         _fail("interrupted; finished trials are kept (see `dlb-tune resume`)", 130)
+
+
+def _print_versions(value: bool) -> None:
+    if value:
+        from dlb_tune.versions import version_lines
+
+        typer.echo("\n".join(version_lines()))
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and Ray's own log lines on the terminal.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_versions, is_eager=True,
+                                          help="Print the versions of dlb-tune and its key dependencies.")] = False,
+) -> None:
+    from dlb_tune.logs import set_debug
+
+    set_debug(debug)
 
 
 DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA).")]
@@ -368,7 +388,16 @@ def plan(
 
 def main() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    app(prog_name="dlb-tune")
+    try:
+        app(prog_name="dlb-tune")
+    except Exception as e:  # noqa: BLE001 - what nobody anticipated: one line here, the traceback in a file
+        from dlb_tune import logs
+
+        if logs.debug():
+            raise
+        path = logs.record_crash(e, sys.argv[1:])
+        typer.echo(f"error: {logs.one_line(e)} (full traceback in {path})", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -312,9 +312,11 @@ def param_importance(exp: Experiment) -> dict[str, dict[str, float]]:
         for _, row in t[t["trial_id"].isin(list(values))].iterrows():
             params = {k: to_jsonable(row[f"config/{k}"]) for k in dists if f"config/{k}" in row}
             value = values[row["trial_id"]]
-            if len(params) == len(dists) and _finite(value) and all(dists[k]._contains(dists[k].to_internal_repr(v))
-                                                                    for k, v in params.items()):
-                study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(value)))
+            if len(params) == len(dists) and _finite(value):
+                try:  # create_trial rejects a value outside its distribution (a --set or enqueued one)
+                    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(value)))
+                except ValueError:
+                    continue
         varying = [k for k in dists if len({repr(tr.params[k]) for tr in study.trials}) > 1]
         if len(study.trials) < 3 or not varying:
             continue

@@ -449,9 +449,12 @@ def load_space(path: Path | str, overrides: list[str] = (), objective: str | Non
     """Read, override (``--set key=value``) and validate a search-space file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpaceError(f"search-space file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise SpaceError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                         f"save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
-from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_final,
-                                 write_space, write_sweep_options)
+from dlb_tune.experiment import (experiment_dir, experiment_log, read_space, read_sweep_options, resolve_storage,
+                                 write_final, write_space, write_sweep_options)
+from dlb_tune.logs import library_logs
 from dlb_tune.results import finish, first_line
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
 from dlb_tune.tasks import DataError, get_task
@@ -367,8 +368,9 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
         write_sweep_options(exp_dir, opts)
         echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
              f"{per_trial['gpu']:g} GPU each)")
-        tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
-        yield fit_and_finish(tuner, spec, opts, data, exp_dir, echo), data
+        with library_logs(experiment_log(exp_dir)):
+            tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
+            yield fit_and_finish(tuner, spec, opts, data, exp_dir, echo), data
 
 
 def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: str | None = None):
@@ -501,5 +503,6 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
         if not tune.Tuner.can_restore(exp_dir):
             raise SpaceError(f"{exp_dir} holds no Tune experiment state to resume")
         echo(f"resuming {exp_dir}")
-        tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
-        return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
+        with library_logs(experiment_log(exp_dir)):
+            tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
+            return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
