@@ -44,9 +44,9 @@ def user_errors():
     """The errors that mean bad input: shown as one line, exit code 2, no traceback."""
     from dlb_tune.space import SpaceError
     from dlb_tune.sweep import ResourceError
-    from dlb_tune.tasks import DataError, UnknownTask
+    from dlb_tune.tasks import DataError, TaskModuleError, UnknownTask
 
-    return (SpaceError, DataError, UnknownTask, ResourceError)
+    return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError)
 
 
 def _run_guarded(fn, *args, **kwargs):
@@ -84,16 +84,20 @@ FixedParams = Annotated[Optional[list[str]], typer.Option("--set", help="Fix a p
 NumSamples = Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")]
 MaxEpochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")]
 TimeBudget = Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")]
+TaskModule = Annotated[Optional[str], typer.Option(
+    help="A task of your own: a .py file or a dotted module name (see `dlb-tune new-task`).")]
 Gpus = Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")]
 
 
 @app.command()
-def tasks() -> None:
+def tasks(task_module: TaskModule = None) -> None:
     """List tasks with their search-space files, metric and target."""
     from dlb_tune.space import default_space_file, load_space
-    from dlb_tune.tasks import all_tasks
+    from dlb_tune.tasks import all_tasks, load_task_module
 
-    for name, task in all_tasks().items():
+    if task_module:
+        _run_guarded(load_task_module, task_module)
+    for name, task in _run_guarded(all_tasks).items():
         try:
             path = default_space_file(name)
             spec = load_space(path)
@@ -107,6 +111,7 @@ def tasks() -> None:
 @app.command()
 def sweep(
     task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
+    task_module: TaskModule = None,
     data_dir: DataDir = None,
     space: SpaceFile = None,
     set_: FixedParams = None,
@@ -139,7 +144,7 @@ def sweep(
     if gpus_per_trial is None:
         gpus_per_trial = 1.0 if (gpus or 0) > 0 else 0.0
     opts = SweepOptions(
-        task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), objective=objective,
+        task=task, task_module=task_module, data_dir=data_dir, space=space, overrides=list(set_ or []), objective=objective,
         name=name, storage=storage, num_samples=num_samples, max_epochs=max_epochs,
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, ray_train=ray_train, seed=seed,
@@ -355,6 +360,7 @@ def compare(
 @app.command()
 def plan(
     task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
+    task_module: TaskModule = None,
     data_dir: DataDir = None,
     space: SpaceFile = None,
     set_: FixedParams = None,
@@ -378,12 +384,56 @@ def plan(
     from dlb_tune.plan import plan_sweep
     from dlb_tune.sweep import SweepOptions
 
-    opts = SweepOptions(task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), name=name,
+    opts = SweepOptions(task=task, task_module=task_module, data_dir=data_dir, space=space, overrides=list(set_ or []), name=name,
                         storage=storage, num_samples=num_samples, max_epochs=max_epochs, time_budget_s=time_budget,
                         cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                         scheduler=scheduler.value, limit=limit, smoke=smoke)
     _guard_reading(plan_sweep, opts, vary=vary, max_corners=corners, calibration_batches=calibration_batches,
                    echo=typer.echo)
+
+
+# --- a task of the user's own -----------------------------------------------------------------
+
+
+@app.command("check-task")
+def check_task(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    task_module: TaskModule = None,
+    data_dir: DataDir = None,
+    sweep: Annotated[bool, typer.Option(help="End with a real --smoke sweep (starts Ray).")] = True,
+) -> None:
+    """Run the contract every task meets: declarations, config round trip, data errors, one epoch,
+    checkpoint resume, a smoke sweep. Exit code 1 when a check fails."""
+    from dlb_tune.contract import run_checks
+    from dlb_tune.sweep import SweepOptions
+    from dlb_tune.tasks import get_task, load_task_module
+
+    recorded = _run_guarded(load_task_module, task_module) if task_module else None
+    _run_guarded(get_task, task)
+    folder = _run_guarded(SweepOptions(task=task, data_dir=data_dir).resolved_data_dir)
+    failed = run_checks(task, folder, typer.echo, sweep=sweep, task_module=recorded)
+    typer.echo(f"{task}: {'all checks passed' if not failed else f'{failed} check(s) failed'}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("new-task")
+def new_task(
+    name: Annotated[str, typer.Argument(help="The task's name (a Python identifier).")],
+    dir: Annotated[Path, typer.Option("--dir", help="Folder to write NAME.py and NAME.yaml into.")] = Path("."),
+    dataset: Annotated[str, typer.Option(help="A torchvision image-classification data set: MNIST, FashionMNIST, "
+                                              "KMNIST, CIFAR10, ... read from the data folder.")] = "MNIST",
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a working task module and its search-space file, ready for `check-task` and `sweep`."""
+    from dlb_tune.new_task import TemplateError, write_task
+
+    try:
+        module, space = write_task(name, dir, dataset, force=force)
+    except TemplateError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {module} and {space}")
+    typer.echo(f"next: dlb-tune check-task {name} --task-module {module}")
 
 
 def main() -> None:

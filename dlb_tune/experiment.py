@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from dlb_tune.space import SweepSpec, parse_space
+from dlb_tune.tasks import load_task_module
 
 RESULTS_ENV = "DLB_TUNE_RESULTS"
 DEFAULT_STORAGE = "dlb-tune-runs"  # relative to the working folder
@@ -148,8 +149,20 @@ def write_space(exp_dir: str, spec: SweepSpec) -> None:
 def read_space(exp_dir: str | Path) -> SweepSpec:
     import yaml
 
+    load_recorded_task_module(exp_dir)
     source = f"{exp_dir}/{SPACE_FILE}"
     return parse_space(yaml.safe_load(read_text(source)), source=source)
+
+
+def load_recorded_task_module(exp_dir: str | Path) -> None:
+    """A task from outside the package (``--task-module``) is imported again from where
+    ``sweep.json`` recorded it, before anything asks for the task by name."""
+    try:
+        module = read_sweep_options(exp_dir).get("task_module")
+    except (OSError, ValueError):  # no sweep.json (a plan only): nothing recorded
+        return
+    if module:
+        load_task_module(module)
 
 
 def write_sweep_options(exp_dir: str, options: Any) -> None:

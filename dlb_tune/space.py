@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar
 
 import yaml
 
-from dlb_tune.tasks import Task, UnknownTask, get_task
+from dlb_tune.tasks import Task, UnknownTask, get_task, space_file_beside
 from dlb_tune.tasks.base import ConfigError, config_fields
 
 
@@ -438,9 +438,9 @@ def builtin_spaces_dir() -> Path:
 
 
 def default_space_file(task: str) -> Path:
-    path = builtin_spaces_dir() / f"{task}.yaml"
+    task_cls = get_task(task)  # an unknown task says so first
+    path = space_file_beside(task_cls) or builtin_spaces_dir() / f"{task}.yaml"
     if not path.exists():
-        get_task(task)  # an unknown task says so first
         raise SpaceError(f"task '{task}' has no search-space file {path}")
     return path
 

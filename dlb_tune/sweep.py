@@ -24,7 +24,7 @@ from dlb_tune.experiment import (experiment_dir, experiment_log, read_space, rea
 from dlb_tune.logs import library_logs
 from dlb_tune.results import finish, first_line
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
-from dlb_tune.tasks import DataError, get_task
+from dlb_tune.tasks import DataError, get_task, load_task_module, portable_name
 from dlb_tune.trainable import default_threads, tune_trial
 
 # Ray, Optuna and torch are imported inside the functions that use them, to keep start-up fast:
@@ -43,6 +43,7 @@ class SweepOptions:
     """Run-level settings of a sweep; hyperparameters live in the search-space file."""
 
     task: str
+    task_module: str | None = None  # a task from outside the package: a .py file or a dotted module name
     data_dir: str | None = None  # None: $DLB_TUNE_DATA
     space: str | None = None  # None: search_spaces/<task>.yaml
     overrides: list[str] = field(default_factory=list)  # --set key=value
@@ -83,6 +84,8 @@ class SweepOptions:
 
 def prepare_spec(opts: SweepOptions) -> SweepSpec:
     """The space file with --set, --smoke and the run-level overrides applied, validated."""
+    if opts.task_module:  # recorded as imported, so resume and the reports import it again
+        opts.task_module = load_task_module(opts.task_module)
     task_cls = get_task(opts.task)
     if (opts.workers_per_trial > 1 or opts.ray_train) and not task_cls.supports_ddp:
         raise ResourceError(f"task '{opts.task}' does not support --workers-per-trial > 1")
@@ -223,7 +226,7 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
     import ray
     from ray import tune
 
-    common = dict(task_name=spec.task, metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
+    common = dict(task_name=portable_name(spec.task), metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
                   seed=opts.seed, threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
     if not uses_ray_train(opts):
         fn = tune.with_parameters(tune_trial, data=data, **common)
