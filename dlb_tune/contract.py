@@ -78,7 +78,9 @@ def check_one_epoch(setup: Setup) -> None:
 
 
 def check_checkpoint_resume(setup: Setup) -> None:
-    """state_dict, saved and loaded the way trial checkpoints are, restores the same model."""
+    """state_dict, saved and loaded the way trial checkpoints are, restores the model and all that
+    training needs to go on (optimiser state, step counts): a resumed task's next epoch is the
+    uninterrupted one's."""
     a = setup.build(seed=0)
     a.train_epoch(0)
     buffer = io.BytesIO()
@@ -86,10 +88,18 @@ def check_checkpoint_resume(setup: Setup) -> None:
     buffer.seek(0)
     b = setup.build(seed=1)
     b.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=False))
-    va, vb = a.evaluate("val"), b.evaluate("val")
-    for key in va:
-        assert math.isclose(va[key], vb[key], rel_tol=1e-5, abs_tol=1e-6), \
-            f"val {key}: {va[key]} before the checkpoint, {vb[key]} after loading it into a fresh task"
+    _same(a.evaluate("val"), b.evaluate("val"), "val {key}: {a} before the checkpoint, {b} after loading it")
+    b.ctx.generator.set_state(a.ctx.generator.get_state())  # the trainable restores both generators too
+    after = []
+    for task in (a, b):
+        torch.manual_seed(1)
+        after.append(task.train_epoch(1))
+    _same(*after, "train {key} of the next epoch: {a} uninterrupted, {b} resumed from the checkpoint")
+
+
+def _same(a: dict[str, float], b: dict[str, float], message: str) -> None:
+    for key in a:
+        assert math.isclose(a[key], b[key], rel_tol=1e-5, abs_tol=1e-6), message.format(key=key, a=a[key], b=b[key])
 
 
 def check_lr_schedule(setup: Setup) -> None:
