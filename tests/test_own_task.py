@@ -59,6 +59,25 @@ def test_own_task_sweeps_through_task_module(own_task, data_dir, ray_local, tmp_
     assert "task: owntask" in best.stdout and "channels:" in best.stdout
 
 
+def test_task_module_reaches_a_worker_without_the_file(tmp_path):
+    """A cluster node that lacks the module's file gets its text with the task's name."""
+    import ray.cloudpickle
+
+    from dlb_tune.tasks import portable_name
+
+    write_task("fartask", tmp_path)
+    load_task_module(str(tmp_path / "fartask.py"))
+    pickled = ray.cloudpickle.dumps(portable_name("fartask"))
+    (tmp_path / "fartask.py").unlink()
+    code = ("import pickle, sys, inspect\nfrom dlb_tune.tasks import get_task\n"
+            "name = pickle.loads(sys.stdin.buffer.read())\nprint(type(name).__name__, inspect.getfile(get_task(name)))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    worker = subprocess.run([sys.executable, "-c", code], input=pickled, capture_output=True, env=env, timeout=120)
+    assert worker.returncode == 0, worker.stderr.decode()
+    kind, path = worker.stdout.decode().split()
+    assert kind == "str" and path.endswith("/fartask.py") and not path.startswith(str(tmp_path))
+
+
 def test_entry_point_of_an_installed_package(tmp_path, monkeypatch, data_dir):
     """A package as pip leaves it in site-packages: the module, its space file as package data,
     and a dist-info whose entry_points.txt names the module in the ``dlb_tune.tasks`` group."""

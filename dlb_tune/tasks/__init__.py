@@ -9,10 +9,12 @@ Three places hold tasks, all with the same contract (``base.py``):
   name (``load_task_module``). The experiment folder records it, so ``resume``, ``report`` and
   the other commands import it again.
 
-Tasks from outside this package reach Ray's worker processes by value: their module is
-registered with Ray's cloudpickle, and the task's name travels as ``portable_name`` (a ``str``
-that brings the class along). Workers, on this machine or a cluster's other nodes, need nothing
-installed besides what the module itself imports.
+A ``--task-module`` reaches Ray's worker processes with the task's name: ``portable_name`` is a
+``str`` that, unpickled in a worker, imports the module there first, from the same path or
+module name, or else from the source text it carries (a cluster node without the file). The
+class is not pickled by value: cloudpickle cannot pickle some modules a task's code may name
+(``torch.classes`` is picked up by any ``.classes`` attribute). Installed packages (entry
+points) must be installed on every node, as any dependency.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ ENTRY_POINT_GROUP = "dlb_tune.tasks"
 
 _loaded = False
 _modules: dict[str, str] = {}  # what load_task_module was given -> the name it recorded
+_sources: dict[str, str] = {}  # task name -> the recorded module that registered it
 
 
 class TaskModuleError(Exception):
@@ -84,6 +87,7 @@ def load_task_module(ref: str) -> str:
     if ref in _modules:
         return _modules[ref]
     _discover()
+    before = set(_REGISTRY)
     if ref.endswith(".py") or "/" in ref or Path(ref).is_file():
         path = Path(ref).expanduser().resolve()
         if not path.is_file():
@@ -94,6 +98,7 @@ def load_task_module(ref: str) -> str:
         _import_dotted(ref)
         recorded = ref
     _modules[ref] = _modules[recorded] = recorded
+    _sources.update({name: recorded for name in set(_REGISTRY) - before})
     return recorded
 
 
@@ -147,32 +152,37 @@ def space_file_beside(task_cls: type[Task]) -> Path | None:
     return Path(inspect.getfile(task_cls)).with_name(f"{task_cls.name}.yaml")
 
 
-def _by_value(task_cls: type[Task]) -> None:
-    """Ray pickles the task's module by value: its workers may not be able to import it."""
-    import ray.cloudpickle  # Ray's own copy: the one that pickles trainables and their arguments
-
-    module = sys.modules.get(task_cls.__module__)
-    if module is not None:  # None in a worker that received the class by value: it goes by value again
-        ray.cloudpickle.register_pickle_by_value(module)
-
-
 class _PortableName(str):
-    """A task's name that brings the task class with it when pickled (to a Ray worker)."""
+    """A task's name that, unpickled in a Ray worker, first imports the module that defines the task."""
 
     def __reduce__(self):
-        return _arrive, (str(self), _REGISTRY[str(self)])
+        ref = _sources[str(self)]
+        source = Path(ref).read_text(encoding="utf-8") if ref.endswith(".py") else None
+        return _arrive, (str(self), ref, source)
 
 
-def _arrive(name: str, task_cls: type[Task]) -> str:
-    _REGISTRY[name] = task_cls  # the latest wins: a reused worker may have seen an older version
+def _arrive(name: str, ref: str, source: str | None) -> str:
+    try:
+        load_task_module(ref)
+    except TaskModuleError:
+        if source is None:
+            raise
+        load_task_module(str(_write_source(ref, source)))
     return name
 
 
+def _write_source(ref: str, source: str) -> Path:
+    """The module's text in a folder of this worker's own, under the module's file name."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="dlb-tune-task-"))
+    path = folder / Path(ref).name
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
 def portable_name(name: str) -> str:
-    """What to hand a Ray trainable as the task's name: built-in and installed tasks are found by
-    name in every process; a task from outside the package travels with its name."""
-    task_cls = get_task(name)
-    if is_builtin(task_cls):
-        return name
-    _by_value(task_cls)
-    return _PortableName(name)
+    """What to hand a Ray trainable as the task's name: a task of the package or of an installed
+    package is found by name in every process; one from ``--task-module`` brings its module."""
+    get_task(name)
+    return _PortableName(name) if name in _sources else name
