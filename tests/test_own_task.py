@@ -51,6 +51,7 @@ def test_own_task_sweeps_through_task_module(own_task, data_dir, ray_local, tmp_
     assert final["test"]["test_acc"] > 0.15 and not final["errors"], final  # 10 classes: it learned something
     sweep = json.loads((storage / "own" / "sweep.json").read_text())
     assert sweep["task_module"] == str(own_task.resolve())
+    assert (storage / "own" / "dlb-tune.log").exists()  # where Ray's own log lines went
     # A fresh process knows nothing of owntask: the experiment folder brings the module back.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     best = subprocess.run([sys.executable, "-m", "dlb_tune.cli", "best", "own", "--storage", str(storage)],
