@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -147,16 +148,45 @@ def _image_summary(png: Path):
 def _write_events(folder: Path, wall_time: float, summaries: list) -> Path:
     """One event file, its first event (the run's start time for TensorBoard) at ``wall_time``."""
     from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.record_writer import RecordWriter
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"events.out.tfevents.{int(wall_time)}{SUFFIX}"
     with open(path, "wb") as f:
-        writer = RecordWriter(f)
-        writer.write(event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2").SerializeToString())
+        f.write(tf_record(event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2").SerializeToString()))
         for summary in summaries:
-            writer.write(event_pb2.Event(wall_time=wall_time, step=0, summary=summary).SerializeToString())
+            f.write(tf_record(event_pb2.Event(wall_time=wall_time, step=0, summary=summary).SerializeToString()))
     return path
+
+
+def tf_record(data: bytes) -> bytes:
+    """One record of a TFRecord file (the event file's framing): length, its checksum, data, its checksum.
+
+    Written here because TensorBoard's own writer lives in a private module
+    (``tensorboard.summary.writer.record_writer``); the format itself is TensorFlow's, and stable.
+    """
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1  # Castagnoli polynomial, reflected
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF  # TFRecord's mask
 
 
 # --- launching ---------------------------------------------------------------------------------

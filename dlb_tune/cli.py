@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -46,9 +47,9 @@ def user_errors():
     """The errors that mean bad input: shown as one line, exit code 2, no traceback."""
     from dlb_tune.space import SpaceError
     from dlb_tune.sweep import ResourceError
-    from dlb_tune.tasks import DataError, UnknownTask
+    from dlb_tune.tasks import DataError, TaskModuleError, UnknownTask
 
-    return (SpaceError, DataError, UnknownTask, ResourceError)
+    return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError)
 
 
 def _run_guarded(fn, *args, **kwargs):
@@ -60,6 +61,25 @@ def _run_guarded(fn, *args, **kwargs):
         _fail("interrupted; finished trials are kept (see `dlb-tune resume`)", 130)
 
 
+def _print_versions(value: bool) -> None:
+    if value:
+        from dlb_tune.versions import version_lines
+
+        typer.echo("\n".join(version_lines()))
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and Ray's own log lines on the terminal.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_versions, is_eager=True,
+                                          help="Print the versions of dlb-tune and its key dependencies.")] = False,
+) -> None:
+    from dlb_tune.logs import set_debug
+
+    set_debug(debug)
+
+
 DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA, else ~/.cache/dlb-tune/data).")]
 Storage = Annotated[Optional[str], typer.Option(help="Results folder or URI (default: $DLB_TUNE_RESULTS or ./dlb-tune-runs).")]
 SpaceFile = Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")]
@@ -67,6 +87,8 @@ FixedParams = Annotated[Optional[list[str]], typer.Option("--set", help="Fix a p
 NumSamples = Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")]
 MaxEpochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")]
 TimeBudget = Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")]
+TaskModule = Annotated[Optional[str], typer.Option(
+    help="A task of your own: a .py file or a dotted module name (see `dlb-tune new-task`).")]
 Gpus = Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")]
 
 # `sweep --help` groups its options into these panels (plan shares the run-level ones)
@@ -95,12 +117,14 @@ def check_seeds(seeds: int) -> None:
 
 
 @app.command()
-def tasks() -> None:
+def tasks(task_module: TaskModule = None) -> None:
     """List tasks with their search-space files, metric and target."""
     from dlb_tune.space import default_space_file, load_space
-    from dlb_tune.tasks import all_tasks
+    from dlb_tune.tasks import all_tasks, load_task_module
 
-    for name, task in all_tasks().items():
+    if task_module:
+        _run_guarded(load_task_module, task_module)
+    for name, task in _run_guarded(all_tasks).items():
         try:
             path = default_space_file(name)
             spec = load_space(path)
@@ -129,6 +153,7 @@ SweepStorage = _panel(Storage, OUTPUT_PANEL)
 @app.command(epilog=SWEEP_EXAMPLES)
 def sweep(
     task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
+    task_module: TaskModule = None,
     data_dir: DataDir = None,
     space: _panel(SpaceFile, SPACE_PANEL) = None,
     set_: _panel(FixedParams, SPACE_PANEL) = None,
@@ -175,7 +200,7 @@ def sweep(
 
     check_seeds(seeds)
     opts = SweepOptions(
-        task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), objective=objective,
+        task=task, task_module=task_module, data_dir=data_dir, space=space, overrides=list(set_ or []), objective=objective,
         name=name, storage=storage, num_samples=num_samples, max_epochs=max_epochs,
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), workers_per_trial=workers_per_trial,
@@ -431,6 +456,7 @@ def compare(
 @app.command()
 def plan(
     task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
+    task_module: TaskModule = None,
     data_dir: DataDir = None,
     space: SpaceFile = None,
     set_: FixedParams = None,
@@ -454,7 +480,7 @@ def plan(
     from dlb_tune.plan import plan_sweep
     from dlb_tune.sweep import SweepOptions
 
-    opts = SweepOptions(task=task, data_dir=data_dir, space=space, overrides=list(set_ or []), name=name,
+    opts = SweepOptions(task=task, task_module=task_module, data_dir=data_dir, space=space, overrides=list(set_ or []), name=name,
                         storage=storage, num_samples=num_samples, max_epochs=max_epochs, time_budget_s=time_budget,
                         cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
                         gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), scheduler=scheduler.value,
@@ -466,11 +492,62 @@ def plan(
 from dlb_tune.data_commands import data_app  # noqa: E402 - the `data` commands live with their concept
 
 app.add_typer(data_app, name="data")
+# --- a task of the user's own -----------------------------------------------------------------
+
+
+@app.command("check-task")
+def check_task(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    task_module: TaskModule = None,
+    data_dir: DataDir = None,
+    sweep: Annotated[bool, typer.Option(help="End with a real --smoke sweep (starts Ray).")] = True,
+) -> None:
+    """Run the contract every task meets: declarations, config round trip, data errors, one epoch,
+    checkpoint resume, a smoke sweep. Exit code 1 when a check fails."""
+    from dlb_tune.contract import run_checks
+    from dlb_tune.sweep import SweepOptions
+    from dlb_tune.tasks import get_task, load_task_module
+
+    recorded = _run_guarded(load_task_module, task_module) if task_module else None
+    _run_guarded(get_task, task)
+    folder = _run_guarded(SweepOptions(task=task, data_dir=data_dir).resolved_data_dir)
+    failed = run_checks(task, folder, typer.echo, sweep=sweep, task_module=recorded)
+    typer.echo(f"{task}: {'all checks passed' if not failed else f'{failed} check(s) failed'}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("new-task")
+def new_task(
+    name: Annotated[str, typer.Argument(help="The task's name (a Python identifier).")],
+    dir: Annotated[Path, typer.Option("--dir", help="Folder to write NAME.py and NAME.yaml into.")] = Path("."),
+    dataset: Annotated[str, typer.Option(help="A torchvision image-classification data set: MNIST, FashionMNIST, "
+                                              "KMNIST, CIFAR10, ... read from the data folder.")] = "MNIST",
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a working task module and its search-space file, ready for `check-task` and `sweep`."""
+    from dlb_tune.new_task import TemplateError, write_task
+
+    try:
+        module, space = write_task(name, dir, dataset, force=force)
+    except TemplateError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {module} and {space}")
+    typer.echo(f"next: dlb-tune check-task {name} --task-module {module}")
 
 
 def main() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    app(prog_name="dlb-tune")
+    try:
+        app(prog_name="dlb-tune")
+    except Exception as e:  # noqa: BLE001 - what nobody anticipated: one line here, the traceback in a file
+        from dlb_tune import logs
+
+        if logs.debug():
+            raise
+        path = logs.record_crash(e, sys.argv[1:])
+        typer.echo(f"error: {logs.one_line(e)} (full traceback in {path})", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 ``<storage>/<name>/`` holds Ray's trial folders (``trial_<id>/``: ``progress.csv``, TensorBoard
 events, checkpoints) and ours: ``space.yaml`` and ``sweep.json`` (what ran, for ``resume``),
 ``results.parquet`` (one row per trial), ``final.json`` (the winner and its one test-split
-evaluation), and, when asked for, ``plan.json``, ``seeds.json`` and ``report.md``.
+evaluation), ``dlb-tune.log`` (Ray's own log lines), and, when asked for, ``plan.json``,
+``seeds.json`` and ``report.md``.
 
 Storage is a local folder or a URI (s3://, gs://); every file goes through pyarrow's filesystems,
 which open both. Reading a finished sweep back (``Experiment``) needs a local folder: the reports
@@ -23,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from dlb_tune.space import SweepSpec, parse_space
+from dlb_tune.tasks import load_task_module
 
 RESULTS_ENV = "DLB_TUNE_RESULTS"
 DEFAULT_STORAGE = "dlb-tune-runs"  # relative to the working folder
@@ -33,6 +35,7 @@ FINAL_FILE = "final.json"
 PLAN_FILE = "plan.json"
 SEEDS_FILE = "seeds.json"
 REPORT_FILE = "report.md"
+LOG_FILE = "dlb-tune.log"  # Ray's own log lines and unexpected tracebacks (dlb_tune.logs)
 REPORT_DIR = "report"  # the report's figures
 TEST_REPORT_DIR = "test_report"  # the task's figures from the one test-split evaluation
 
@@ -53,6 +56,14 @@ def resolve_storage(storage: str | None) -> str:
 def experiment_dir(name: str, storage: str | None) -> str:
     """The folder of sweep ``name``: a local path or a URI."""
     return f"{resolve_storage(storage).rstrip('/')}/{name}"
+
+
+def experiment_log(exp_dir: str) -> Path | None:
+    """The experiment's log file; None for a remote folder (logs are written locally, as they come)."""
+    if is_uri(exp_dir):
+        return None
+    Path(exp_dir).mkdir(parents=True, exist_ok=True)
+    return Path(exp_dir) / LOG_FILE
 
 
 def is_uri(path: str | Path) -> bool:
@@ -140,8 +151,20 @@ def write_space(exp_dir: str, spec: SweepSpec) -> None:
 def read_space(exp_dir: str | Path) -> SweepSpec:
     import yaml
 
+    load_recorded_task_module(exp_dir)
     source = f"{exp_dir}/{SPACE_FILE}"
     return parse_space(yaml.safe_load(read_text(source)), source=source)
+
+
+def load_recorded_task_module(exp_dir: str | Path) -> None:
+    """A task from outside the package (``--task-module``) is imported again from where
+    ``sweep.json`` recorded it, before anything asks for the task by name."""
+    try:
+        module = read_sweep_options(exp_dir).get("task_module")
+    except (OSError, ValueError):  # no sweep.json (a plan only): nothing recorded
+        return
+    if module:
+        load_task_module(module)
 
 
 def write_sweep_options(exp_dir: str, options: Any) -> None:

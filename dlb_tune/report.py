@@ -434,10 +434,20 @@ def _importance_rows(exp: Experiment, dists: dict[str, Any], values: dict[str, f
     for _, row in exp.trials[exp.trials["trial_id"].isin(list(values))].iterrows():
         params = {k: to_jsonable(row[f"config/{k}"]) for k in dists if f"config/{k}" in row}
         value = values[row["trial_id"]]
-        if len(params) == len(dists) and _finite(value) and all(
-                dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in params.items()):
+        if len(params) == len(dists) and _finite(value) and _in_space(params, dists):
             rows.append((params, float(value)))
     return rows
+
+
+def _in_space(params: dict[str, Any], dists: dict[str, Any]) -> bool:
+    """False for a value outside its distribution (a --set or enqueued one), which fANOVA rejects."""
+    import optuna
+
+    try:
+        optuna.trial.create_trial(params=params, distributions=dists, value=0.0)
+    except ValueError:
+        return False
+    return True
 
 
 def _fanova(rows: list[tuple[dict, float]], dists: dict[str, Any], mode: str, n_trees: int) -> dict[str, float]:

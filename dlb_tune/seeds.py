@@ -26,6 +26,7 @@ import pandas as pd
 from dlb_tune.experiment import Experiment, ReportError, load_experiment, to_jsonable, write_final, write_seeds
 from dlb_tune.report import fixed_space_yaml
 from dlb_tune.sweep import SweepOptions, check_resources, load_data, ray_session, sweep_session, trial_dirname
+from dlb_tune.tasks import portable_name
 from dlb_tune.trainable import default_threads, epoch_loop, pick_device, start_trial
 
 # Ray is imported inside the functions that use it: `dlb-tune best` without --seeds never needs it.
@@ -89,7 +90,7 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
     with ray_session(opts):
         concurrency, per_trial = check_resources(opts)
         trainable = tune.with_parameters(
-            seed_trial, data=data, configs=[c["config"] for c in candidates], task_name=spec.task,
+            seed_trial, data=data, configs=[c["config"] for c in candidates], task_name=portable_name(spec.task),
             metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
             threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
         out_dir = exp.seed_runs_dir()

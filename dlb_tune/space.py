@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar
 
 import yaml
 
-from dlb_tune.tasks import Task, UnknownTask, get_task
+from dlb_tune.tasks import Task, UnknownTask, get_task, space_file_beside
 from dlb_tune.tasks.base import ConfigError, config_fields
 
 
@@ -438,9 +438,9 @@ def builtin_spaces_dir() -> Path:
 
 
 def default_space_file(task: str) -> Path:
-    path = builtin_spaces_dir() / f"{task}.yaml"
+    task_cls = get_task(task)  # an unknown task says so first
+    path = space_file_beside(task_cls) or builtin_spaces_dir() / f"{task}.yaml"
     if not path.exists():
-        get_task(task)  # an unknown task says so first
         raise SpaceError(f"task '{task}' has no search-space file {path}")
     return path
 
@@ -449,9 +449,12 @@ def load_space(path: Path | str, overrides: list[str] = (), objective: str | Non
     """Read, override (``--set key=value``) and validate a search-space file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpaceError(f"search-space file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise SpaceError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                         f"save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

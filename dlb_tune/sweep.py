@@ -21,11 +21,12 @@ from typing import Any, Callable, Iterator
 from dlb_tune.cluster import NODE_TIMEOUT_S, ClusterError, node_watch, timed_out
 from dlb_tune.datasets import resolve_data_dir
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
-from dlb_tune.experiment import (experiment_dir, read_space, read_sweep_options, resolve_storage, write_final,
-                                 write_space, write_sweep_options)
+from dlb_tune.experiment import (experiment_dir, experiment_log, read_space, read_sweep_options, resolve_storage,
+                                 write_final, write_space, write_sweep_options)
+from dlb_tune.logs import library_logs
 from dlb_tune.results import finish, first_line
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
-from dlb_tune.tasks import get_task
+from dlb_tune.tasks import get_task, load_task_module, portable_name
 from dlb_tune.trainable import default_threads, tune_trial
 
 # Ray, Optuna and torch are imported inside the functions that use them, to keep start-up fast:
@@ -43,6 +44,7 @@ class SweepOptions:
     """Run-level settings of a sweep; hyperparameters live in the search-space file."""
 
     task: str
+    task_module: str | None = None  # a task from outside the package: a .py file or a dotted module name
     data_dir: str | None = None  # None: $DLB_TUNE_DATA, else the per-user default (datasets.default_data_dir)
     space: str | None = None  # None: search_spaces/<task>.yaml
     overrides: list[str] = field(default_factory=list)  # --set key=value
@@ -78,6 +80,8 @@ class SweepOptions:
 
 def prepare_spec(opts: SweepOptions) -> SweepSpec:
     """The space file with --set, --smoke and the run-level overrides applied, validated."""
+    if opts.task_module:  # recorded as imported, so resume and the reports import it again
+        opts.task_module = load_task_module(opts.task_module)
     task_cls = get_task(opts.task)
     if (opts.workers_per_trial > 1 or opts.ray_train) and not task_cls.supports_ddp:
         raise ResourceError(f"task '{opts.task}' does not support --workers-per-trial > 1")
@@ -236,7 +240,7 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
     import ray
     from ray import tune
 
-    common = dict(task_name=spec.task, metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
+    common = dict(task_name=portable_name(spec.task), metric=spec.metric, mode=spec.mode, max_epochs=spec.max_epochs,
                   seed=opts.seed, threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
     if not uses_ray_train(opts):
         fn = tune.with_parameters(tune_trial, data=data, **common)
@@ -381,8 +385,9 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
         write_sweep_options(exp_dir, opts)
         echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
              f"{per_trial['gpu']:g} GPU each)")
-        tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
-        yield fit_and_finish(tuner, spec, opts, data, exp_dir, echo), data
+        with library_logs(experiment_log(exp_dir)):
+            tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
+            yield fit_and_finish(tuner, spec, opts, data, exp_dir, echo), data
 
 
 def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: str | None = None):
@@ -519,5 +524,6 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
         if not tune.Tuner.can_restore(exp_dir):
             raise SpaceError(f"{exp_dir} holds no Tune experiment state to resume")
         echo(f"resuming {exp_dir}")
-        tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
-        return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
+        with library_logs(experiment_log(exp_dir)):
+            tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
+            return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)

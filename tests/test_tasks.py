@@ -1,79 +1,50 @@
-"""The contract every task must meet, generated from the registry (no hand-kept task list)."""
+"""The contract every task must meet (``dlb_tune.contract``, which ``dlb-tune check-task`` runs too),
+on every registered task: generated from the registry, no hand-kept task list."""
 
 from __future__ import annotations
-
-import dataclasses
-import math
 
 import pandas as pd
 import pytest
 import torch
 
-from dlb_tune.space import default_space_file, load_space
-from dlb_tune.tasks import Task, TrialContext, TrialError, Trials, TrialSummary, all_tasks
-from dlb_tune.tasks._common import LR_SCHEDULES
-from dlb_tune.tasks.base import config_fields
+from dlb_tune import contract
+from dlb_tune.tasks import TrialContext, Trials, TrialSummary, all_tasks
 
 TASKS = list(all_tasks())
 
 
 @pytest.fixture(scope="module", params=TASKS)
-def smoke_task(request, data_dir):
+def setup(request, data_dir) -> contract.Setup:
     """A task built from its default space's constants plus its smoke overrides, on 64 real examples."""
-    task_cls: type[Task] = all_tasks()[request.param]
-    spec = load_space(default_space_file(request.param))
-    consts = spec.constants()
-    config = task_cls.Config(**{**consts, **task_cls.smoke})
-    data = task_cls.load_data(data_dir, config, limit=64)
-    return task_cls, config, data, spec
+    return contract.Setup.load(request.param, data_dir)
 
 
 @pytest.mark.parametrize("name", TASKS)
 def test_declarations_name_real_fields(name):
-    task_cls = all_tasks()[name]
-    fields = config_fields(task_cls)
-    assert dataclasses.is_dataclass(task_cls.Config)
-    assert task_cls.name == name
-    assert set(task_cls.data_fields) <= set(fields)
-    assert set(task_cls.smoke) <= set(fields)
-    assert set(task_cls.allowed_values) <= set(fields)
-    task_cls.check_config(task_cls.Config())  # every default runs and passes the task's own rules
-    task_cls.check_config(task_cls.Config(**task_cls.smoke))
+    assert all_tasks()[name].name == name
+    contract.check_declarations(all_tasks()[name])
 
 
-def test_one_epoch_reports_the_contract_metrics(smoke_task):
-    task_cls, config, data, spec = smoke_task
-    task = task_cls(config, data, TrialContext(max_epochs=2, seed=0))
-    train = task.train_epoch(0)
-    val = task.evaluate("val")
-    test = task.evaluate("test")
-    assert "loss" in train and "loss" in val and "loss" in test
-    assert spec.metric.removeprefix("val_") in val, f"metric {spec.metric} not reported"
-    for value in (*train.values(), *val.values(), *task.trial_metrics().values()):
-        assert isinstance(value, (int, float)) and math.isfinite(value)
+@pytest.mark.parametrize("name", TASKS)
+def test_config_survives_yaml(name):
+    contract.check_config_round_trip(all_tasks()[name])
 
 
-def test_state_dict_restores_the_same_model(smoke_task):
-    task_cls, config, data, _ = smoke_task
-    a = task_cls(config, data, TrialContext(max_epochs=2, seed=0))
-    a.train_epoch(0)
-    b = task_cls(config, data, TrialContext(max_epochs=2, seed=1))
-    b.load_state_dict(a.state_dict())
-    va, vb = a.evaluate("val"), b.evaluate("val")
-    for key in va:
-        assert va[key] == pytest.approx(vb[key], rel=1e-5, abs=1e-6), key
+@pytest.mark.parametrize("name", TASKS)
+def test_empty_data_folder_is_one_data_error(name):
+    contract.check_data_errors(all_tasks()[name])
 
 
-def test_lr_schedule_is_one_name_with_one_set_of_values(smoke_task):
-    task_cls, config, data, _ = smoke_task
-    fields = config_fields(task_cls)
-    assert not {"schedule", "lr_scheduler", "scheduler"} & set(fields)
-    if "lr_schedule" not in fields:
-        return
-    for value in LR_SCHEDULES:
-        task_cls(dataclasses.replace(config, lr_schedule=value), data, TrialContext(max_epochs=2))
-    with pytest.raises(TrialError, match="lr_schedule: 'constant' is not one of"):
-        task_cls(dataclasses.replace(config, lr_schedule="constant"), data, TrialContext(max_epochs=2))
+def test_one_epoch_reports_the_contract_metrics(setup):
+    contract.check_one_epoch(setup)
+
+
+def test_state_dict_restores_the_same_model(setup):
+    contract.check_checkpoint_resume(setup)
+
+
+def test_lr_schedule_is_one_name_with_one_set_of_values(setup):
+    contract.check_lr_schedule(setup)
 
 
 def test_trials_view_of_a_results_table():
