@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from dlb_tune import cli, logs
-from dlb_tune.space import SpaceError, load_space
+from dlb_tune.space import SpaceError, default_space_file, load_space
 
 
 def run_main(monkeypatch, *args: str) -> int:
@@ -27,6 +27,7 @@ def broken_results(tmp_path, monkeypatch):
     (tmp_path / "runs" / "x").mkdir(parents=True)
     (tmp_path / "runs" / "x" / "results.parquet").write_text("not parquet")
     (tmp_path / "runs" / "x" / "final.json").write_text("{}")
+    (tmp_path / "runs" / "x" / "space.yaml").write_text(default_space_file("fcn").read_text())
     yield ["results", "x", "--storage", str(tmp_path / "runs")]
     logs.set_debug(False)
 
