@@ -42,10 +42,11 @@ def _fail(message: str, code: int = 2) -> None:
 def user_errors():
     """The errors that mean bad input: shown as one line, exit code 2, no traceback."""
     from dlb_tune.space import SpaceError
+    from dlb_tune.storage import StorageError
     from dlb_tune.sweep import ResourceError
     from dlb_tune.tasks import DataError, UnknownTask
 
-    return (SpaceError, DataError, UnknownTask, ResourceError)
+    return (SpaceError, DataError, UnknownTask, ResourceError, StorageError)
 
 
 def _run_guarded(fn, *args, **kwargs):
@@ -151,9 +152,11 @@ def results(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Show a finished sweep's trials and its final test result, from disk."""
-    from dlb_tune.experiment import experiment_dir, read_results
+    from dlb_tune.experiment import experiment_dir, read_results, resolve_storage
     from dlb_tune.results import summary_lines
+    from dlb_tune.storage import check_storage
 
+    _run_guarded(check_storage, resolve_storage(storage))
     exp_dir = experiment_dir(name, storage)
     try:
         df, final = read_results(exp_dir)
@@ -210,6 +213,17 @@ def _guard_reading(fn, *args, **kwargs):
         _fail(str(e))
 
 
+def _load(name: str, storage: Optional[str]):
+    """The experiment, read back; a stored one is read from its local copy, and we say where."""
+    from dlb_tune.experiment import cached_from, experiment_dir, load_experiment
+    from dlb_tune.storage import shown
+
+    exp = _guard_reading(load_experiment, name, storage)
+    if cached_from(exp.path):
+        typer.echo(f"read {shown(experiment_dir(exp.name, storage))} from its local copy {exp.path}", err=True)
+    return exp
+
+
 @app.command()
 def tensorboard(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
@@ -219,9 +233,8 @@ def tensorboard(
 ) -> None:
     """Start TensorBoard over an experiment: per-epoch scalars, HParams, the task's images."""
     from dlb_tune import board
-    from dlb_tune.experiment import load_experiment
 
-    exp = _guard_reading(load_experiment, name, storage)
+    exp = _load(name, storage)
     written = _guard_reading(board.write_board, exp.path)
     if port and not _port_free(host, port):
         typer.echo(f"port {port} is taken; using a free one", err=True)
@@ -261,10 +274,9 @@ def report(
     storage: Storage = None,
 ) -> None:
     """Write report.md and its figures into the experiment folder."""
-    from dlb_tune.experiment import load_experiment
     from dlb_tune.report import _headline, write_report
 
-    exp = _guard_reading(load_experiment, name, storage)
+    exp = _load(name, storage)
     path, figures = _guard_reading(write_report, exp)
     for line in _headline(exp):
         typer.echo(line.replace("**", ""))
@@ -288,10 +300,9 @@ def best(
     With --seeds K, the top configs are trained again with K seeds each (progress and ranking on
     stderr) and the printed config is the one with the best mean.
     """
-    from dlb_tune.experiment import load_experiment
     from dlb_tune.report import best_yaml
 
-    exp = _guard_reading(load_experiment, name, storage)
+    exp = _load(name, storage)
     text = _guard_reading(best_yaml, exp)
     if seeds:
         from dlb_tune.seeds import rerun_seeds, ranking_lines, seed_yaml
@@ -318,10 +329,9 @@ def compare(
     Time to target: the first second after the sweep started at which any trial's validation
     value of the sweep metric reached the space file's target.
     """
-    from dlb_tune.experiment import load_experiment
     from dlb_tune.report import compare as compare_sweeps
 
-    exps = [_guard_reading(load_experiment, n, storage) for n in names]
+    exps = [_load(n, storage) for n in names]
     df = compare_sweeps(exps)
     if format is CompareFormat.csv:
         typer.echo(df.to_csv(index=False), nl=False)
