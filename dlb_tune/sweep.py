@@ -32,7 +32,7 @@ from dlb_tune.trainable import default_threads, tune_trial
 
 DATA_ENV = "DLB_TUNE_DATA"
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
-LOOPBACK = "127.0.0.1"  # where a local sweep's Ray listens
+LOOPBACK = "127.0.0.1"  # where a local sweep's dashboard listens (Ray binds the rest to all interfaces)
 
 
 class ResourceError(RuntimeError):
@@ -140,10 +140,9 @@ def start_ray(opts: SweepOptions) -> bool:
     check_local_request(opts)
     gpus = torch.cuda.device_count() if opts.gpus is None else opts.gpus
     cpus = opts.cpus if opts.cpus is not None else os.cpu_count()
-    # A local sweep has no other node to talk to: every Ray service (GCS, raylet, object manager,
-    # workers, agents) binds to the node IP, so loopback keeps them off the network (README, Security).
-    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host=LOOPBACK,
-             _node_ip_address=LOOPBACK, **common)
+    # Only the dashboard can be put on loopback: Ray 2.60 binds its other services to all
+    # interfaces whatever the node IP (README, "What listens"); the token guards them.
+    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host=LOOPBACK, **common)
     return True
 
 
