@@ -46,10 +46,11 @@ def _fail(message: str, code: int = 2) -> None:
 def user_errors():
     """The errors that mean bad input: shown as one line, exit code 2, no traceback."""
     from dlb_tune.space import SpaceError
+    from dlb_tune.storage import StorageError
     from dlb_tune.sweep import ResourceError
     from dlb_tune.tasks import DataError, TaskModuleError, UnknownTask
 
-    return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError)
+    return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError, StorageError)
 
 
 def _run_guarded(fn, *args, **kwargs):
@@ -249,10 +250,14 @@ def results(
     all_: Annotated[bool, typer.Option("--all", help="Table: every column, not only the searched parameters.")] = False,
 ) -> None:
     """Show a finished sweep's trials and its final test result, from disk."""
-    from dlb_tune.experiment import find_experiment, read_results, read_space
+    from dlb_tune.experiment import experiment_dir, find_experiment, is_uri, read_results, read_space, resolve_storage
     from dlb_tune.results import summary_lines
+    from dlb_tune.storage import check_storage
 
-    exp_dir = _guard_reading(find_experiment, name, storage)
+    _run_guarded(check_storage, resolve_storage(storage))
+    # a stored sweep is read where it lies; a local one may also be named by its folder
+    exp_dir = (experiment_dir(name, storage) if is_uri(resolve_storage(storage))
+               else _guard_reading(find_experiment, name, storage))
     try:
         df, final = read_results(str(exp_dir))
     except (FileNotFoundError, OSError):
@@ -330,6 +335,17 @@ def _guard_reading(fn, *args, **kwargs):
         _fail(str(e))
 
 
+def _load(name: str, storage: Optional[str]):
+    """The experiment, read back; a stored one is read from its local copy, and we say where."""
+    from dlb_tune.experiment import cached_from, experiment_dir, load_experiment
+    from dlb_tune.storage import shown
+
+    exp = _guard_reading(load_experiment, name, storage)
+    if cached_from(exp.path):
+        typer.echo(f"read {shown(experiment_dir(exp.name, storage))} from its local copy {exp.path}", err=True)
+    return exp
+
+
 @app.command()
 def tensorboard(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
@@ -339,9 +355,8 @@ def tensorboard(
 ) -> None:
     """Start TensorBoard over an experiment: per-epoch scalars, HParams, the task's images."""
     from dlb_tune import board
-    from dlb_tune.experiment import load_experiment
 
-    exp = _guard_reading(load_experiment, name, storage)
+    exp = _load(name, storage)
     written = _guard_reading(board.write_board, exp.path)
     if port and not _port_free(host, port):
         typer.echo(f"port {port} is taken; using a free one", err=True)
@@ -381,10 +396,9 @@ def report(
     storage: Storage = None,
 ) -> None:
     """Write report.md and its figures into the experiment folder."""
-    from dlb_tune.experiment import load_experiment
     from dlb_tune.report import _headline, write_report
 
-    exp = _guard_reading(load_experiment, name, storage)
+    exp = _load(name, storage)
     path, figures = _guard_reading(write_report, exp)
     for line in _headline(exp):
         typer.echo(line.replace("**", ""))
@@ -408,11 +422,10 @@ def best(
     With --seeds K, the top configs are trained again with K seeds each (progress and ranking on
     stderr) and the printed config is the one with the best mean.
     """
-    from dlb_tune.experiment import load_experiment
     from dlb_tune.report import best_yaml
 
     check_seeds(seeds)
-    exp = _guard_reading(load_experiment, name, storage)
+    exp = _load(name, storage)
     text = _guard_reading(best_yaml, exp)
     if seeds:
         from dlb_tune.seeds import rerun_seeds, ranking_lines, seed_yaml
@@ -439,10 +452,9 @@ def compare(
     time_to_best_val_s: the first second after the sweep started at which any trial's validation
     value was as good as the winner's. The target is judged on the test split only.
     """
-    from dlb_tune.experiment import load_experiment
     from dlb_tune.report import compare as compare_sweeps
 
-    exps = [_guard_reading(load_experiment, n, storage) for n in names]
+    exps = [_load(n, storage) for n in names]
     df = compare_sweeps(exps)
     if format is CompareFormat.csv:
         typer.echo(df.to_csv(index=False), nl=False)

@@ -6,9 +6,10 @@ events, checkpoints) and ours: ``space.yaml`` and ``sweep.json`` (what ran, for 
 evaluation), ``dlb-tune.log`` (Ray's own log lines), and, when asked for, ``plan.json``,
 ``seeds.json`` and ``report.md``.
 
-Storage is a local folder or a URI (s3://, gs://); every file goes through pyarrow's filesystems,
-which open both. Reading a finished sweep back (``Experiment``) needs a local folder: the reports
-read Ray's per-trial files and write figures beside them.
+Storage is a local folder or a URI (s3://, gs://, ``dlb_tune.storage``); every file goes through
+pyarrow's filesystems, which open both. Reading a finished sweep back (``Experiment``) needs a
+local folder, since the reports read Ray's per-trial files and write figures beside them: a stored
+sweep is first copied into a local cache folder (``fetch_stored_experiment``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
+from dlb_tune import storage as stores
 from dlb_tune.space import SweepSpec, parse_space
 from dlb_tune.tasks import load_task_module
 
@@ -54,8 +58,9 @@ def resolve_storage(storage: str | None) -> str:
 
 
 def experiment_dir(name: str, storage: str | None) -> str:
-    """The folder of sweep ``name``: a local path or a URI."""
-    return f"{resolve_storage(storage).rstrip('/')}/{name}"
+    """The folder of sweep ``name``: a local path or a URI (its endpoint query kept at the end)."""
+    root = resolve_storage(storage)
+    return stores.join(root, name) if is_uri(root) else f"{root.rstrip('/')}/{name}"
 
 
 def experiment_log(exp_dir: str) -> Path | None:
@@ -66,12 +71,13 @@ def experiment_log(exp_dir: str) -> Path | None:
     return Path(exp_dir) / LOG_FILE
 
 
-def is_uri(path: str | Path) -> bool:
-    return "://" in str(path)
+is_uri = stores.is_uri
 
 
 def find_experiment(name: str, storage: str | None = None) -> Path:
     """NAME under the storage folder (as ``sweep --name`` put it), or NAME as a folder path."""
+    if is_uri(name):  # a stored experiment's own URI (``sweep --seeds`` reads its sweep back so)
+        return fetch_stored_experiment(name)
     direct = Path(name).expanduser()
     if direct.is_dir() and (direct / SPACE_FILE).exists():
         return direct.resolve()
@@ -79,14 +85,45 @@ def find_experiment(name: str, storage: str | None = None) -> Path:
         raise ReportError(f"{direct}: not an experiment folder (no {SPACE_FILE}); a sweep writes one at its start")
     where = experiment_dir(name, storage)
     if is_uri(where):
-        raise ReportError(f"{where}: reports read a local folder; copy the experiment here first")
+        return fetch_stored_experiment(where)
     path = Path(where)
     if not (path / SPACE_FILE).exists():
         raise ReportError(f"no sweep named '{name}' in {path.parent} (is --storage right?)")
     return path
 
 
+def fetch_stored_experiment(uri: str) -> Path:
+    """A sweep on object storage, copied into the local cache folder that the reports read."""
+    stores.check_storage(uri)
+    if read_json(stores.join(uri, SWEEP_FILE)) is None:
+        parent, _, name = stores.split_query(stores.shown(uri))[0].rpartition("/")
+        raise ReportError(f"no sweep named '{name}' in {parent} (is --storage right?)")
+    return stores.fetch(uri)
+
+
+def cached_from(path: Path) -> bool:
+    """Whether an experiment folder is the local copy of a stored one (``fetch_stored_experiment``)."""
+    return stores.cache_folder_root() in path.parents
+
+
 # --- files, local or remote -------------------------------------------------------------------
+
+
+def file_in(exp_dir: str | Path, name: str) -> str:
+    """A file of the experiment folder: a local path, or a URI with its endpoint query kept last."""
+    return stores.join(str(exp_dir), name) if is_uri(exp_dir) else f"{exp_dir}/{name}"
+
+
+@contextmanager
+def local_folder(folder: str | Path) -> Iterator[Path]:
+    """A local folder to write into: ``folder`` itself, or for a URI a temporary one whose files
+    are uploaded there at the end (figures are drawn by libraries that write local files)."""
+    if not is_uri(folder):
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+        stores.upload(Path(tmp), str(folder))
 
 
 def _filesystem(path: str | Path):
@@ -94,7 +131,7 @@ def _filesystem(path: str | Path):
     import pyarrow.fs
 
     if is_uri(path):
-        return pyarrow.fs.FileSystem.from_uri(str(path))
+        return stores.filesystem(str(path))
     return pyarrow.fs.LocalFileSystem(), str(Path(path).expanduser().absolute())
 
 
@@ -145,14 +182,14 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_space(exp_dir: str, spec: SweepSpec) -> None:
-    write_text(f"{exp_dir}/{SPACE_FILE}", spec.to_yaml())
+    write_text(file_in(exp_dir, SPACE_FILE), spec.to_yaml())
 
 
 def read_space(exp_dir: str | Path) -> SweepSpec:
     import yaml
 
     load_recorded_task_module(exp_dir)
-    source = f"{exp_dir}/{SPACE_FILE}"
+    source = file_in(exp_dir, SPACE_FILE)
     return parse_space(yaml.safe_load(read_text(source)), source=source)
 
 
@@ -169,46 +206,46 @@ def load_recorded_task_module(exp_dir: str | Path) -> None:
 
 def write_sweep_options(exp_dir: str, options: Any) -> None:
     """``sweep.json``: the run-level options (a ``SweepOptions``), what ``resume`` starts from."""
-    write_json(f"{exp_dir}/{SWEEP_FILE}", options)
+    write_json(file_in(exp_dir, SWEEP_FILE), options)
 
 
 def read_sweep_options(exp_dir: str | Path) -> dict[str, Any]:
     """``sweep.json`` as a dict; FileNotFoundError when there is no sweep here."""
-    return json.loads(read_text(f"{exp_dir}/{SWEEP_FILE}"))
+    return json.loads(read_text(file_in(exp_dir, SWEEP_FILE)))
 
 
 def write_results(exp_dir: str, df: pd.DataFrame) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, p = _filesystem(f"{exp_dir}/{RESULTS_FILE}")
+    fs, p = _filesystem(file_in(exp_dir, RESULTS_FILE))
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p, filesystem=fs)
 
 
 def read_trials(exp_dir: str | Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    fs, p = _filesystem(f"{exp_dir}/{RESULTS_FILE}")
+    fs, p = _filesystem(file_in(exp_dir, RESULTS_FILE))
     return pq.read_table(p, filesystem=fs).to_pandas()
 
 
 def write_final(exp_dir: str, final: dict[str, Any]) -> None:
-    write_json(f"{exp_dir}/{FINAL_FILE}", final)
+    write_json(file_in(exp_dir, FINAL_FILE), final)
 
 
 def read_results(exp_dir: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
     """``results.parquet`` and ``final.json`` (None until the sweep has finished)."""
-    return read_trials(exp_dir), read_json(f"{exp_dir}/{FINAL_FILE}")
+    return read_trials(exp_dir), read_json(file_in(exp_dir, FINAL_FILE))
 
 
 def write_plan(exp_dir: str, plan: dict[str, Any]) -> str:
-    path = f"{exp_dir}/{PLAN_FILE}"
+    path = file_in(exp_dir, PLAN_FILE)
     write_json(path, plan)
     return path
 
 
 def write_seeds(exp_dir: str | Path, ranking: dict[str, Any]) -> None:
-    write_json(f"{exp_dir}/{SEEDS_FILE}", ranking)
+    write_json(file_in(exp_dir, SEEDS_FILE), ranking)
 
 
 # --- a sweep read back ------------------------------------------------------------------------

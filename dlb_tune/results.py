@@ -10,7 +10,8 @@ import pandas as pd
 
 from dlb_tune.board import after_sweep
 from dlb_tune.distributed import best_train_checkpoint
-from dlb_tune.experiment import TEST_REPORT_DIR, write_final, write_results
+from dlb_tune.experiment import TEST_REPORT_DIR, file_in, is_uri, local_folder, write_final, write_results
+from dlb_tune.storage import located
 from dlb_tune.tasks import Trials
 from dlb_tune.trainable import evaluate_checkpoint
 
@@ -134,19 +135,20 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
     result = next(r for r in grid if (r.metrics or {}).get("trial_id") == best_row["trial_id"])
     checkpoint = result.get_best_checkpoint(spec.metric, spec.mode) if result.best_checkpoints else None
     ckpt_path = checkpoint.path if checkpoint else best_train_checkpoint(result.metrics_dataframe, spec.metric, spec.mode)
+    if checkpoint and is_uri(exp_dir):  # Ray gives the path inside the bucket
+        ckpt_path = located(exp_dir, ckpt_path)
     out = {"best": {"trial_id": best_row["trial_id"], "config": dict(result.config),
                     spec.metric: float(best_row[f"best_{spec.metric}"]),
                     "epoch": _maybe_int(best_row.get("best_epoch")), "checkpoint": ckpt_path}}
     if ckpt_path is None:
         out["test_error"] = "the best trial left no checkpoint"
         return out
-    if checkpoint is not None:
-        with checkpoint.as_directory() as ckpt_dir:
-            test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir,
-                                       Path(exp_dir) / TEST_REPORT_DIR, spec.max_epochs)
-    else:  # a data-parallel trial: Ray Train's checkpoint, a folder in the trial's storage
-        test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_path,
-                                   Path(exp_dir) / TEST_REPORT_DIR, spec.max_epochs)
+    with local_folder(file_in(exp_dir, TEST_REPORT_DIR)) as out_dir:
+        if checkpoint is not None:
+            with checkpoint.as_directory() as ckpt_dir:
+                test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir, out_dir, spec.max_epochs)
+        else:  # a data-parallel trial: Ray Train's checkpoint, a folder in the trial's storage
+            test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_path, out_dir, spec.max_epochs)
     out["test"] = test
     test_metric = "test_" + spec.metric.removeprefix("val_")
     if spec.target is not None and test_metric in test:

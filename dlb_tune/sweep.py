@@ -26,6 +26,7 @@ from dlb_tune.experiment import (experiment_dir, experiment_log, read_space, rea
 from dlb_tune.logs import library_logs
 from dlb_tune.results import finish, first_line
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
+from dlb_tune.storage import check_storage, ray_storage
 from dlb_tune.tasks import get_task, load_task_module, portable_name
 from dlb_tune.trainable import default_threads, tune_trial
 
@@ -33,6 +34,7 @@ from dlb_tune.trainable import default_threads, tune_trial
 # importing Ray takes seconds, and every mistake in the input is reported before it.
 
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
+LOOPBACK = "127.0.0.1"  # where a local sweep's dashboard listens (Ray binds the rest to all interfaces)
 
 
 class ResourceError(RuntimeError):
@@ -138,7 +140,9 @@ def start_ray(opts: SweepOptions) -> bool:
     check_local_request(opts)
     gpus = torch.cuda.device_count() if opts.gpus is None else opts.gpus
     cpus = opts.cpus if opts.cpus is not None else os.cpu_count()
-    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host="127.0.0.1", **common)
+    # Only the dashboard can be put on loopback: Ray 2.60 binds its other services to all
+    # interfaces whatever the node IP (README, "What listens"); the token guards them.
+    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host=LOOPBACK, **common)
     return True
 
 
@@ -370,6 +374,7 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
     spec = prepare_spec(opts)
     opts.name = opts.name or f"{spec.task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     check_local_request(opts)
+    check_storage(opts.resolved_storage())
     t_load = time.time()
     data = load_data(spec, opts)
     echo(f"{spec.task}: data loaded in {time.time() - t_load:.1f}s; "
@@ -395,8 +400,10 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
 
     trainable = make_trainable(spec, opts, data, per_trial)
     if restore_path is not None:
-        return tune.Tuner.restore(restore_path, trainable=trainable, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False)
+        path, fs = ray_storage(restore_path)
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=False, storage_filesystem=fs)
+    storage_path, storage_fs = ray_storage(opts.resolved_storage())
     return tune.Tuner(
         trainable,
         param_space=spec.param_space(),
@@ -413,7 +420,8 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
         ),
         run_config=tune.RunConfig(
             name=opts.name,
-            storage_path=opts.resolved_storage(),
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1,  # Ray also keeps the latest, so resume and "best" both work
                 checkpoint_score_attribute=spec.metric,
@@ -507,6 +515,7 @@ def _asha_stopped(tuner) -> set[str]:
 
 def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=print) -> dict[str, Any]:
     """Continue an interrupted sweep: unfinished trials resume from their last checkpoint."""
+    check_storage(resolve_storage(storage))
     from ray import tune
 
     exp_dir = experiment_dir(name, storage)
@@ -521,7 +530,7 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
     data = load_data(spec, opts)
     with ray_session(opts):
         concurrency, per_trial = check_resources(opts)
-        if not tune.Tuner.can_restore(exp_dir):
+        if not tune.Tuner.can_restore(*ray_storage(exp_dir)):
             raise SpaceError(f"{exp_dir} holds no Tune experiment state to resume")
         echo(f"resuming {exp_dir}")
         with library_logs(experiment_log(exp_dir)):

@@ -73,7 +73,15 @@ def save_state(path: Path, task, epoch: int, best: float | None, generator: torc
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A saved ``state.pt``, read as tensors and plain values only: a checkpoint in shared storage
+    is written by whoever can write there, and unpickling anything else could run their code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's message is a page; the line naming the culprit is enough
+        culprit = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "not a weights-only file")
+        raise TrialError(f"{path}: refused, it holds more than tensors and plain values ({culprit})") from None
 
 
 def epoch_loop(

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 
 import pandas as pd
 import pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from ray.train import Checkpoint
 from dlb_tune.plan import CalibrationContext
 from dlb_tune.tasks import TrialContext, TrialError
 from dlb_tune.tasks.fcn import FCN, FCNConfig
-from dlb_tune.trainable import STATE_FILE, epoch_loop, load_state, save_state, start_trial
+from dlb_tune.trainable import STATE_FILE, epoch_loop, load_state, restored_state, save_state, start_trial
 
 CONFIG = {"hidden_size": 16, "batch_size": 50}
 
@@ -120,3 +121,28 @@ def test_epoch_loop_on_a_worker_that_does_not_report_checkpoints_nothing():
 def test_epoch_loop_ends_a_trial_that_diverges_or_misses_its_metric(task, message):
     with pytest.raises(TrialError, match=message):
         run_loop(task, epochs=2)
+
+
+# --- a checkpoint from shared storage never runs code ----------------------------------------------
+
+class Payload:
+    """What a hostile ``state.pt`` holds: unpickling it calls ``open(marker, "w")``, creating the file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_whose_unpickling_runs_code_is_refused_in_one_line(tmp_path):
+    marker, ckpt = tmp_path / "code-ran", tmp_path / "checkpoint"
+    ckpt.mkdir()
+    torch.save({"task": Payload(marker), "epoch": 0, "best": 0.5}, ckpt / STATE_FILE)
+    with pytest.raises(TrialError) as refused:
+        restored_state(Checkpoint.from_directory(str(ckpt)))  # what start_trial resumes from
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"{ckpt / STATE_FILE}: refused") and "GLOBAL" in message, message
+    assert not marker.exists()
+    torch.load(ckpt / STATE_FILE, weights_only=False)  # the payload is live: a full unpickle runs it
+    assert marker.exists()

@@ -1,0 +1,182 @@
+"""Object storage: ``--storage`` URIs, their pyarrow filesystem, checking them, and a local copy.
+
+A URI is ``s3://BUCKET/PREFIX`` (or any scheme pyarrow opens, such as ``gs://``). An
+S3-compatible store other than AWS (MinIO, Ceph, a local test server) is named in the query,
+the way pyarrow spells it::
+
+    s3://bucket/prefix?endpoint_override=http://127.0.0.1:9000&scheme=http
+
+The query belongs to the storage, not to a path inside it: ``join`` keeps it at the end when
+adding the experiment's name, and Ray gets the filesystem itself (``ray_storage``) with the
+plain path, so every Ray worker reaches the same endpoint. Credentials come from the
+environment (``AWS_ACCESS_KEY_ID``...), as the AWS SDK reads them; they are never written out.
+
+The S3 filesystem has short timeouts and few retries, so that a wrong endpoint fails in
+seconds (``check_storage``, before Ray starts) rather than after minutes of retries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qsl, urlsplit
+
+S3_OPTIONS = ("endpoint_override", "scheme", "region")  # the query keys an s3:// URI may carry
+CONNECT_TIMEOUT_S = 5.0  # a reachable endpoint answers a TCP connect well within this
+REQUEST_TIMEOUT_S = 30.0  # a checkpoint upload is one request; this bounds a stalled one
+S3_ATTEMPTS = 3  # the AWS SDK's default is 10 with back-off: minutes against a dead endpoint
+CHECK_ATTEMPTS = 1  # the check before a sweep: a refused or timed-out connection is the answer
+NOT_CACHED = ("checkpoint_",)  # folders the reading commands never open: they stay in the store
+
+
+class StorageError(RuntimeError):
+    """A storage URI that is malformed, unreachable or names no bucket. One line, for the user."""
+
+
+def is_uri(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def split_query(uri: str) -> tuple[str, str]:
+    """``s3://b/p?x=1`` -> ``("s3://b/p", "x=1")``."""
+    base, _, query = uri.partition("?")
+    return base, query
+
+
+def join(uri: str, *parts: str) -> str:
+    """``parts`` appended to the URI's path, its query (the endpoint) kept at the end."""
+    base, query = split_query(uri)
+    path = "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return f"{path}?{query}" if query else path
+
+
+def shown(uri: str) -> str:
+    """The URI for messages: without any user:secret@ part."""
+    scheme, netloc, path, query, _ = urlsplit(uri)
+    host = netloc.rpartition("@")[2]
+    return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+
+
+def filesystem(uri: str, attempts: int = S3_ATTEMPTS):
+    """pyarrow's filesystem for a storage URI, and the path inside it (``bucket/prefix/...``)."""
+    import pyarrow.fs
+
+    scheme, netloc, path, query, _ = urlsplit(uri)
+    if scheme != "s3":
+        try:
+            return pyarrow.fs.FileSystem.from_uri(uri)
+        except (OSError, ValueError) as e:
+            raise StorageError(f"{shown(uri)}: {_first_line(e)}") from None
+    options = dict(parse_qsl(query))
+    unknown = sorted(set(options) - set(S3_OPTIONS))
+    if unknown:
+        raise StorageError(f"{shown(uri)}: unknown option(s) {', '.join(unknown)} (known: {', '.join(S3_OPTIONS)})")
+    endpoint = options.get("endpoint_override")
+    if endpoint and "://" in endpoint:  # pyarrow takes host:port plus a scheme; users paste a URL
+        options["scheme"], options["endpoint_override"] = endpoint.split("://", 1)
+    fs = pyarrow.fs.S3FileSystem(
+        **options, connect_timeout=CONNECT_TIMEOUT_S, request_timeout=REQUEST_TIMEOUT_S,
+        retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=attempts),
+    )
+    return fs, f"{netloc.rpartition('@')[2]}{path}".rstrip("/")
+
+
+def located(uri: str, fs_path: str) -> str:
+    """A path inside the filesystem of ``uri`` (as Ray reports it) as a URI of the same store."""
+    query = split_query(uri)[1]
+    return f"{urlsplit(uri).scheme}://{fs_path}" + (f"?{query}" if query else "")
+
+
+def ray_storage(storage: str) -> tuple[str, object | None]:
+    """``RunConfig``'s storage_path and storage_filesystem: a local folder as it is, a URI as its
+    filesystem (with the endpoint and timeouts above) plus the path inside it."""
+    if not is_uri(storage):
+        return storage, None
+    fs, path = filesystem(storage)
+    return path, fs
+
+
+def check_storage(storage: str) -> None:
+    """Fail now, in one line, when a storage URI's bucket is missing or its endpoint unreachable."""
+    if not is_uri(storage):
+        return
+    import pyarrow.fs
+
+    fs, path = filesystem(storage, attempts=CHECK_ATTEMPTS)
+    bucket = path.split("/", 1)[0]
+    try:
+        info = fs.get_file_info(bucket)
+    except OSError as e:
+        raise StorageError(f"storage {shown(storage)} is unreachable: {_first_line(e)}") from None
+    if info.type == pyarrow.fs.FileType.NotFound:
+        raise StorageError(f"storage {shown(storage)}: bucket '{bucket}' does not exist "
+                           f"(or these credentials cannot see it)")
+
+
+def cache_folder_root() -> Path:
+    """Where the reading commands keep local copies of stored folders, beside the data caches."""
+    from dlb_tune.tasks._common import cache_dir  # imports torch: only when a copy is read
+
+    return cache_dir() / "storage"
+
+
+def cache_folder(uri: str) -> Path:
+    """The local copy of one stored folder: its scheme, bucket and path under the cache root."""
+    _, path = filesystem(uri)
+    return cache_folder_root() / urlsplit(uri).scheme / path
+
+
+def fetch(uri: str, echo: Callable[[str], None] | None = None) -> Path:
+    """Copy a stored folder into ``cache_folder`` (checkpoints left out), and return it.
+
+    A file already there, of the same size and newer than the stored one, is not fetched again,
+    so a second ``report`` on a finished sweep costs one listing.
+    """
+    import pyarrow.fs
+
+    check_storage(uri)
+    fs, root = filesystem(uri)
+    local = cache_folder(uri)
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+    except OSError as e:
+        raise StorageError(f"{shown(uri)}: cannot list: {_first_line(e)}") from None
+    copied = 0
+    for info in infos:
+        rel = info.path[len(root):].lstrip("/")
+        if info.type != pyarrow.fs.FileType.File or any(part.startswith(NOT_CACHED) for part in rel.split("/")):
+            continue
+        target = local / rel
+        if _is_current(target, info):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(info.path) as src:
+            target.write_bytes(src.read())
+        copied += 1
+    if echo is not None:
+        echo(f"{shown(uri)}: {copied} file(s) fetched into {local} (checkpoints stay in the store)")
+    return local
+
+
+def _is_current(target: Path, info) -> bool:
+    if not target.is_file():
+        return False
+    stat = target.stat()
+    return stat.st_size == info.size and (info.mtime is None or stat.st_mtime >= info.mtime.timestamp())
+
+
+def upload(local: Path, uri: str) -> int:
+    """Every file under ``local`` written to the same relative path under ``uri``; their count."""
+    fs, root = filesystem(uri)
+    files = [p for p in sorted(local.rglob("*")) if p.is_file()]
+    for p in files:
+        dest = f"{root}/{p.relative_to(local).as_posix()}"
+        fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(dest) as out:
+            out.write(p.read_bytes())
+    return len(files)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
