@@ -40,8 +40,10 @@ def status_lines(exp: Experiment, now: float | None = None) -> list[str]:
 def _state(exp: Experiment, live: dict, now: float) -> str:
     if not exp.in_progress:
         final = exp.final or {}
-        wall = final.get("command_s", final.get("wall_s"))
-        return "finished" + (f" in {clock(wall)}" if wall is not None else "")
+        wall = clock(final.get("command_s", final.get("wall_s", 0.0)))
+        if final.get("interrupted"):
+            return f"interrupted after {wall} (`dlb-tune resume` continues it)"
+        return f"finished in {wall}"
     line = exp.progress_line()
     if live.get("dashboard") and sweep_alive(live) is not False:
         line += f"; Ray dashboard http://{live['dashboard'].removeprefix('http://')}"
