@@ -10,10 +10,10 @@ is a state the test waits for, not a moment it hopes to catch.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,12 +24,12 @@ import pytest
 from typer.testing import CliRunner
 
 from browser import DevTools, rendered_text
-from counting_task import NAME
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE
 from dlb_tune.progress import WIDTH, fit, short_config, summary_line
 from dlb_tune.space import load_space
-from test_interrupts import CEILING_S, ROOT, Driver
+from test_interrupts import CEILING_S, CLI, ROOT, Driver
+from tests.counting_task import NAME, ensure_registered
 
 runner = CliRunner()
 TRIALS, EPOCHS = 3, 3
@@ -71,8 +71,9 @@ def journal_trials(exp: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 
 def start_tensorboard(storage: Path, name: str) -> tuple[subprocess.Popen, str, list[str]]:
     """`dlb-tune tensorboard` in its own process; its URL and the lines it printed before it."""
-    proc = subprocess.Popen([sys.executable, "-m", "dlb_tune.cli", "tensorboard", name, "--storage", str(storage),
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([*CLI, "tensorboard", name, "--storage", str(storage), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
     seen, deadline = [], time.monotonic() + CEILING_S
@@ -91,6 +92,7 @@ def start_tensorboard(storage: Path, name: str) -> tuple[subprocess.Popen, str, 
 def live(tmp_path_factory, data_dir, chromium):
     """The sweep, read while its first trial is held at epoch 1; then TensorBoard, a second trial,
     Ctrl-C, and `dlb-tune resume`. What each step saw, for the tests below."""
+    ensure_registered()  # `status` and `report` below run in this process
     root = tmp_path_factory.mktemp("watch")
     gate, record = root / "gate", root / "calls.jsonl"
     gate.write_text("0")
