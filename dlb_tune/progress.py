@@ -1,6 +1,6 @@
 """What a person watching a sweep reads: one line per trial event and a summary every minute.
 
-Each line starts with the time since the trials began and ``k/N``, trials finished of the
+Each line starts with the time since the tuner was set up and ``k/N``, trials finished of the
 sweep's ``num_samples``, and fits a 100-column terminal: a trial's config is shown by its searched
 parameters only (the space's constants are the same for every trial), cut to fit. The untruncated
 lines, each trial's full config among them, go to ``sweep.log`` in the experiment folder. Lines
