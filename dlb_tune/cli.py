@@ -363,6 +363,8 @@ def tensorboard(
         port = 0
     proc, url = _guard_reading(board.start_tensorboard, exp.path, port or None, host)
     images = sum(len(v) for v in written["images"].values())
+    if exp.in_progress:  # trials that start later show up too: TensorBoard rescans the folder
+        typer.echo(exp.progress_line())
     typer.echo(f"TensorBoard on {url}  ({len(exp.trials)} trials; HParams: {len(written['hparams'])} "
                f"parameters, {len(written['metrics'])} metrics; {images} image(s))  Ctrl-C stops it")
     import signal
@@ -388,6 +390,24 @@ def _port_free(host: str, port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+@app.command()
+def status(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the sweep ends.")] = False,
+    every: Annotated[float, typer.Option(min=1.0, help="Seconds between refreshes with --watch.")] = 10.0,
+) -> None:
+    """Where a sweep stands, running or finished: trials by state, best so far, time left."""
+    import sys
+
+    from dlb_tune.status import watch as watch_sweep
+
+    try:
+        _guard_reading(watch_sweep, name, storage, every if watch else None, typer.echo, tty=sys.stdout.isatty())
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
 
 
 @app.command()

@@ -3,8 +3,15 @@
 ``<storage>/<name>/`` holds Ray's trial folders (``trial_<id>/``: ``progress.csv``, TensorBoard
 events, checkpoints) and ours: ``space.yaml`` and ``sweep.json`` (what ran, for ``resume``),
 ``results.parquet`` (one row per trial), ``final.json`` (the winner and its one test-split
-evaluation), ``dlb-tune.log`` (Ray's own log lines), and, when asked for, ``plan.json``,
-``seeds.json`` and ``report.md``.
+evaluation), ``dlb-tune.log`` (Ray's own log lines), ``live.json`` (the sweep's process, start
+and concurrency, for ``status``), ``optuna.journal`` (Optuna's study), and, when asked for,
+``plan.json``, ``seeds.json`` and ``report.md``.
+
+While a sweep runs there is no ``results.parquet`` yet: ``load_experiment`` then builds the
+trial table from what Ray has written so far (``read_live_trials``: the newest
+``experiment_state-*.json`` for each trial's state, each trial's ``params.json`` and
+``progress.csv`` for its config and epochs), so ``status``, ``report`` and ``tensorboard`` work on
+a running sweep.
 
 Storage is a local folder or a URI (s3://, gs://, ``dlb_tune.storage``); every file goes through
 pyarrow's filesystems, which open both. Reading a finished sweep back (``Experiment``) needs a
@@ -18,6 +25,7 @@ import dataclasses
 import json
 import math
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +48,8 @@ PLAN_FILE = "plan.json"
 SEEDS_FILE = "seeds.json"
 REPORT_FILE = "report.md"
 LOG_FILE = "dlb-tune.log"  # Ray's own log lines and unexpected tracebacks (dlb_tune.logs)
+LIVE_FILE = "live.json"
+JOURNAL_FILE = "optuna.journal"  # Optuna's JournalStorage: `optuna-dashboard <exp>/optuna.journal`
 REPORT_DIR = "report"  # the report's figures
 TEST_REPORT_DIR = "test_report"  # the task's figures from the one test-split evaluation
 
@@ -248,6 +258,90 @@ def write_seeds(exp_dir: str | Path, ranking: dict[str, Any]) -> None:
     write_json(file_in(exp_dir, SEEDS_FILE), ranking)
 
 
+def write_live(exp_dir: str, info: dict[str, Any]) -> None:
+    """``live.json``: which process runs the sweep, since when, how many trials at a time."""
+    write_json(file_in(exp_dir, LIVE_FILE), {"pid": os.getpid(), "host": socket.gethostname(), **info})
+
+
+def read_live(exp_dir: str | Path) -> dict[str, Any]:
+    return read_json(file_in(exp_dir, LIVE_FILE)) or {}
+
+
+def sweep_alive(live: dict[str, Any]) -> bool | None:
+    """Whether the sweep's process still runs: None when it runs on another host (cannot tell)."""
+    if not live or live.get("ended"):
+        return False
+    if live.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(live["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return False
+    return True
+
+
+# --- a running sweep, from what Ray has written so far ----------------------------------------
+
+FINISHED_STATES = ("completed", "stopped_early", "errored")
+
+
+def read_tune_states(path: Path) -> dict[str, dict[str, Any]]:
+    """Per trial id, from Ray's newest ``experiment_state-*.json``: its status and config."""
+    files = sorted(path.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
+    try:
+        trial_data = json.loads(files[-1].read_text())["trial_data"] if files else []
+    except (OSError, ValueError, KeyError):  # rewritten under us: the trial folders still tell
+        return {}
+    states = {}
+    for trial_json, _runtime in trial_data:
+        t = json.loads(trial_json)
+        states[t["trial_id"]] = {"status": t.get("status"), "config": t.get("config") or {}}
+    return states
+
+
+def read_live_trials(path: Path, spec: SweepSpec) -> pd.DataFrame:
+    """One row per trial started so far, with results.parquet's columns (status, epochs,
+    config/<key>, last metrics, best_<metric>, best_epoch, path)."""
+    states = read_tune_states(path)
+    ids = set(states) | {d.name.removeprefix("trial_") for d in path.glob("trial_*") if d.is_dir()}
+    rows = [_live_row(path / f"trial_{tid}", tid, states.get(tid, {}), spec) for tid in sorted(ids)]
+    return pd.DataFrame(rows, columns=None if rows else ["trial_id", "status", "epochs"])
+
+
+def _live_row(folder: Path, trial_id: str, state: dict[str, Any], spec: SweepSpec) -> dict[str, Any]:
+    config = read_json(folder / "params.json") or state.get("config", {})
+    row: dict[str, Any] = {"trial_id": trial_id, **{f"config/{k}": v for k, v in config.items()}}
+    hist = _progress(folder / "progress.csv")
+    epochs = int(hist["epoch"].max()) if "epoch" in hist and len(hist) else 0
+    row.update(status=_live_status(state.get("status"), epochs, spec.max_epochs), epochs=epochs, path=str(folder))
+    if len(hist):
+        row.update({k: v for k, v in hist.iloc[-1].items() if isinstance(v, (int, float)) and k not in row})
+    if spec.metric in hist and hist[spec.metric].notna().any():
+        series = hist[spec.metric]
+        best = series.idxmax() if spec.mode == "max" else series.idxmin()
+        row[f"best_{spec.metric}"], row["best_epoch"] = float(series[best]), int(hist.loc[best, "epoch"])
+    return row
+
+
+def _progress(csv: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(csv)
+    except (OSError, ValueError):  # not written yet, or empty
+        return pd.DataFrame()
+
+
+def _live_status(ray_status: str | None, epochs: int, max_epochs: int) -> str:
+    """Ray's trial status in the words of results.parquet; a folder Ray's state does not list
+    yet belongs to a trial that has just started."""
+    if ray_status == "ERROR":
+        return "errored"
+    if ray_status == "TERMINATED":
+        return "completed" if epochs >= max_epochs else "stopped_early"
+    if ray_status in ("PENDING", "PAUSED"):
+        return "pending"
+    return "running"
+
+
 # --- a sweep read back ------------------------------------------------------------------------
 
 
@@ -260,6 +354,7 @@ class Experiment:
     trials: pd.DataFrame  # results.parquet: one row per trial
     final: dict[str, Any] | None  # final.json (None while a sweep has not finished)
     sweep: dict[str, Any]  # sweep.json: the run-level options
+    in_progress: bool = False  # no results.parquet yet: ``trials`` is what Ray has written so far
     _history: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -297,6 +392,17 @@ class Experiment:
                 return str(path)
         return None
 
+    def finished_trials(self) -> int:
+        return int(self.trials["status"].isin(FINISHED_STATES).sum()) if len(self.trials) else 0
+
+    def progress_line(self) -> str | None:
+        """"running: N of M trials finished" for a sweep still under way (None once it has ended)."""
+        if not self.in_progress:
+            return None
+        alive = sweep_alive(read_live(self.path))
+        state = "running" if alive is not False else "stopped before its end (`dlb-tune resume` continues it)"
+        return f"{state}: {self.finished_trials()} of {self.spec.num_samples} trials finished"
+
     def plan(self) -> dict[str, Any] | None:
         return read_json(self.path / PLAN_FILE)
 
@@ -312,11 +418,15 @@ def load_experiment(exp: Path | str, storage: str | None = None) -> Experiment:
     """A sweep by name under ``storage``, or by its folder."""
     path = find_experiment(str(exp), storage)
     spec = read_space(path)
-    if not (path / RESULTS_FILE).exists():
-        raise ReportError(f"{path} has no results.parquet yet: the sweep has not finished "
-                          f"(resume it with `dlb-tune resume {path.name}`)")
-    return Experiment(path=path, spec=spec, trials=read_trials(path), final=read_json(path / FINAL_FILE),
-                      sweep=read_json(path / SWEEP_FILE) or {})
+    sweep = read_json(path / SWEEP_FILE) or {}
+    if (path / RESULTS_FILE).exists():
+        return Experiment(path=path, spec=spec, trials=read_trials(path), final=read_json(path / FINAL_FILE),
+                          sweep=sweep)
+    trials = read_live_trials(path, spec)  # a running sweep: what its trials wrote so far
+    if trials.empty:
+        raise ReportError(f"{path}: no trial has started yet" if sweep_alive(read_live(path)) is not False else
+                          f"{path}: the sweep stopped before any trial started")
+    return Experiment(path=path, spec=spec, trials=trials, final=None, sweep=sweep, in_progress=True)
 
 
 def _read_history(exp: Experiment) -> pd.DataFrame:

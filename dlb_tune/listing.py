@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, _filesystem, read_json, read_space, read_trials,
-                                 resolve_storage)
+from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, _filesystem, experiment_dir, file_in, read_json, read_space,
+                                 read_trials, resolve_storage)
 
 COLUMNS = ["name", "task", "state", "trials", "best", "test", "date"]  # best: on validation, by the task's metric
 
@@ -32,7 +32,7 @@ def list_experiments(storage: str | None) -> list[dict[str, Any]]:
             continue
         space = fs.get_file_info(f"{entry.path}/{SPACE_FILE}")
         if space.type == pyarrow.fs.FileType.File:
-            rows.append(_row(f"{root.rstrip('/')}/{entry.base_name}", entry.base_name, space.mtime))
+            rows.append(_row(experiment_dir(entry.base_name, root), entry.base_name, space.mtime))
     return sorted(rows, key=lambda r: (r["date"], r["name"]), reverse=True)
 
 
@@ -44,7 +44,7 @@ def _row(exp_dir: str, name: str, started: datetime | None) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - one broken folder must not hide the others
         return {**row, "state": f"unreadable {SPACE_FILE} ({type(e).__name__})"}
     row["task"] = spec.task
-    final = read_json(f"{exp_dir}/{FINAL_FILE}")
+    final = read_json(file_in(exp_dir, FINAL_FILE))
     try:
         trials = read_trials(exp_dir)
     except OSError:  # no results.parquet: the sweep is running, or stopped before its end

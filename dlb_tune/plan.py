@@ -22,7 +22,6 @@ more of its trials pass the rungs than simulated. Saved as ``plan.json`` in the 
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import itertools
 import math
 import random
@@ -36,6 +35,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from dlb_tune.asha import estimate, rungs
 from dlb_tune.experiment import experiment_dir, write_plan
 from dlb_tune.space import SpaceError, SweepSpec
 from dlb_tune.sweep import ResourceError, load_data, prepare_spec
@@ -45,7 +45,6 @@ from dlb_tune.trainable import default_threads, pick_device, save_state, start_t
 # Parameter names that usually set how much compute an epoch takes (model size, batch size,
 # architecture). ``--vary`` replaces this guess.
 SIZE_LIKE = re.compile(r"size|dim|layer|width|channel|unit|hidden|block|depth|filter|head|embed|batch|cell|arch|len|conv")
-SIMULATIONS = 400  # Monte Carlo repeats of the ASHA simulation
 
 
 # --- corners ------------------------------------------------------------------------------------
@@ -152,74 +151,6 @@ def _timed_epoch(spec: SweepSpec, config: dict[str, Any], data: Any, *, max_epoc
         ckpt_s = time.perf_counter() - t0
     return {"config": config, "build_s": build_s, "train_s": train_s, "val_s": val_s, "checkpoint_s": ckpt_s,
             "epoch_s": train_s + val_s + ckpt_s}
-
-
-# --- the ASHA simulation ------------------------------------------------------------------------
-
-
-def rungs(max_epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """Ray's ASHA milestones: grace_period * rf**k, k < int(log(max/grace) / log(rf) + 1)."""
-    n = int(np.log(max_epochs / grace_period) / np.log(reduction_factor) + 1)  # np.log as Ray, to the last bit
-    return [grace_period * reduction_factor**k for k in range(n)]
-
-
-def simulate(quality: list[float], epoch_s: list[float], *, max_epochs: int, concurrency: int,
-             milestones: list[int] | None, reduction_factor: float, start_s: float = 0.0,
-             budget_s: float | None = None) -> tuple[int, float, list[int]]:
-    """One sweep: trials in order, ``concurrency`` at a time; returns (trial-epochs, seconds, epochs run).
-
-    ``milestones=None`` is FIFO (every trial runs ``max_epochs``). ASHA decisions follow Ray's
-    ``_Bracket.on_result``: at a milestone, stop if below the quantile of those recorded there.
-    """
-    recorded: dict[int, list[float]] = {m: [] for m in milestones or []}
-    events: list[tuple[float, int, int]] = []  # (time the epoch ends, trial, epoch)
-    epochs = [0] * len(quality)
-    waiting = iter(range(len(quality)))
-    clock = 0.0
-
-    def launch(t: float) -> None:
-        i = next(waiting, None)
-        if i is not None:
-            heapq.heappush(events, (t + start_s + epoch_s[i], i, 1))
-
-    for _ in range(concurrency):
-        launch(0.0)
-    while events:
-        t, i, epoch = heapq.heappop(events)
-        if budget_s is not None and t > budget_s:
-            clock = budget_s
-            break
-        clock, epochs[i] = t, epoch
-        stop = epoch >= max_epochs
-        if not stop and epoch in recorded:
-            seen = recorded[epoch]
-            stop = bool(seen) and quality[i] < np.percentile(seen, (1 - 1 / reduction_factor) * 100)
-            seen.append(quality[i])
-        if stop:
-            launch(t)
-        else:
-            heapq.heappush(events, (t + epoch_s[i], i, epoch + 1))
-    return sum(epochs), clock, epochs
-
-
-def estimate(epoch_times: list[float], *, num_samples: int, max_epochs: int, concurrency: int,
-             scheduler: str, grace_period: int, reduction_factor: int, start_s: float,
-             budget_s: float | None, seed: int = 0) -> dict[str, float]:
-    """Monte Carlo over trial qualities, arrival order and which corner each trial resembles."""
-    rng = np.random.default_rng(seed)
-    milestones = rungs(max_epochs, grace_period, reduction_factor) if scheduler == "asha" else None
-    runs = []
-    for _ in range(SIMULATIONS):
-        quality = rng.random(num_samples).tolist()
-        speed = [epoch_times[j] for j in rng.integers(len(epoch_times), size=num_samples)]
-        total, wall, _ = simulate(quality, speed, max_epochs=max_epochs, concurrency=concurrency,
-                                  milestones=milestones, reduction_factor=reduction_factor,
-                                  start_s=start_s, budget_s=budget_s)
-        runs.append((total, wall))
-    te, wall = np.array(runs).T
-    return {"trial_epochs": float(te.mean()), "trial_epochs_p10": float(np.percentile(te, 10)),
-            "trial_epochs_p90": float(np.percentile(te, 90)), "trial_s": float(wall.mean()),
-            "trial_s_p10": float(np.percentile(wall, 10)), "trial_s_p90": float(np.percentile(wall, 90))}
 
 
 # --- the command --------------------------------------------------------------------------------

@@ -624,6 +624,8 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
 def _headline(exp: Experiment) -> list[str]:
     final = exp.final or {}
     test, metric = final.get("test") or {}, final.get("test_metric")
+    if exp.in_progress:  # "running: N of M trials finished", from what the trials wrote so far
+        return [f"**{exp.progress_line()}**; the test split is evaluated once, when the sweep ends"]
     if not test:
         reason = final.get("test_error") or "no test evaluation in final.json (interrupted sweep?)"
         return [f"**Test result: none** ({reason})"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -91,7 +92,11 @@ def pareto_front(df: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) ->
 
 
 def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
-           echo: Callable[[str], None], interrupted: bool = False) -> dict[str, Any]:
+           echo: Callable[[str], None], interrupted: bool = False,
+           timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """results.parquet, the one test evaluation, final.json and the summary. ``timings``: the
+    command's start (``command_start``), data loading and Ray start-up, so the summary's wall
+    time is the whole command's, its parts shown beside it."""
     budget_hit = bool(spec.time_budget_s and wall >= spec.time_budget_s * 0.98)
     df = trial_table(grid, spec, stopped, budget_hit, interrupted)
     write_results(exp_dir, df)
@@ -108,8 +113,10 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
         final["interrupted"] = True  # the test split waits for the resumed sweep's end
     best_col = f"best_{spec.metric}"
     candidates = df[df["status"] != "errored"].dropna(subset=[best_col]) if best_col in df else df.iloc[0:0]
+    t_test = time.time()
     if len(candidates) and not final.get("interrupted"):
         final.update(evaluate_best(grid, candidates.iloc[0], spec, data, exp_dir))
+    test_s = time.time() - t_test
     course = initial_trial(df, spec)
     if course:
         final["course"] = course
@@ -123,8 +130,15 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     extra = spec.task_cls.summarize(Trials.from_table(df, spec.metric))
     if extra:
         final["task_summary"] = extra
+    if timings:
+        final["timings"] = {"data_s": round(timings.get("data_s", 0.0), 1),
+                            "ray_start_s": round(timings.get("ray_start_s", 0.0), 1),
+                            "trials_s": round(wall, 1), "test_s": round(test_s, 1)}
     write_final(exp_dir, final)
     after_sweep(exp_dir, echo)  # TensorBoard: the HParams config and the task's test figures
+    if timings:  # the whole command, imports and the writing above included
+        final["command_s"] = round(time.time() - timings["command_start"], 1)
+        write_final(exp_dir, final)
     for line in summary_lines(final, df):
         echo(line)
     return final
@@ -191,7 +205,7 @@ def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
     t = final["trials"]
     lines = [
         "",
-        f"== {final['task']} sweep '{final['name']}' finished in {final['wall_s']:.0f}s ==",
+        f"== {final['task']} sweep '{final['name']}' finished in {_wall(final)} ==",
         f"trials: {t['total']} total, {t['completed']} completed, {t['stopped_early']} stopped early "
         f"by ASHA, {t['cut_by_budget']} cut by the time budget, {t['incomplete']} incomplete, "
         f"{t['errored']} errored",
@@ -225,6 +239,15 @@ def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
         lines.append(f"pareto front: {len(final['pareto'])} trial(s)")
     lines.append(f"results: {final['experiment_dir']}/results.parquet, final.json")
     return lines
+
+
+def _wall(final: dict[str, Any]) -> str:
+    """The command's wall time with its parts; only the trials' time for sweeps from before."""
+    t = final.get("timings")
+    if not t or "command_s" not in final:
+        return f"{final['wall_s']:.0f}s"
+    return (f"{final['command_s']:.0f}s (data {t['data_s']:.0f}s, Ray start-up {t['ray_start_s']:.0f}s, "
+            f"trials {t['trials_s']:.0f}s, test evaluation {t['test_s']:.0f}s)")
 
 
 def _fmt(v: Any) -> str:

@@ -5,15 +5,35 @@ last value, so a trial ASHA stopped after 2 epochs counts as a finished 2-epoch 
 16-epoch ones. ``TruthfulOptunaSearch`` tells such a trial PRUNED instead (Optuna then ranks it
 by its per-epoch intermediate values, as its own pruning integration would) and an errored trial
 FAIL. This module imports Ray and Optuna: import it inside the functions that use it.
+
+The study lives in a journal file in the experiment folder (``optuna.journal``, Optuna's
+``JournalStorage`` over a ``JournalFileBackend``), so ``optuna-dashboard <exp>/optuna.journal``
+and Optuna's plotting open a sweep, running or finished. Tune pickles the searcher, storage
+included, when it saves the experiment, and a resumed sweep appends to the same file. A storage
+URI (s3://) has no journal: Optuna's file backend needs a local file system, and the sweep says so.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+from dlb_tune.experiment import JOURNAL_FILE, is_uri
+
+
+def journal_storage(exp_dir: str, echo: Callable[[str], None]) -> optuna.storages.JournalStorage | None:
+    """The study's journal file in the experiment folder; None (said in one line) for a URI."""
+    if is_uri(exp_dir):
+        echo(f"no Optuna journal: {exp_dir} is not a local folder, and Optuna's journal file needs one")
+        return None
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(exp_dir).mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(Path(exp_dir) / JOURNAL_FILE)))
 
 
 def make_sampler(settings: dict[str, Any], seed: int, concurrency: int) -> optuna.samplers.TPESampler:
@@ -40,6 +60,20 @@ class TruthfulOptunaSearch(OptunaSearch):
     def __init__(self, *, max_epochs: int, **kwargs):
         super().__init__(**kwargs)
         self._max_epochs = max_epochs
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._fail_forgotten()
+
+    def _fail_forgotten(self) -> None:
+        """Trials Optuna handed out after Tune last saved this searcher are unknown to the resumed
+        sweep: told FAIL, so the journal does not show them RUNNING for ever."""
+        if self._ot_study is None:
+            return
+        known = {t.number for t in self._ot_trials.values()}
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number not in known:
+                self._ot_study.tell(t.number, state=TrialState.FAIL)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Multi-objective studies take no intermediate values (Optuna has no report for them).

@@ -21,10 +21,11 @@ from typing import Any, Callable, Iterator
 from dlb_tune.cluster import NODE_TIMEOUT_S, ClusterError, node_watch, timed_out
 from dlb_tune.datasets import resolve_data_dir
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
-from dlb_tune.experiment import (experiment_dir, experiment_log, read_space, read_sweep_options, resolve_storage,
-                                 write_final, write_space, write_sweep_options)
+from dlb_tune.experiment import (LIVE_FILE, experiment_dir, experiment_log, file_in, read_json, read_space, read_sweep_options,
+                                 resolve_storage, write_final, write_json, write_live, write_space, write_sweep_options)
 from dlb_tune.logs import library_logs
-from dlb_tune.results import finish, first_line
+from dlb_tune.progress import Progress
+from dlb_tune.results import finish
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
 from dlb_tune.storage import check_storage, ray_storage
 from dlb_tune.tasks import get_task, load_task_module, portable_name
@@ -35,6 +36,7 @@ from dlb_tune.trainable import default_threads, tune_trial
 
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
 LOOPBACK = "127.0.0.1"  # where a local sweep's dashboard listens (Ray binds the rest to all interfaces)
+_IMPORTED = time.time()
 
 
 class ResourceError(RuntimeError):
@@ -257,20 +259,22 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
     return tune.with_resources(fn, {"cpu": DRIVER_CPU})
 
 
-def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int):
+def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: Callable[[str], None] = print):
     if opts.search == "random" or not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(points_to_evaluate=spec.initial or None, random_state=opts.seed)
     import optuna
 
-    from dlb_tune.search import TruthfulOptunaSearch, make_sampler
+    from dlb_tune.search import TruthfulOptunaSearch, journal_storage, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pairs = spec.objective_pairs()
     metric, mode = (spec.metric, spec.mode) if len(pairs) == 1 else ([m for m, _ in pairs], [d for _, d in pairs])
     return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=spec.initial,
-                                sampler=make_sampler(spec.search, opts.seed, concurrency))
+                                sampler=make_sampler(spec.search, opts.seed, concurrency),
+                                storage=journal_storage(experiment_dir(opts.name, opts.storage), echo),
+                                study_name=opts.name)
 
 
 def make_scheduler(spec: SweepSpec, opts: SweepOptions):
@@ -308,52 +312,6 @@ def _recording_asha():
     return RecordingASHA
 
 
-class Progress:
-    """A Tune callback printing one line per trial event instead of Ray's tables."""
-
-    def __new__(cls, spec: SweepSpec, echo: Callable[[str], None]):
-        from ray import tune
-
-        class _Progress(tune.Callback):
-            def __init__(self):
-                self.t0 = time.time()
-                self.best = None
-
-            def _line(self, trial, text: str) -> None:
-                echo(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id:>12}  {text}")
-
-            def on_trial_start(self, iteration, trials, trial, **info):
-                self._line(trial, "start  " + _short_config(trial.config, spec))
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                value = result.get(spec.metric)
-                if value is None:
-                    return
-                if self.best is None or (value > self.best if spec.mode == "max" else value < self.best):
-                    self.best = value
-                self._line(trial, f"epoch {result.get('epoch', '?'):>3}/{spec.max_epochs}  "
-                                  f"{spec.metric} {value:.4f}  (sweep best {self.best:.4f})  "
-                                  f"{result.get('epoch_s', 0):.1f}s/epoch")
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                epoch = (trial.last_result or {}).get("epoch", 0)
-                done = epoch >= spec.max_epochs
-                self._line(trial, "done" if done else f"stopped early after epoch {epoch}")
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                self._line(trial, "ERROR  " + first_line(getattr(trial, "error_msg", None) or "failed"))
-
-        return _Progress()
-
-
-def _short_config(config: dict[str, Any], spec: SweepSpec) -> str:
-    parts = []
-    for key in spec.searched():
-        v = config.get(key)
-        parts.append(f"{key}={v:.3g}" if isinstance(v, float) else f"{key}={v}")
-    return " ".join(parts)
-
-
 # --- the sweep --------------------------------------------------------------------------------
 
 
@@ -375,12 +333,16 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
     opts.name = opts.name or f"{spec.task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     check_local_request(opts)
     check_storage(opts.resolved_storage())
+    timings = {"command_start": command_start()}
     t_load = time.time()
     data = load_data(spec, opts)
-    echo(f"{spec.task}: data loaded in {time.time() - t_load:.1f}s; "
+    timings["data_s"] = time.time() - t_load
+    echo(f"{spec.task}: data loaded in {timings['data_s']:.1f}s; "
          f"{spec.num_samples} trials x up to {spec.max_epochs} epochs, search {opts.search}, "
          f"scheduler {opts.scheduler}, metric {spec.metric} ({spec.mode})")
+    t_ray = time.time()
     with ray_session(opts):
+        timings["ray_start_s"] = time.time() - t_ray
         concurrency, per_trial = check_resources(opts)
         warn_if_storage_not_shared(opts, echo)
         exp_dir = experiment_dir(opts.name, opts.storage)
@@ -390,9 +352,52 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
         write_sweep_options(exp_dir, opts)
         echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
              f"{per_trial['gpu']:g} GPU each)")
-        with library_logs(experiment_log(exp_dir)):
+        with library_logs(experiment_log(exp_dir)), live_sweep(exp_dir, opts, concurrency, echo):
             tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo)
-            yield fit_and_finish(tuner, spec, opts, data, exp_dir, echo), data
+            final = fit_and_finish(tuner, spec, opts, data, exp_dir, echo, timings)
+        echo(f"next: {_command('report', opts)}; {_command('best', opts)}")
+        yield final, data
+
+
+def command_start() -> float:
+    """When this process started (its imports included), so the wall time printed is the command's.
+    From /proc on Linux; elsewhere, when this module was imported."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines() if ln.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
+
+
+def _command(verb: str, opts: SweepOptions, extra: str = "") -> str:
+    storage = f" --storage {opts.storage}" if opts.storage else ""
+    return f"dlb-tune {verb} {opts.name}{storage}{extra}"
+
+
+@contextmanager
+def live_sweep(exp_dir: str, opts: SweepOptions, concurrency: int, echo: Callable[[str], None]) -> Iterator[None]:
+    """``live.json`` for ``dlb-tune status`` while the trials run; where to watch them from."""
+    dashboard = dashboard_url()
+    write_live(exp_dir, {"started": time.time(), "concurrency": concurrency, "dashboard": dashboard})
+    if dashboard:
+        echo(f"Ray dashboard: http://{dashboard.removeprefix('http://')}")
+    echo(f"watch it: {_command('status', opts, ' --watch')}   or   {_command('tensorboard', opts)}")
+    try:
+        yield
+    finally:
+        live = read_json(file_in(exp_dir, LIVE_FILE)) or {}
+        write_json(file_in(exp_dir, LIVE_FILE), {**live, "ended": time.time()})
+
+
+def dashboard_url() -> str | None:
+    """The dashboard's host:port, as ``ray.init``'s context reports it (None without one)."""
+    from ray._private.worker import get_dashboard_url  # what RayContext.dashboard_url reads
+
+    try:
+        return get_dashboard_url() or None
+    except Exception:  # noqa: BLE001 - an address to print is never worth failing a sweep
+        return None
 
 
 def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: str | None = None):
@@ -408,7 +413,7 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
         trainable,
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(spec, opts, concurrency),
+            search_alg=make_searcher(spec, opts, concurrency, echo),
             scheduler=make_scheduler(spec, opts),
             num_samples=spec.num_samples,
             max_concurrent_trials=concurrency,
@@ -428,7 +433,9 @@ def build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path: st
                 checkpoint_score_order=spec.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            callbacks=[Progress(spec, echo)] + ([release_placement_group_callback()] if uses_ray_train(opts) else [])
+            callbacks=[Progress(spec, echo, exp_dir=experiment_dir(opts.name, opts.storage), concurrency=concurrency,
+                                scheduler=opts.scheduler)]
+            + ([release_placement_group_callback()] if uses_ray_train(opts) else [])
             + ([node_watch(per_trial, opts.node_timeout_s, echo)] if opts.address else []),
             verbose=0,
         ),
@@ -439,14 +446,15 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def fit_and_finish(tuner, spec, opts, data, exp_dir: str, echo) -> dict[str, Any]:
+def fit_and_finish(tuner, spec, opts, data, exp_dir: str, echo, timings: dict[str, float] | None = None) -> dict[str, Any]:
     t0 = time.time()
     with GracefulInterrupt() as guard:
         grid = tuner.fit()
     wall = time.time() - t0
     stopped = _asha_stopped(tuner)
     no_nodes = timed_out(tuner)
-    final = finish(grid, spec, opts, data, exp_dir, wall, stopped, echo, interrupted=guard.interrupted or bool(no_nodes))
+    final = finish(grid, spec, opts, data, exp_dir, wall, stopped, echo, interrupted=guard.interrupted or bool(no_nodes),
+                   timings=timings)
     states = _optuna_states(tuner)
     if states:  # what Optuna was told about each trial: COMPLETE, PRUNED (stopped early) or FAIL
         final["optuna_states"] = states
@@ -527,12 +535,16 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
     opts.storage = storage or opts.storage
     opts.data_dir = data_dir or opts.data_dir
     spec = read_space(exp_dir)
+    timings = {"command_start": command_start()}
+    t_load = time.time()
     data = load_data(spec, opts)
+    timings["data_s"], t_ray = time.time() - t_load, time.time()
     with ray_session(opts):
+        timings["ray_start_s"] = time.time() - t_ray
         concurrency, per_trial = check_resources(opts)
         if not tune.Tuner.can_restore(*ray_storage(exp_dir)):
             raise SpaceError(f"{exp_dir} holds no Tune experiment state to resume")
         echo(f"resuming {exp_dir}")
-        with library_logs(experiment_log(exp_dir)):
+        with library_logs(experiment_log(exp_dir)), live_sweep(exp_dir, opts, concurrency, echo):
             tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
-            return fit_and_finish(tuner, spec, opts, data, exp_dir, echo)
+            return fit_and_finish(tuner, spec, opts, data, exp_dir, echo, timings)

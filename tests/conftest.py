@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,12 @@ def ray_local():
 @pytest.fixture
 def storage(tmp_path) -> Path:
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium, installed beforehand (.ci/run does it), never at test time."""
+    path = shutil.which("chromium")
+    if not path:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does this)")
+    return path

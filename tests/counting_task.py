@@ -38,6 +38,7 @@ class CountingConfig(FCNConfig):
     epoch_sleep_s: float = 0.0  # seconds added to each epoch, so a signal lands mid-trial
     fail_once_at_epoch: int = 0  # >0: the first attempt raises when it starts this (1-based) epoch
     spoil_at_epoch: int = 0  # >0: this (1-based) epoch ends with noisy weights, so it is not the best
+    gate: str = ""  # a file holding a number K: a trial starts its 2nd epoch only as one of the first K
 
 
 class CountingFCN(FCN):
@@ -53,6 +54,8 @@ class CountingFCN(FCN):
         if cfg.fail_once_at_epoch == epoch + 1 and not any(r["call"] == "fail" for r in read_calls(cfg.record)):
             self._log(call="fail", epoch=epoch)
             raise RuntimeError(f"planned failure at epoch {epoch + 1}")
+        if cfg.gate and epoch == 1:
+            self._wait_at_gate(cfg.gate)
         self._log(call="train", epoch=epoch)
         time.sleep(cfg.epoch_sleep_s)
         metrics = super().train_epoch(epoch)
@@ -60,6 +63,16 @@ class CountingFCN(FCN):
             for t in (t for layer in self.params for t in layer):
                 t.add_(torch.randn(t.shape, generator=self.ctx.generator))
         return metrics
+
+    def _wait_at_gate(self, gate: str, ceiling_s: float = 600) -> None:
+        """Hold the trial (its first epoch on disk) until the test lets one more trial through."""
+        deadline = time.monotonic() + ceiling_s
+        while time.monotonic() < deadline:
+            passed = sum(1 for r in read_calls(self.config.record) if r["call"] == "gate")
+            if passed < int(Path(gate).read_text() or 0):
+                break
+            time.sleep(0.2)
+        self._log(call="gate")
 
     def evaluate(self, split: str) -> dict[str, float]:
         self._log(call="evaluate", split=split, weights=weights_fingerprint(self.params))

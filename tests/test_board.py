@@ -3,14 +3,12 @@ TensorBoard's HTTP API, and the HParams page rendered by a real headless browser
 
 from __future__ import annotations
 
-import asyncio
 import json
 import queue
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from typer.testing import CliRunner
 
 from dlb_tune import board
 from dlb_tune.cli import app
+from browser import CHROMIUM_FLAGS, DevTools, rendered_text
 from finished_sweep import NAME, finished_sweep
 
 runner = CliRunner()
@@ -156,56 +155,6 @@ def test_write_board_replaces_its_own_files(sweep):
 
 # --- a real browser ------------------------------------------------------------------------------
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium, installed beforehand (.ci/run does it), never at test time."""
-    path = shutil.which("chromium")
-    if not path:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does this)")
-    return path
-
-
-# Text of the whole page, shadow roots included (TensorBoard's HParams plugin renders in them).
-DEEP_TEXT = """(() => { const out = []; const walk = (n) => {
-  if (n.shadowRoot) walk(n.shadowRoot);
-  for (const c of n.childNodes) {
-    if (c.nodeType === 3) out.push(c.textContent);
-    else if (!['SCRIPT', 'STYLE'].includes(c.nodeName)) walk(c);
-  } };
-  walk(document); return out.join(' '); })()"""
-
-
-async def _rendered_text(debug_port: int, url: str, want: list[str], timeout_s: float = 300) -> str:
-    """Navigate through the DevTools protocol and poll the rendered text until ``want`` shows."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{debug_port}/json") as r:
-            page = next(t for t in await r.json() if t["type"] == "page")
-        async with s.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-            ids = iter(range(1, 10**6))
-
-            async def call(method: str, params: dict | None = None) -> dict:
-                i = next(ids)
-                await ws.send_json({"id": i, "method": method, "params": params or {}})
-                while True:
-                    msg = await ws.receive_json()
-                    if msg.get("id") == i:
-                        return msg
-
-            await call("Page.navigate", {"url": url})
-            text, deadline = "", time.monotonic() + timeout_s
-            while time.monotonic() < deadline and not all(w in text for w in want):
-                await asyncio.sleep(1)
-                reply = await call("Runtime.evaluate", {"expression": DEEP_TEXT, "returnByValue": True})
-                text = reply["result"]["result"].get("value", "")
-            return text
-
-
 def test_hparams_page_in_headless_chromium(chromium, tb, tmp_path):  # no browser: no sweep either
     pytest.importorskip("aiohttp")
     url, exp = tb
@@ -222,19 +171,8 @@ def test_hparams_page_in_headless_chromium(chromium, tb, tmp_path):  # no browse
         assert orange > 0.5 * 1400 * 50, "TensorBoard's header bar is missing: the page did not load"
     print(f"screenshot: {shot}")
     # The same page again, driven over the DevTools protocol: the HParams table lists every trial.
-    profile = tempfile.mkdtemp(dir=tmp_path)
-    browser = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                                "--window-size=1400,900", "about:blank"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        port_file = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 300
-        while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.2)
+    with DevTools(chromium, tmp_path) as port:
         want = [f"trial_{t}" for t in trial_ids] + ["best_val_acc"]
-        text = asyncio.run(_rendered_text(int(port_file.read_text().split()[0]), url + "#hparams", want))
+        text = rendered_text(port, url + "#hparams", want)
         missing = [w for w in want if w not in text]
         assert not missing, f"not rendered on the HParams page: {missing}"
-    finally:
-        browser.terminate()
-        browser.wait(timeout=120)

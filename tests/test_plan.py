@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from dlb_tune.plan import CalibrationContext, corners, estimate, rungs, simulate, size_params
+from dlb_tune.asha import estimate, rungs, simulate
+from dlb_tune.plan import CalibrationContext, corners, size_params
 from dlb_tune.space import SpaceError, parse_space
 from finished_sweep import NAME, finished_sweep
 

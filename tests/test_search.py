@@ -143,3 +143,28 @@ def test_enqueue_runs_an_earlier_winner_after_the_initial_points(tmp_path):
     best.write_text(yaml.safe_dump({"task": "fcn", "metric": "val_acc", "mode": "max", "params": {**winner, "lr": 0.9}}))
     with pytest.raises(SpaceError, match=r"--enqueue .*best.yaml.lr: 0.9 lies outside"):
         prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))
+
+
+def test_a_trial_proposed_after_the_last_save_is_failed_in_the_journal_on_resume(tmp_path):
+    """Tune saves the searcher with the experiment; a trial Optuna proposed after that save is
+    unknown to the resumed sweep, and must not stay RUNNING in the journal for ever."""
+    import optuna
+    from ray import tune
+
+    from dlb_tune.experiment import JOURNAL_FILE
+    from dlb_tune.search import TruthfulOptunaSearch, journal_storage, make_sampler
+
+    def searcher(**kwargs):
+        return TruthfulOptunaSearch(space={"x": tune.uniform(0, 1)}, metric="m", mode="max", max_epochs=2, **kwargs)
+
+    first = searcher(storage=journal_storage(str(tmp_path), print), study_name="s", sampler=make_sampler({}, 0, 1))
+    first.suggest("a"), first.suggest("b")
+    first.on_trial_complete("a", {"m": 0.6, "epoch": 2})
+    first.save(str(tmp_path / "searcher.pkl"))
+    first.suggest("c")  # proposed, then the driver dies before the next save
+    resumed = searcher()
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    resumed.on_trial_complete("b", {"m": 0.7, "epoch": 2})
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL_FILE)))
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "FAIL")]
