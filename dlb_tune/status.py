@@ -83,7 +83,7 @@ def _time_line(exp: Experiment, live: dict, now: float) -> str:
                      grace_period=exp.spec.grace_period, reduction_factor=exp.spec.reduction_factor,
                      budget_s=exp.spec.time_budget_s)
     shown = "not known until a trial reports" if left != left else f"about {clock(left)}"
-    return fit(f"elapsed {clock(elapsed)}; time left {shown} (ASHA simulated at the epoch speeds seen so far)")
+    return fit(f"elapsed {clock(elapsed)}; time left {shown} (ASHA replayed at the epoch speeds seen)")
 
 
 def watch(name: str, storage: str | None, every_s: float | None, echo: Callable[[str], None],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,10 @@ from dlb_tune.trainable import default_threads, tune_trial
 # importing Ray takes seconds, and every mistake in the input is reported before it.
 
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
-LOOPBACK = "127.0.0.1"  # where a local sweep's dashboard listens (Ray binds the rest to all interfaces)
+LOOPBACK = "127.0.0.1"  # where every service of a local sweep's Ray listens (loopback_only)
+# Ray's switch for single-machine instances (meant for laptops on macOS and Windows): with it off,
+# the node IP is 127.0.0.1, and a node whose IP is loopback starts its gRPC servers on loopback.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _IMPORTED = time.time()
 
 
@@ -128,6 +132,8 @@ def start_ray(opts: SweepOptions) -> bool:
     """Start a local Ray instance (or join ``--address``); True if this call started it."""
     import logging
 
+    if not opts.address:
+        loopback_only()
     import ray
 
     quiet_libraries()
@@ -142,10 +148,24 @@ def start_ray(opts: SweepOptions) -> bool:
     check_local_request(opts)
     gpus = torch.cuda.device_count() if opts.gpus is None else opts.gpus
     cpus = opts.cpus if opts.cpus is not None else os.cpu_count()
-    # Only the dashboard can be put on loopback: Ray 2.60 binds its other services to all
-    # interfaces whatever the node IP (README, "What listens"); the token guards them.
     ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=True, dashboard_host=LOOPBACK, **common)
     return True
+
+
+def loopback_only() -> None:
+    """Make the local Ray about to start listen on 127.0.0.1 only (GCS, raylet, workers, agents).
+
+    Ray takes the machine's address as the node IP, and its gRPC servers listen on all interfaces
+    unless the node IP is loopback; ``_node_ip_address="127.0.0.1"`` is rewritten to the machine's
+    address. Its single-machine switch is read when ``ray`` is imported and inherited by the
+    processes Ray starts; a user who set it keeps their choice.
+    """
+    if os.environ.setdefault(SINGLE_MACHINE_ENV, "0") != "0":
+        return
+    if "ray" in sys.modules:  # imported already (a notebook): the constant was read, so set it too
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 @contextmanager
