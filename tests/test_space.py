@@ -343,3 +343,77 @@ def test_every_kind_writes_back_the_yaml_it_was_read_from():
     spec = spec_with(params)
     assert yaml.safe_load(spec.to_yaml())["params"] == params
     assert parse_space(yaml.safe_load(spec.to_yaml())).params == spec.params
+
+
+# --- each top-level setting: read under its own name, its default, its minimum ------------------
+# (key, default when absent, smallest value allowed or None, a value other than the default)
+TOP_LEVEL = [
+    ("max_epochs", 10, 1, 7),
+    ("grace_period", 1, 1, 2),
+    ("reduction_factor", 3, 2, 4),
+    ("num_samples", 8, 1, 5),
+    ("time_budget_s", None, 1, 90.0),
+    ("target", None, None, 0.5),
+    ("description", "", None, "why this space"),
+]
+
+
+@pytest.mark.parametrize("key, default, minimum, value", TOP_LEVEL)
+def test_each_top_level_setting_is_read_with_its_default_and_minimum(key, default, minimum, value):
+    plain = {k: v for k, v in BASE.items() if k != "max_epochs"}
+    assert getattr(parse_space(plain), key) == default
+    assert getattr(parse_space({**plain, key: value}), key) == value
+    if minimum is not None:
+        assert getattr(parse_space({**plain, key: minimum}), key) == minimum  # the minimum itself is fine
+        with pytest.raises(SpaceError, match=rf"^s\.yaml: '{key}' must be at least {minimum}, got {minimum - 1}$"):
+            parse_space({**plain, key: minimum - 1}, source="s.yaml")
+
+
+def test_grace_period_may_equal_max_epochs():
+    assert spec_with(grace_period=4).grace_period == 4
+
+
+def test_an_objective_given_by_the_caller_wins_over_the_files():
+    objectives = {"a": {"val_acc": "max", "params": "min"}, "b": {"val_acc": "max", "epoch_s": "min"}}
+    assert spec_with(objectives=objectives, objective="a").objective == "a"
+    spec = parse_space({**BASE, "objectives": objectives, "objective": "a"}, objective="b")
+    assert spec.objective == "b"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: parse_space(["task", "fcn"], source="s.yaml"), r"^s\.yaml: expected a mapping at the top level$"),
+    (lambda: load_space("/nonexistent/space.yaml"), r"^search-space file not found: /nonexistent/space\.yaml$"),
+    (lambda: parse_space(BASE, overrides=["lr=[1,"]), r"^--set lr: cannot parse value '\[1,'$"),
+    (lambda: spec_with(objective="x", objectives={"a": {"val_acc": "max", "params": "min"}}),
+     r"unknown objective 'x'.*known: a\b"),
+    (lambda: spec_with(objective="x"), r"unknown objective 'x'.*none defined"),
+    (lambda: spec_with({"lr": {"gaussian": [0, 1]}}), r"unknown distribution 'gaussian'; known: choice, "),
+    (lambda: spec_with({"lr": {"quniform": [2.0, 4.0, 3.0]}}), r"step"),
+])
+def test_errors_say_what_is_wrong_in_their_one_line(make, message):
+    """The message is what the user sees (``error: ...``): a bare exception type is not enough."""
+    with pytest.raises(SpaceError, match=message):
+        make()
+
+
+def test_set_splits_at_the_first_equals_sign():
+    with pytest.raises(SpaceError, match=r"params\.activation: 'a=b' is not one of"):
+        parse_space(BASE, overrides=["activation=a=b"])
+
+
+def test_invalid_yaml_names_the_line_it_is_on(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: fcn\nmetric: val_acc\nparams: [unclosed\n")
+    with pytest.raises(SpaceError, match=rf"^{path}: not valid YAML \(line 4\): "):
+        load_space(path)
+
+
+def test_axis_positions_away_from_zero():
+    position, _ = Uniform(2.0, 4.0).axis_scale()
+    assert position(3.0) == 0.5 and position(4.0) == 1.0
+    position, _ = Choice(("a", "b", "c")).axis_scale()
+    assert position("c") == 1.0 and position("not a choice") == 0.0
+
+
+def test_a_quniform_step_as_wide_as_the_range_is_fine():
+    assert QUniform(2.0, 4.0, 2.0).extremes() == [2.0, 4.0]
