@@ -24,11 +24,12 @@ from finished_sweep import SPACE
 runner = CliRunner()
 
 FINAL_KEYS = [
-    "best", "best.checkpoint", "best.config", "best.epoch", "best.trial_id", "best.val_acc", "errors",
+    "best", "best.checkpoint", "best.config", "best.epoch", "best.trial_id", "best.val_acc", "command_s", "errors",
     "experiment_dir", "max_epochs", "metric", "mode", "name", "num_samples", "optuna_states", "scheduler", "search",
     "seed", "seeds",
     "seeds.max_epochs", "seeds.metric", "seeds.mode", "seeds.ranking", "seeds.runs", "seeds.seeds", "target",
-    "target_met", "task", "test", "test.test_acc", "test.test_loss", "test_metric", "trials", "trials.completed",
+    "target_met", "task", "test", "test.test_acc", "test.test_loss", "test_metric", "timings", "timings.data_s",
+    "timings.ray_start_s", "timings.test_s", "timings.trials_s", "trials", "trials.completed",
     "trials.cut_by_budget", "trials.errored", "trials.incomplete", "trials.stopped_early", "trials.total", "wall_s",
 ]
 RESULTS_COLUMNS = [
@@ -37,7 +38,7 @@ RESULTS_COLUMNS = [
     "epoch_s", "best_val_acc", "timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid",
     "time_since_restore", "iterations_since_restore", "best_epoch", "node_id", "wall_s", "path",
 ]
-OUR_FILES = ["final.json", "results.parquet", "seeds.json", "space.yaml", "sweep.json"]
+OUR_FILES = ["final.json", "live.json", "results.parquet", "seeds.json", "space.yaml", "sweep.json"]
 REPORT_FIGURES = ["report/metric_vs_epoch.png", "report/best_so_far.png", "report/parallel_coordinates.png",
                   "report/param_importance.png"]
 REPORT_HEADINGS = [

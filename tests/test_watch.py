@@ -23,7 +23,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from browser import DevTools, rendered_text
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE
 from dlb_tune.progress import WIDTH, fit, short_config, summary_line
@@ -89,7 +88,7 @@ def start_tensorboard(storage: Path, name: str) -> tuple[subprocess.Popen, str, 
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, data_dir, chromium):
+def live(tmp_path_factory, data_dir):
     """The sweep, read while its first trial is held at epoch 1; then TensorBoard, a second trial,
     Ctrl-C, and `dlb-tune resume`. What each step saw, for the tests below."""
     ensure_registered()  # `status` and `report` below run in this process
@@ -109,14 +108,12 @@ def live(tmp_path_factory, data_dir, chromium):
     seen["status"] = runner.invoke(app, ["status", "w", "--storage", str(storage)])
     seen["report"] = runner.invoke(app, ["report", "w", "--storage", str(storage)])
     seen["report_md"] = (exp / "report.md").read_text() if (exp / "report.md").exists() else ""
-    tb, url, seen["tensorboard"] = start_tensorboard(storage, "w")
+    tb, _, seen["tensorboard"] = start_tensorboard(storage, "w")
     try:
         gate.write_text("1")  # the first trial goes on; the second stops at the gate after its epoch 1
         sweep.wait_for(lambda: len(epochs_on_disk(exp)) == 2 and min(epochs_on_disk(exp).values()) >= 1,
                        "a second trial's first epoch on disk")
         seen["second"] = next(t for t in first_started(exp) if t != seen["first"])
-        with DevTools(chromium, root) as port:
-            seen["page"] = rendered_text(port, url + "#timeseries", [f"trial_{seen['second']}"])
     finally:
         tb.send_signal(signal.SIGTERM)
         tb.wait(timeout=120)
@@ -153,9 +150,8 @@ def test_report_while_the_sweep_runs(live):
     assert "(interrupted sweep?)" not in live["report_md"]
 
 
-def test_tensorboard_shows_a_trial_that_started_after_it(live):
+def test_tensorboard_on_a_running_sweep_says_so(live):
     assert any(line.startswith(f"running: 0 of {TRIALS} trials finished") for line in live["tensorboard"])
-    assert f"trial_{live['second']}" in live["page"], live["page"][-2000:]
 
 
 def test_sweep_prints_where_to_watch_and_progress_lines_that_fit(live):
