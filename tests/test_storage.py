@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 from dlb_tune import storage as stores
 from dlb_tune.cli import app
 from dlb_tune.experiment import experiment_dir
-from tests.counting_task import NAME, read_calls
+from tests.counting_task import NAME, ensure_registered, read_calls
 from tests.test_interrupts import SPACE, Driver
 
 moto_server = pytest.importorskip("moto.server")
@@ -219,6 +219,7 @@ def test_ray_refuses_a_client_without_its_token(bucket_sweep):
 
 
 def test_the_reading_commands_read_the_sweep_from_the_bucket(bucket_sweep, monkeypatch, tmp_path):
+    ensure_registered()  # the commands below run in this process and read a fcn_counted sweep
     monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))
     storage, s3 = bucket_sweep["storage"], bucket_sweep["s3"]
     copy = tmp_path / "cache" / "storage" / "s3" / BUCKET / "runs" / "i"
