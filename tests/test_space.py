@@ -141,13 +141,6 @@ def test_bad_override_syntax():
         parse_space(BASE, overrides=["lr0.1"])
 
 
-def test_invalid_yaml_file_names_the_line(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("task: fcn\nparams:\n  lr: {loguniform: [1e-3, 0.5]\n  x: 1\n")
-    with pytest.raises(SpaceError, match=r"not valid YAML \(line \d+\)"):
-        load_space(path)
-
-
 def test_multi_objective_pairs():
     spec = spec_with(objectives={"acc-params": {"val_acc": "max", "params": "min"}}, objective="acc-params")
     assert spec.objective_pairs() == [("val_acc", "max"), ("params", "min")]
