@@ -1,0 +1,145 @@
+"""Tabular benchmarks: every point of a discretised space, every epoch, in one Parquet table.
+
+Recording a table (``python -m bench record TASK``) trains each grid point once, without early
+stopping; replaying it (``python -m bench replay``) runs the real Tune searchers and schedulers
+over a trainable that looks each epoch up instead of training, so strategies can be compared
+over many seeds for the price of one recording (the idea of HPOBench and NAS-Bench tables).
+
+One row per point and epoch:
+
+    point    int     the grid point's index (0..n-1)
+    epoch    int     1..max_epochs
+    <param>  ...     the point's value of each swept parameter, named by its YAML key
+    <metric> float   every validation metric the task reported after this epoch (val_acc, ...)
+    epoch_s  float   that epoch's seconds (training and validation), see ``meta["clock"]``
+
+The Parquet schema's metadata (key ``dlb_tune``) holds a JSON object ``meta``: ``task``,
+``metric``, ``mode``, ``max_epochs``, ``grid`` ({param: [values]}), ``log`` (params whose grid is
+spaced in log scale, so snapping is too), ``fixed`` ({param: value} held constant), ``clock``,
+``seed``, ``limit``, the machine, the command and the recording's cost. ``write_table`` checks
+that every grid point has every epoch, so a replay never meets a hole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+TABLES = Path(__file__).resolve().parent / "tables"
+META_KEY = b"dlb_tune"
+REQUIRED_META = ("task", "metric", "mode", "max_epochs", "grid")
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in a fixed order (the table's ``point`` index)."""
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def write_table(path: Path | str, rows: Iterable[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """Rows as described in the module docstring -> ``path`` (Parquet, zstd), ``meta`` in its schema."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"table meta lacks {missing}")
+    frame = pd.DataFrame(list(rows)).sort_values(["point", "epoch"], kind="stable").reset_index(drop=True)
+    _check_complete(frame, meta)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def _check_complete(frame: Any, meta: dict[str, Any]) -> None:
+    points = grid_points(meta["grid"])
+    counts = frame.groupby("point")["epoch"].nunique()
+    short = [int(p) for p in range(len(points)) if counts.get(p, 0) != meta["max_epochs"]]
+    if short:
+        raise ValueError(f"{len(short)} of {len(points)} grid points lack epochs, e.g. point {short[0]}")
+
+
+@dataclass
+class Table:
+    """A recorded table, indexed for replay: ``curve(point)`` -> per-epoch (values, seconds)."""
+
+    meta: dict[str, Any]
+    frame: Any  # pandas DataFrame, the rows as written
+
+    def __post_init__(self) -> None:
+        self.points = grid_points(self.meta["grid"])
+        self._curves: dict[int, tuple[list[float], list[float]]] = {}
+        for point, rows in self.frame.groupby("point", sort=True):
+            rows = rows.sort_values("epoch")
+            self._curves[int(point)] = ([float(v) for v in rows[self.metric]], [float(s) for s in rows["epoch_s"]])
+
+    @property
+    def metric(self) -> str:
+        return self.meta["metric"]
+
+    @property
+    def mode(self) -> str:
+        return self.meta["mode"]
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.meta["max_epochs"])
+
+    def curve(self, point: int) -> tuple[list[float], list[float]]:
+        return self._curves[point]
+
+    def snap(self, config: dict[str, Any]) -> int:
+        """The grid point nearest ``config``: per parameter the closest grid value (in log scale for
+        ``meta["log"]`` parameters, exact for categorical ones); keys not in the grid are ignored."""
+        grid, log = self.meta["grid"], set(self.meta.get("log", ()))
+        chosen = {name: _nearest(config[name], values, name in log) for name, values in grid.items()}
+        return self.points.index(chosen)
+
+    def best(self) -> float:
+        """The best value anywhere in the table (the oracle a replay's regret is measured from)."""
+        col = self.frame[self.metric]
+        return float(col.max() if self.mode == "max" else col.min())
+
+
+def _nearest(value: Any, values: list[Any], log: bool) -> Any:
+    if value in values:
+        return value
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise KeyError(f"{value!r} is not one of the grid's values {values}")
+    scale = (lambda v: math.log(v)) if log else (lambda v: float(v))
+    return min(values, key=lambda v: abs(scale(v) - scale(value)))
+
+
+def read_table(path: Path | str) -> Table:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise ValueError(f"{path}: not a dlb-tune benchmark table (no '{META_KEY.decode()}' metadata)")
+    return Table(json.loads(raw), table.to_pandas())
+
+
+def replay_trainable(config: dict[str, Any], table: Table, scale: float) -> None:
+    """A Tune function trainable that replays the snapped point's recorded curve: each epoch sleeps
+    its recorded seconds times ``scale``, then reports the recorded metric. Use with
+    ``tune.with_parameters(replay_trainable, table=..., scale=...)``. Reports carry ``point`` and
+    ``sim_s`` (the recorded seconds so far) besides the metric."""
+    from ray import tune
+
+    point = table.snap(config)
+    values, seconds = table.curve(point)
+    sim = 0.0
+    for epoch, (value, secs) in enumerate(zip(values, seconds), start=1):
+        time.sleep(secs * scale)
+        sim += secs
+        tune.report({table.metric: value, "epoch": epoch, "point": point, "sim_s": sim})
