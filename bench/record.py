@@ -1,0 +1,269 @@
+"""``python -m bench record TASK``: train every point of a discretised default space, every epoch,
+and write the table replays read (format: ``bench/tables.py``).
+
+    python -m bench record fcn                       # the grid, epochs and --limit of GRIDS["fcn"]["full"]
+    python -m bench record emotion --jobs 2          # points in 2 processes
+    python -m bench record fcn --grid small --limit 500 --epochs 2 --out /tmp/t.parquet
+
+Each point is trained in this process (or a ``--jobs`` worker) the way a trial trains it
+(``start_trial``: the task's own ``train_epoch`` and ``evaluate("val")``, one torch thread, one
+fixed seed per point from ``trial_seed``), every epoch to the end: no early stopping, and the
+test split is never evaluated. Data is loaded once per process.
+
+An epoch's ``epoch_s`` is the thread's CPU time (``time.thread_time``), so that other work on a
+shared machine does not inflate it; the wall seconds are kept beside it (``wall_s``). A point
+that diverges (non-finite training loss or metric, where a sweep's trial would error) stops
+training: its remaining epochs are rows with a NaN metric, ``diverged`` true and 0 seconds.
+
+Progress goes to ``OUT.partial.jsonl``, one line per finished point, so a killed recording
+restarted with the same arguments skips the points it already has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from bench.tables import TABLES, grid_points, write_table
+
+SEED = 0  # base seed; each point's seed is trial_seed(SEED, "point-<index>")
+
+# Per task and grid name: the values taken of each swept parameter (a list), or for a
+# loguniform / uniform parameter a count of values spaced over its range (log-spaced for
+# loguniform); ``fixed`` overrides the space's initial (course) config for parameters left out of
+# the grid, and ``limit`` / ``epochs`` are the recording's defaults. Sized to the CPU measured for
+# each (bench/results/README.md, "Tabular benchmarks").
+GRIDS: dict[str, dict[str, dict[str, Any]]] = {
+    "fcn": {
+        "full": {"params": {"activation": ["sigmoid", "tanh", "relu"], "hidden_size": [128, 256],
+                            "num_layers": [1, 2], "lr": 4, "momentum": [0.0, 0.9], "batch_size": [32, 128]},
+                 "fixed": {}, "limit": 2000, "epochs": 8},
+        "small": {"params": {"activation": ["sigmoid", "relu"], "lr": 2},
+                  "fixed": {"hidden_size": 32}, "limit": 500, "epochs": 2},
+    },
+    "emotion": {
+        "full": {"params": {"cell": ["rnn_tanh", "rnn_relu", "gru", "lstm"], "bidirectional": [False, True],
+                            "hidden_size": [32, 64], "pooling": ["last", "max"], "lr": 4},
+                 # batch 256 (the space's other choice) halves an epoch's cost against the course's 128
+                 "fixed": {"batch_size": 256}, "limit": 2000, "epochs": 4},
+        "small": {"params": {"cell": ["gru", "lstm"], "lr": 2},
+                  "fixed": {"hidden_size": 16, "batch_size": 256}, "limit": 300, "epochs": 2},
+    },
+}
+
+
+class RecordError(Exception):
+    """Bad arguments or a partial file from another recording; one line for the user."""
+
+
+def spaced(dist: Any, count: int) -> list[float]:
+    """``count`` values from ``dist.low`` to ``dist.high``, log-spaced for a loguniform range;
+    4 significant digits, so the table's values read as they were meant."""
+    from dlb_tune.space import LogUniform
+
+    if count < 2:
+        raise RecordError(f"a range needs at least 2 grid values, got {count}")
+    log = isinstance(dist, LogUniform)
+    lo, hi = (math.log(dist.low), math.log(dist.high)) if log else (dist.low, dist.high)
+    steps = [lo + (hi - lo) * i / (count - 1) for i in range(count)]
+    return [float(f"{(math.exp(s) if log else s):.4g}") for s in steps]
+
+
+def resolve(spec: Any, definition: dict[str, Any]) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
+    """(grid, log params, fixed config) of a grid definition over the task's space."""
+    from dlb_tune.space import Choice, LogUniform, Uniform
+
+    grid, log = {}, []
+    for name, values in definition["params"].items():
+        dist = spec.params.get(name)
+        if dist is None:
+            raise RecordError(f"'{name}' is not a parameter of the {spec.task} space")
+        if isinstance(values, int):
+            if not isinstance(dist, Uniform):
+                raise RecordError(f"'{name}' is not a range in the {spec.task} space; list its values")
+            values = spaced(dist, values)
+            log += [name] if isinstance(dist, LogUniform) else []
+        elif isinstance(dist, Choice) and not all(v in dist.candidates() for v in values):
+            raise RecordError(f"grid values {values} of '{name}' are not all choices of the space {dist.candidates()}")
+        grid[name] = list(values)
+    base = {**spec.constants(), **(spec.initial[0] if spec.initial else {}), **definition["fixed"]}
+    missing = [k for k in spec.searched() if k not in grid and k not in base]
+    if missing:
+        raise RecordError(f"{missing} are neither in the grid nor fixed (no initial config gives them)")
+    fixed = {k: v for k, v in base.items() if k not in grid}
+    return grid, log, fixed
+
+
+# --- training one point ------------------------------------------------------------------------
+
+_DATA: dict[tuple[str, str, int | None], Any] = {}  # per process: the data loaded, by (task, folder, limit)
+
+
+def load(task: str, data_dir: str, limit: int | None) -> Any:
+    from dlb_tune.space import default_space_file, load_space
+
+    key = (task, data_dir, limit)
+    if key not in _DATA:
+        spec = load_space(default_space_file(task), [], None)
+        _DATA[key] = spec.task_cls.load_data(Path(data_dir), spec.base_config(), limit)
+    return _DATA[key]
+
+
+def train_point(task: str, index: int, point: dict[str, Any], fixed: dict[str, Any], epochs: int, seed: int,
+                data_dir: str, limit: int | None) -> list[dict[str, Any]]:
+    """One grid point, every epoch: the rows of the table (module docstring)."""
+    import torch
+
+    from dlb_tune.trainable import start_trial, trial_seed
+
+    data = load(task, data_dir, limit)
+    trainer, _, _ = start_trial(task, {**fixed, **point}, data, seed=trial_seed(seed, f"point-{index}"),
+                                max_epochs=epochs, threads=1, device=torch.device("cpu"))
+    rows: list[dict[str, Any]] = []
+    for epoch in range(epochs):
+        cpu, wall = time.thread_time(), time.perf_counter()
+        train = trainer.train_epoch(epoch)
+        val = trainer.evaluate("val")
+        row = {"point": index, "epoch": epoch + 1, **point, **{f"val_{k}": v for k, v in val.items()},
+               "train_loss": train["loss"], "epoch_s": time.thread_time() - cpu,
+               "wall_s": time.perf_counter() - wall, "diverged": False}
+        rows.append(row)
+        if not all(math.isfinite(v) for v in (train["loss"], *val.values())):
+            break  # where a sweep's trial errors (trainable.epoch_loop)
+    if rows[-1]["epoch"] < epochs or not math.isfinite(rows[-1]["train_loss"]):
+        rows[-1]["diverged"] = True
+        rows += [{**rows[-1], "epoch": e, **{k: math.nan for k in rows[-1] if k.startswith("val_")},
+                  "epoch_s": 0.0, "wall_s": 0.0} for e in range(rows[-1]["epoch"] + 1, epochs + 1)]
+    return rows
+
+
+# --- the partial file --------------------------------------------------------------------------
+
+
+def read_partial(path: Path, header: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """The points already recorded under the same header; a torn last line (a kill) is skipped."""
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    if not lines or json.loads(lines[0]) != header:
+        raise RecordError(f"{path} belongs to a recording with other settings; delete it or pass another --out")
+    done = {}
+    for line in lines[1:]:
+        try:
+            rows = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[rows[0]["point"]] = rows
+    return done
+
+
+def append(path: Path, record: Any) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# --- the recording -----------------------------------------------------------------------------
+
+
+def record(task: str, grid_name: str, *, limit: int | None, epochs: int | None, jobs: int, out: Path | None,
+           data_dir: str, seed: int = SEED, command: str = "", echo=print) -> Path:
+    """Record the table; returns its path."""
+    from dlb_tune.space import default_space_file, load_space
+
+    definition = GRIDS.get(task, {}).get(grid_name)
+    if definition is None:
+        known = ", ".join(f"{t}/{g}" for t in GRIDS for g in GRIDS[t])
+        raise RecordError(f"no grid '{grid_name}' for task '{task}' (known: {known})")
+    limit = definition["limit"] if limit is None else (limit or None)  # --limit 0: all the data
+    epochs = definition["epochs"] if epochs is None else epochs
+    spec = load_space(default_space_file(task), [], None)
+    grid, log, fixed = resolve(spec, definition)
+    points = grid_points(grid)
+    out = Path(out) if out else TABLES / f"{task}.parquet"
+    partial = out.with_name(out.name + ".partial.jsonl")
+    header = {"task": task, "grid": grid, "fixed": fixed, "epochs": epochs, "limit": limit, "seed": seed}
+    done = read_partial(partial, header)
+    if not partial.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        append(partial, header)
+    todo = [i for i in range(len(points)) if i not in done]
+    echo(f"record {task}/{grid_name}: {len(points)} points x {epochs} epochs, limit {limit}; "
+         f"{len(done)} already in {partial.name}, {len(todo)} to go, {jobs} process(es)")
+    t0 = time.perf_counter()
+    args = lambda i: (task, i, points[i], fixed, epochs, seed, data_dir, limit)  # noqa: E731
+    for n, rows in enumerate(_run(todo, args, jobs), start=1):
+        append(partial, rows)
+        done[rows[0]["point"]] = rows
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / n * (len(todo) - n)
+        values = [r[spec.metric] for r in rows if math.isfinite(r[spec.metric])] or [math.nan]
+        best = max(values) if spec.mode == "max" else min(values)
+        echo(f"{time.strftime('%H:%M:%S')} point {rows[0]['point']} ({len(done)}/{len(points)}) "
+             f"cpu {sum(r['epoch_s'] for r in rows):.1f}s wall {sum(r['wall_s'] for r in rows):.1f}s "
+             f"best {spec.metric} {best:.4f}{' DIVERGED' if rows[-1]['diverged'] else ''}; ETA {eta / 60:.1f} min")
+    rows = [r for i in sorted(done) for r in done[i]]
+    data = load(task, data_dir, limit)
+    meta = {"task": task, "metric": spec.metric, "mode": spec.mode, "max_epochs": epochs,
+            "space_max_epochs": spec.max_epochs, "grid_name": grid_name, "grid": grid, "log": log,
+            "fixed": fixed, "clock": "thread_cpu", "torch_threads": 1, "seed": seed, "limit": limit,
+            "data_sizes": {k: len(data[k]["y"]) for k in ("train", "val")},
+            "points": len(points), "diverged_points": sum(done[i][-1]["diverged"] for i in done),
+            "cpu_s": sum(r["epoch_s"] for r in rows), "wall_s": sum(r["wall_s"] for r in rows),
+            "machine": {"node": platform.node(), "cpus": os.cpu_count(), "processor": _cpu_model()},
+            "command": command, "jobs": jobs, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path = write_table(out, rows, meta)
+    partial.unlink()
+    echo(f"wrote {path}: {len(points)} points, {meta['cpu_s'] / 60:.1f} CPU-min "
+         f"({meta['wall_s'] / 60:.1f} min wall in epochs), {meta['diverged_points']} diverged")
+    return path
+
+
+def _run(todo: list[int], args, jobs: int):
+    """Each point's rows as it finishes: in this process, or in ``jobs`` worker processes."""
+    if jobs <= 1:
+        for i in todo:
+            yield train_point(*args(i))
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for fut in as_completed([pool.submit(train_point, *args(i)) for i in todo]):
+            yield fut.result()
+
+
+def _cpu_model() -> str:
+    try:
+        line = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        return line.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def main(argv: list[str]) -> None:
+    from bench.common import default_data_dir
+    from dlb_tune.tasks import DataError
+
+    p = argparse.ArgumentParser(prog="python -m bench record", description=__doc__.splitlines()[0])
+    p.add_argument("task")
+    p.add_argument("--grid", default="full", help="grid definition in bench/record.py GRIDS (default: full)")
+    p.add_argument("--limit", type=int, default=None, help="examples per split (default: the grid's; 0: all)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per point (default: the grid's)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--out", type=Path, default=None, help="table path (default bench/tables/TASK.parquet)")
+    p.add_argument("--data-dir", default=default_data_dir())
+    args = p.parse_args(argv)
+    command = "python -m bench record " + shlex.join(argv)
+    try:
+        record(args.task, args.grid, limit=args.limit, epochs=args.epochs, jobs=args.jobs, out=args.out,
+               data_dir=args.data_dir, command=command, echo=lambda line: print(line, flush=True))
+    except (RecordError, DataError) as e:
+        sys.exit(f"error: {e}")
