@@ -101,3 +101,26 @@ def test_other_settings_refuse_the_partial_file(tmp_path, data_dir, monkeypatch)
     with pytest.raises(record.RecordError, match="other settings"):
         record.record(TASK, "test", limit=None, epochs=None, jobs=1, out=out, data_dir=str(data_dir),
                       echo=lambda line: None)
+
+
+def test_a_diverged_point_is_recorded_as_a_trial_would_end(tmp_path, data_dir, monkeypatch):
+    """Non-finite training loss at epoch 2 of point 1: training stops there, the remaining epochs
+    are NaN rows marked diverged with no seconds, and the table is still complete."""
+    monkeypatch.setitem(record.GRIDS[TASK], "test", GRID)
+    task_cls = get_task(TASK)
+    train_epoch, epochs_trained = task_cls.train_epoch, []
+
+    def failing(self, epoch):
+        epochs_trained.append(epoch)
+        metrics = train_epoch(self, epoch)
+        return {**metrics, "loss": math.nan} if len(epochs_trained) == 5 else metrics
+
+    monkeypatch.setattr(task_cls, "train_epoch", failing)
+    out = tmp_path / "table.parquet"
+    record.record(TASK, "test", limit=None, epochs=3, jobs=1, out=out, data_dir=str(data_dir), echo=lambda line: None)
+    assert epochs_trained == [0, 1, 2, 0, 1]
+    table = read_table(out)
+    rows = table.frame[table.frame["point"] == 1]
+    assert list(rows["diverged"]) == [False, True, True] and list(rows["epoch_s"] > 0) == [True, True, False]
+    assert math.isfinite(rows["val_acc"].iloc[1]) and math.isnan(rows["val_acc"].iloc[2])
+    assert table.meta["diverged_points"] == 1 and not table.frame[table.frame["point"] == 0]["diverged"].any()
