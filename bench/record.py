@@ -13,7 +13,8 @@ test split is never evaluated. Data is loaded once per process.
 An epoch's ``epoch_s`` is the thread's CPU time (``time.thread_time``), so that other work on a
 shared machine does not inflate it; the wall seconds are kept beside it (``wall_s``). A point
 that diverges (non-finite training loss or metric, where a sweep's trial would error) stops
-training: its remaining epochs are rows with a NaN metric, ``diverged`` true and 0 seconds.
+training: that epoch's row and every later one say ``diverged`` true, and the later rows have NaN
+metrics and 0 seconds (a replay ends the trial as errored at its first diverged row).
 
 Progress goes to ``OUT.partial.jsonl``, one line per finished point, so a killed recording
 restarted with the same arguments skips the points it already has.
@@ -57,6 +58,17 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
                  "fixed": {"batch_size": 256}, "limit": 2000, "epochs": 4},
         "small": {"params": {"cell": ["gru", "lstm"], "lr": 2},
                   "fixed": {"hidden_size": 16, "batch_size": 256}, "limit": 300, "epochs": 2},
+    },
+    # cnn and vae on a few hundred images only (their epochs cost seconds each), so their tables
+    # rank configs early in training; they do not reach the space files' targets
+    "cnn": {
+        "full": {"params": {"depth": [3, 4], "base_width": [8, 12], "width_growth": [1.5, 2.0],
+                            "optimizer": ["sgd", "adam"], "lr": 3},
+                 "fixed": {"head": "gap"}, "limit": 600, "epochs": 8},
+    },
+    "vae": {
+        "full": {"params": {"cont_dim": [16, 32], "disc_dims": ["10", "20"], "gamma": 3, "lr": 3},
+                 "fixed": {}, "limit": 300, "epochs": 5},
     },
 }
 
@@ -178,7 +190,7 @@ def append(path: Path, record: Any) -> None:
 
 def record(task: str, grid_name: str, *, limit: int | None, epochs: int | None, jobs: int, out: Path | None,
            data_dir: str, seed: int = SEED, command: str = "", echo=print) -> Path:
-    """Record the table; returns its path."""
+    """Record the table (resuming from its partial file); returns its path."""
     from dlb_tune.space import default_space_file, load_space
 
     definition = GRIDS.get(task, {}).get(grid_name)
@@ -205,28 +217,38 @@ def record(task: str, grid_name: str, *, limit: int | None, epochs: int | None, 
     for n, rows in enumerate(_run(todo, args, jobs), start=1):
         append(partial, rows)
         done[rows[0]["point"]] = rows
-        elapsed = time.perf_counter() - t0
-        eta = elapsed / n * (len(todo) - n)
-        values = [r[spec.metric] for r in rows if math.isfinite(r[spec.metric])] or [math.nan]
-        best = max(values) if spec.mode == "max" else min(values)
-        echo(f"{time.strftime('%H:%M:%S')} point {rows[0]['point']} ({len(done)}/{len(points)}) "
-             f"cpu {sum(r['epoch_s'] for r in rows):.1f}s wall {sum(r['wall_s'] for r in rows):.1f}s "
-             f"best {spec.metric} {best:.4f}{' DIVERGED' if rows[-1]['diverged'] else ''}; ETA {eta / 60:.1f} min")
-    rows = [r for i in sorted(done) for r in done[i]]
+        eta = (time.perf_counter() - t0) / n * (len(todo) - n)
+        echo(progress(rows, spec, f"{len(done)}/{len(points)}", eta))
     data = load(task, data_dir, limit)
-    meta = {"task": task, "metric": spec.metric, "mode": spec.mode, "max_epochs": epochs,
-            "space_max_epochs": spec.max_epochs, "grid_name": grid_name, "grid": grid, "log": log,
-            "fixed": fixed, "clock": "thread_cpu", "torch_threads": 1, "seed": seed, "limit": limit,
-            "data_sizes": {k: len(data[k]["y"]) for k in ("train", "val")},
-            "points": len(points), "diverged_points": sum(done[i][-1]["diverged"] for i in done),
-            "cpu_s": sum(r["epoch_s"] for r in rows), "wall_s": sum(r["wall_s"] for r in rows),
-            "machine": {"node": platform.node(), "cpus": os.cpu_count(), "processor": _cpu_model()},
-            "command": command, "jobs": jobs, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    path = write_table(out, rows, meta)
+    meta = {**{k: v for k, v in header.items() if k != "epochs"}, "max_epochs": epochs, "log": log,
+            "metric": spec.metric, "mode": spec.mode, "space_max_epochs": spec.max_epochs, "grid_name": grid_name,
+            "clock": "thread_cpu", "torch_threads": 1,
+            "data_sizes": {k: len(next(iter(data[k].values()))) for k in ("train", "val")},  # examples
+            "command": command, "jobs": jobs}
+    path = finish(out, [r for i in sorted(done) for r in done[i]], meta)
     partial.unlink()
     echo(f"wrote {path}: {len(points)} points, {meta['cpu_s'] / 60:.1f} CPU-min "
          f"({meta['wall_s'] / 60:.1f} min wall in epochs), {meta['diverged_points']} diverged")
     return path
+
+
+def progress(rows: list[dict[str, Any]], spec: Any, count: str, eta_s: float) -> str:
+    """The log line of a finished point."""
+    values = [r[spec.metric] for r in rows if math.isfinite(r[spec.metric])] or [math.nan]
+    best = max(values) if spec.mode == "max" else min(values)
+    return (f"{time.strftime('%H:%M:%S')} point {rows[0]['point']} ({count}) "
+            f"cpu {sum(r['epoch_s'] for r in rows):.1f}s wall {sum(r['wall_s'] for r in rows):.1f}s "
+            f"best {spec.metric} {best:.4f}{' DIVERGED' if rows[-1]['diverged'] else ''}; ETA {eta_s / 60:.1f} min")
+
+
+def finish(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """The table, with the recording's cost and machine added to ``meta``."""
+    meta.update({
+        "points": len({r["point"] for r in rows}), "diverged_points": len({r["point"] for r in rows if r["diverged"]}),
+        "cpu_s": sum(r["epoch_s"] for r in rows), "wall_s": sum(r["wall_s"] for r in rows),  # epochs only
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "processor": _cpu_model()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return write_table(out, rows, meta)
 
 
 def _run(todo: list[int], args, jobs: int):
