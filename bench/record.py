@@ -47,7 +47,7 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
     "fcn": {
         "full": {"params": {"activation": ["sigmoid", "tanh", "relu"], "hidden_size": [128, 256],
                             "num_layers": [1, 2], "lr": 4, "momentum": [0.0, 0.9], "batch_size": [32, 128]},
-                 "fixed": {}, "limit": 2000, "epochs": 8},
+                 "fixed": {}, "limit": 10000, "epochs": 12},
         "small": {"params": {"activation": ["sigmoid", "relu"], "lr": 2},
                   "fixed": {"hidden_size": 32}, "limit": 500, "epochs": 2},
     },
@@ -55,7 +55,7 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"params": {"cell": ["rnn_tanh", "rnn_relu", "gru", "lstm"], "bidirectional": [False, True],
                             "hidden_size": [32, 64], "pooling": ["last", "max"], "lr": 4},
                  # batch 256 (the space's other choice) halves an epoch's cost against the course's 128
-                 "fixed": {"batch_size": 256}, "limit": 2000, "epochs": 4},
+                 "fixed": {"batch_size": 256}, "limit": None, "epochs": 6},
         "small": {"params": {"cell": ["gru", "lstm"], "lr": 2},
                   "fixed": {"hidden_size": 16, "batch_size": 256}, "limit": 300, "epochs": 2},
     },
