@@ -17,8 +17,10 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 # Reinstalled when pyproject.toml changes (new dependencies); the stamp marks a finished install.
+# The venv's own pip (23.x with Python 3.11) installs an editable pyproject project: no upgrade.
+# --no-compile: pip would write bytecode for all ~20,000 modules of torch, ray, pandas, moto...
+# (most never imported); Python compiles the ones a run imports, once, on first import.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --no-compile -e ".[test]"
 	touch $@
