@@ -39,27 +39,43 @@ def load_mnist(data_dir: Path, val_size: int = 5000, limit: int | None = None, s
     The validation split is ``val_size`` training images chosen with a fixed seed; the test
     split is the official 10,000. Downloads only when the files are missing and the network is up.
     """
-    from torchvision.datasets import MNIST
-
     data_dir = Path(data_dir)
     raw = data_dir / "MNIST" / "raw"
     if not all((raw / f).exists() for f in MNIST_FILES):
         _download_mnist(data_dir, raw)
     try:
-        train = MNIST(str(data_dir), train=True, download=False)
-        test = MNIST(str(data_dir), train=False, download=False)
-    except (RuntimeError, OSError, ValueError) as e:
+        train_x, train_y, test_x, test_y = (read_idx(raw / f) for f in MNIST_FILES)
+    except (OSError, ValueError) as e:
         raise DataError(f"cannot read MNIST in {raw}: {e}") from None
-    if not 0 < val_size < len(train.data):
-        raise DataError(f"val_size must be between 1 and {len(train.data) - 1}, got {val_size}")
-    order = torch.randperm(len(train.data), generator=torch.Generator().manual_seed(seed))
+    if not 0 < val_size < len(train_x):
+        raise DataError(f"val_size must be between 1 and {len(train_x) - 1}, got {val_size}")
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = order[:val_size], order[val_size:]
+    train_y, test_y = train_y.long(), test_y.long()  # int64 labels, as torchvision's MNIST gives them
     splits = {
-        "train": (train.data[train_idx], train.targets[train_idx]),
-        "val": (train.data[val_idx], train.targets[val_idx]),
-        "test": (test.data, test.targets),
+        "train": (train_x[train_idx], train_y[train_idx]),
+        "val": (train_x[val_idx], train_y[val_idx]),
+        "test": (test_x, test_y),
     }
     return {k: {"x": x[:limit].contiguous(), "y": y[:limit].contiguous()} for k, (x, y) in splits.items()}
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """One IDX file of unsigned bytes (MNIST's format) as uint8 [d1, ..., dn].
+
+    Read here rather than through torchvision's ``MNIST``: importing torchvision costs about as
+    much as importing torch, in every sweep driver, for four files of a few lines' format.
+    Layout: 2 zero bytes, type 0x08 (unsigned byte), n; then n big-endian uint32 sizes; the bytes.
+    """
+    data = Path(path).read_bytes()
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{Path(path).name} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    body = data[4 + 4 * ndim:]
+    if len(body) != math.prod(dims):
+        raise ValueError(f"{Path(path).name} holds {len(body)} bytes where its header says {dims}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).view(dims)
 
 
 def _download_mnist(data_dir: Path, raw: Path) -> None:
