@@ -32,7 +32,7 @@ def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]],
     """Seconds after launch at which the sweep printed a trial start or a joined node."""
     for line in proc.stdout:
         log.append(line)
-        for key, marker in (("start", "  start  "), ("joined", "node joined")):
+        for key, marker in (("start", "  start "), ("joined", "node joined")):
             if marker in line:
                 seen.setdefault(key, []).append(round(time.time() - t0, 1))
 
