@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,7 @@ def run(args) -> dict:
         return summarize(exp, seen, kill, proc.returncode, "".join(log))
     finally:
         cluster.stop()
+        shutil.rmtree(out, ignore_errors=True)  # the figures are read; the sweep's folder is scratch
 
 
 def kill_one_node(cluster: AutoscalingCluster, proc: subprocess.Popen, exp: Path, t0: float, kill: dict) -> None:
