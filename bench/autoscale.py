@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]],
     """Seconds after launch at which the sweep printed a trial start or a joined node."""
     for line in proc.stdout:
         log.append(line)
-        for key, marker in (("start", "  start  "), ("joined", "node joined")):
+        for key, marker in (("start", "  start "), ("joined", "node joined")):
             if marker in line:
                 seen.setdefault(key, []).append(round(time.time() - t0, 1))
 
@@ -58,22 +59,33 @@ def run(args) -> dict:
         log: list[str] = []
         reader = threading.Thread(target=watch_lines, args=(proc, t0, seen, log), daemon=True)
         reader.start()
-        on_two = lambda: len({h[-1][1] for h in history(exp).values() if h}) >= 2  # noqa: E731
-        kill = {}
-        if wait_until(on_two, ceiling_s=600, give_up=lambda: proc.poll() is not None):
-            trial, h = sorted(history(exp).items())[0]
-            kill = {"trial": trial, "node": h[-1][1], "epochs_before": h[-1][0], "at_s": round(time.time() - t0, 1)}
-            cluster.kill_node(kill["node"])
-            moved = lambda: any(n != kill["node"] for _, n in history(exp)[trial][len(h):])  # noqa: E731
-            if wait_until(moved, ceiling_s=600, give_up=lambda: proc.poll() is not None):
-                after = [e for e, n in history(exp)[trial][len(h):] if n != kill["node"]]
-                kill["seconds_until_it_reported_again"] = round(time.time() - t0 - kill["at_s"], 1)
-                kill["first_epoch_after"] = after[0]
-        proc.wait(timeout=900)
+        kill: dict = {}
+        try:
+            kill_one_node(cluster, proc, exp, t0, kill)
+            proc.wait(timeout=900)
+        except KeyboardInterrupt:  # out of time (timeout -s INT): the figures so far are still kept
+            kill["interrupted_at_s"] = round(time.time() - t0, 1)
+            proc.wait(timeout=120)  # the sweep got the signal too, and stops keeping what finished
         reader.join(timeout=10)
         return summarize(exp, seen, kill, proc.returncode, "".join(log))
     finally:
         cluster.stop()
+        shutil.rmtree(out, ignore_errors=True)  # the figures are read; the sweep's folder is scratch
+
+
+def kill_one_node(cluster: AutoscalingCluster, proc: subprocess.Popen, exp: Path, t0: float, kill: dict) -> None:
+    """Once two trials report on two nodes, kill the node of one; note when it reports again."""
+    on_two = lambda: len({h[-1][1] for h in history(exp).values() if h}) >= 2  # noqa: E731
+    if not wait_until(on_two, ceiling_s=600, give_up=lambda: proc.poll() is not None):
+        return
+    trial, h = sorted(history(exp).items())[0]
+    kill.update({"trial": trial, "node": h[-1][1], "epochs_before": h[-1][0], "at_s": round(time.time() - t0, 1)})
+    cluster.kill_node(kill["node"])
+    moved = lambda: any(n != kill["node"] for _, n in history(exp)[trial][len(h):])  # noqa: E731
+    if wait_until(moved, ceiling_s=600, give_up=lambda: proc.poll() is not None):
+        after = [e for e, n in history(exp)[trial][len(h):] if n != kill["node"]]
+        kill["seconds_until_it_reported_again"] = round(time.time() - t0 - kill["at_s"], 1)
+        kill["first_epoch_after"] = after[0]
 
 
 def summarize(exp: Path, seen: dict, kill: dict, returncode: int, log: str) -> dict:

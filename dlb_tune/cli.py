@@ -415,8 +415,11 @@ def report(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
 ) -> None:
-    """Write report.md and its figures into the experiment folder."""
-    from dlb_tune.report import _headline, write_report
+    """Write report.md and its figures into the experiment folder (a stored one: its local copy,
+    then uploaded to the store)."""
+    from dlb_tune.experiment import cached_from, experiment_dir, is_uri
+    from dlb_tune.report import _headline, upload_report, write_report
+    from dlb_tune.storage import shown
 
     exp = _load(name, storage)
     path, figures = _guard_reading(write_report, exp)
@@ -425,6 +428,10 @@ def report(
     typer.echo(f"wrote {path} with {len(figures)} figure(s):")
     for fig in figures:
         typer.echo(f"  {fig.relative_to(exp.path)}")
+    if cached_from(exp.path):
+        stored = name if is_uri(name) else experiment_dir(name, storage)
+        sent = _guard_reading(upload_report, exp, [path, *figures], stored)
+        typer.echo(f"uploaded {sent} file(s) (report.md and its figures) to {shown(stored)}")
 
 
 @app.command()

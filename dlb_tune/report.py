@@ -565,6 +565,19 @@ def write_report(exp: Experiment) -> tuple[Path, list[Path]]:
     return path, list(figures.values()) + task_figs
 
 
+def upload_report(exp: Experiment, files: list[Path], uri: str) -> int:
+    """The report of a stored sweep, written into its local copy, sent to the store beside the
+    results (else it stays on this machine); an earlier report's figures go, as they do locally."""
+    from dlb_tune import storage
+
+    fs, root = storage.filesystem(uri)
+    try:
+        fs.delete_dir_contents(f"{root}/{REPORT_DIR}", missing_dir_ok=True)
+    except OSError as e:
+        raise storage.StorageError(f"{storage.shown(uri)}: cannot replace {REPORT_DIR}/: {e}") from None
+    return storage.upload(exp.path, uri, files)
+
+
 def _course_section(exp: Experiment) -> list[str]:
     """The space's first ``initial:`` point (the course's configuration in the default spaces),
     run on the same budget as the winner."""

@@ -165,15 +165,19 @@ def _is_current(target: Path, info) -> bool:
     return stat.st_size == info.size and (info.mtime is None or stat.st_mtime >= info.mtime.timestamp())
 
 
-def upload(local: Path, uri: str) -> int:
-    """Every file under ``local`` written to the same relative path under ``uri``; their count."""
+def upload(local: Path, uri: str, files: list[Path] | None = None) -> int:
+    """``files`` (default: every file under ``local``) written to the same relative paths under
+    ``uri``; their count."""
     fs, root = filesystem(uri)
-    files = [p for p in sorted(local.rglob("*")) if p.is_file()]
+    files = [p for p in sorted(local.rglob("*")) if p.is_file()] if files is None else files
     for p in files:
         dest = f"{root}/{p.relative_to(local).as_posix()}"
-        fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(dest) as out:
-            out.write(p.read_bytes())
+        try:
+            fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+            with fs.open_output_stream(dest) as out:
+                out.write(p.read_bytes())
+        except OSError as e:
+            raise StorageError(f"{shown(uri)}: cannot write {p.relative_to(local)}: {_first_line(e)}") from None
     return len(files)
 
 

@@ -283,7 +283,9 @@ def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: C
     if opts.search == "random" or not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(points_to_evaluate=spec.initial or None, random_state=opts.seed)
+        # Tune ignores max_concurrent_trials for a SearchGenerator like this one: it must be told
+        return BasicVariantGenerator(points_to_evaluate=spec.initial or None, random_state=opts.seed,
+                                     max_concurrent=concurrency)
     import optuna
 
     from dlb_tune.search import TruthfulOptunaSearch, journal_storage, make_sampler

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+START_ATTEMPTS = 3
 GPU_WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
 
 
@@ -60,6 +61,10 @@ class AutoscalingCluster:
     def __init__(self, worker_types: dict[str, dict[str, Any]] | None = None, idle_timeout_minutes: float = 5):
         self.worker_types = worker_types or {"gpu_worker": GPU_WORKER}
         self.idle_timeout_minutes = idle_timeout_minutes
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """A fresh temp dir, ports and token (a failed start leaves its own behind, removed)."""
         # short: Ray's unix socket paths under it must stay within 107 characters
         self.temp_dir = Path(tempfile.mkdtemp(prefix="dlbas", dir="/tmp"))
         self.port = free_port()
@@ -79,6 +84,19 @@ class AutoscalingCluster:
         return {**os.environ, **self.auth_env(), "RAY_ADDRESS": self.address, "PYTHONUNBUFFERED": "1"}
 
     def start(self) -> "AutoscalingCluster":
+        """The head, tried again on a fresh temp dir and ports if it fails: Ray gives its raylet a
+        fixed 30 s to register, which a machine at load 15 does not always meet."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            proc = self._start_head()
+            if proc.returncode == 0:
+                return self
+            self.stop()
+            if attempt < START_ATTEMPTS:
+                self._prepare()
+        raise RuntimeError(f"ray start failed {START_ATTEMPTS} times; the last:\n{proc.stdout[-2000:]}\n"
+                           f"{proc.stderr[-2000:]}")
+
+    def _start_head(self) -> subprocess.CompletedProcess:
         config = self.temp_dir / "autoscaling.yaml"
         config.write_text(yaml.safe_dump(fake_config(self.address, self.worker_types, self.idle_timeout_minutes)))
         env = {**os.environ, **self.auth_env(), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
@@ -93,10 +111,7 @@ class AutoscalingCluster:
         # nodes it launches) carries this session id, and ``stop`` signals exactly those
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
         self.session_id = self._session_of_gcs()
-        if proc.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"ray start failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-        return self
+        return proc
 
     def _session_of_gcs(self) -> int | None:
         for pid in self.pids(by_temp_dir=True):

@@ -35,19 +35,32 @@ def pytest_make_collect_report(collector):  # a whole module skipped (importorsk
     return _no_skip_in_ci((yield))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--cluster", action="store_true",
+                     help="run the tests marked cluster too (a local autoscaling Ray cluster, minutes; "
+                          "`make test-cluster`)")
+
+
+def _deselect(config, items, marker: str) -> None:
+    dropped = [item for item in items if item.get_closest_marker(marker)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker(marker)]
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` need CUDA. Without it they are deselected, not skipped: a CPU-only CI
     run (where a skip fails) cannot run them and is not meant to; ``bench/gpu_check.sh`` runs them
-    on a CUDA machine, where they must pass."""
-    gpu = [item for item in items if item.get_closest_marker("gpu")]
-    if not gpu:
+    on a CUDA machine, where they must pass. Tests marked ``cluster`` start an autoscaling cluster
+    and its nodes (minutes on 2 CPUs, more than CI's time allows): only with ``--cluster``."""
+    if not config.getoption("--cluster"):
+        _deselect(config, items, "cluster")
+    if not any(item.get_closest_marker("gpu") for item in items):
         return
     import torch
 
-    if torch.cuda.is_available():
-        return
-    config.hook.pytest_deselected(items=gpu)
-    items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    if not torch.cuda.is_available():
+        _deselect(config, items, "gpu")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""What a cluster can provide, planned from its node types (cluster.yaml's), without Ray."""
+"""What a cluster can provide, planned from its node types (cluster.yaml's), without a Ray cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import yaml
 
 from dlb_tune.cluster import (WAIT_NOTICE_S, _plain, Capacity, ClusterError, NodeType, WatchState, plan_concurrency,
                               trial_bundle, types_from_config)
+from dlb_tune.sweep import SweepOptions, make_searcher, prepare_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,22 @@ def test_the_request_not_the_empty_cluster_sets_concurrency():
     assert plan_concurrency(capacity, trial_bundle(1, 1), 1, cpus=None, gpus=2) == 2
     assert plan_concurrency(capacity, trial_bundle(1, 0.25), 1, cpus=None, gpus=4) == 16
     assert plan_concurrency(capacity, trial_bundle(1, 0), 1, cpus=None, gpus=None) == 16  # 4 nodes x 4 CPUs
+
+
+def test_a_random_search_keeps_to_the_planned_concurrency(tmp_path):
+    """Tune ignores ``max_concurrent_trials`` for a BasicVariantGenerator, so the searcher itself
+    must hold back: else an autoscaler launches a node for every sample at once."""
+    from ray.tune.experiment import Experiment
+
+    opts = SweepOptions(task="fcn", search="random", smoke=True, num_samples=4, storage=str(tmp_path), name="c")
+    spec = prepare_spec(opts)
+    searcher = make_searcher(spec, opts, concurrency=2)
+    searcher.add_configurations([Experiment("c", lambda config: None, config=spec.param_space(),
+                                            num_samples=spec.num_samples, storage_path=str(tmp_path))])
+    first = [searcher.next_trial() for _ in range(3)]
+    assert first[0] and first[1] and first[2] is None
+    searcher.on_trial_complete(first[0].trial_id)
+    assert searcher.next_trial() is not None  # a finished trial frees its place
 
 
 def test_a_trial_no_node_type_can_hold_fails_naming_the_types():

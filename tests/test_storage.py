@@ -225,9 +225,17 @@ def test_the_reading_commands_read_the_sweep_from_the_bucket(bucket_sweep, monke
     copy = tmp_path / "cache" / "storage" / "s3" / BUCKET / "runs" / "i"
     results = runner.invoke(app, ["results", "i", "--storage", storage, "--format", "json"])
     assert results.exit_code == 0 and len(json.loads(results.output)) == 2, results.output
+    with s3.fs.open_output_stream(f"{BUCKET}/runs/i/report/stale.png") as f:  # an earlier report's figure
+        f.write(b"old")
     report = runner.invoke(app, ["report", "i", "--storage", storage])
     assert report.exit_code == 0, report.output
     assert f"from its local copy {copy}" in report.output and (copy / "report.md").is_file()
+    # the report goes to the bucket too, its figures replacing the earlier report's
+    assert s3.read("runs/i/report.md") == (copy / "report.md").read_bytes()
+    drawn = sorted(f"report/{p.name}" for p in (copy / "report").glob("*.png"))
+    assert drawn and [f for f in s3.files("runs/i") if f.startswith("report/")] == drawn
+    task_figs = list((copy / "test_report").glob("*.png"))
+    assert f"uploaded {len(drawn) + len(task_figs) + 1} file(s)" in report.output
     assert not [f for f in copy.rglob("*") if "checkpoint_" in str(f)]  # checkpoints stay in the bucket
     best = runner.invoke(app, ["best", "i", "--storage", storage])
     assert best.exit_code == 0 and f"task: {NAME}" in best.stdout, best.output
@@ -250,4 +258,3 @@ def test_the_reading_commands_read_the_sweep_from_the_bucket(bucket_sweep, monke
     tb = runner.invoke(app, ["tensorboard", "i", "--storage", storage, "--port", "0"])
     assert tb.exit_code == 0 and served["path"] == copy, tb.output
     assert any(p.name.startswith("events.out.tfevents") for p in copy.rglob("*"))
-    assert "report.md" not in s3.files("runs/i")  # what the reports write stays in the local copy

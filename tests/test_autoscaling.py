@@ -1,0 +1,125 @@
+"""Sweeps on a cluster that starts empty and grows: Ray's fake multi-node autoscaler on this machine.
+
+One autoscaling cluster for the module (tests/autoscaling_cluster.py), separate from the session's
+local Ray: a head with 0 CPUs and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` whose GPU is only
+reserved (no CUDA here: trials fall back to the CPU). Each test that runs trials waits until the
+autoscaler has released the previous test's nodes, so its sweep starts from zero workers. Sweeps
+run as ``dlb-tune sweep ... --address`` subprocesses, as a user runs them on a cluster's head.
+
+Minutes of node launches (about 10 on 2 busy CPUs), so not in ``make test`` or CI:
+``make test-cluster`` runs them (``python -m pytest -q --cluster -m cluster``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.autoscaling_cluster import AutoscalingCluster
+from tests.cluster_scenarios import result_rows, wait_until
+
+WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
+SWEEP = ["--smoke", "--limit", "400", "--search", "random", "--scheduler", "fifo", "--num-samples", "2",
+         "--set", "embedding=random"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.environ.get("DLB_TUNE_MUTATION"):
+        pytest.skip("mutation run: Ray workers would run the unmutated code")
+    # idle nodes go after 15 s: soon enough for the next test to start from zero workers, late
+    # enough that a node is not released while a trial is still starting on it (slow on 2 busy CPUs)
+    c = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=0.25)
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def empty(cluster):
+    """The cluster with no worker node up (the previous test's nodes idled out)."""
+    assert wait_until(lambda: not cluster.worker_nodes(), ceiling_s=300), "worker nodes never idled out"
+    return cluster
+
+
+def sweep(cluster, data_dir, storage, name, *args, background=False):
+    cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "emotion", "--data-dir", str(data_dir),
+           "--address", cluster.address, "--storage", str(storage), "--name", name, *SWEEP, *args]
+    if background:
+        log = (storage.parent / f"{name}.log").open("w")
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=cluster.env())
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=cluster.env())
+
+
+def trial_nodes(storage, name) -> dict[str, list[str]]:
+    """trial -> the node of each epoch it reported, in order."""
+    return {t: [r["node_id"] for r in rows if r.get("node_id")] for t, rows in result_rows(storage / name).items()}
+
+
+def test_a_trial_no_node_type_can_hold_fails_at_once(cluster, data_dir, storage):
+    proc = sweep(cluster, data_dir, storage, "big", "--gpus", "2", "--gpus-per-trial", "2")
+    assert proc.returncode == 2
+    err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no node type can hold one trial (1 CPU + 2 GPU" in err[0] and "gpu_worker {CPU: 1, GPU: 1} x3" in err[0]
+    # nothing was asked of the autoscaler: no trial was created (whether nodes of another test are
+    # still idling out is not this test's business)
+    assert not list((storage / "big").glob("trial_*")) and "waiting for nodes" not in proc.stdout
+
+
+def test_half_gpu_trials_pack_two_per_node(empty, data_dir, storage):
+    proc = sweep(empty, data_dir, storage, "pack", "--gpus", "1", "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 trial(s) at a time, 0.5 CPU / 0.5 GPU each" in proc.stdout
+    df = pd.read_parquet(storage / "pack" / "results.parquet")
+    assert (df.status == "completed").all() and df.node_id.nunique() == 1, df.node_id
+
+
+def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data_dir, storage):
+    """``--gpus 2`` from zero workers: 2 trials at a time on 2 one-GPU nodes. Then one node is
+    killed mid-trial: the autoscaler adds a node and the trial resumes from its checkpoint."""
+    # epochs of 2-12 s (idle to busy machine): the first trial still runs when the second, started
+    # on the next node up to ~30 s later, reports; 3 trials keep the nodes busy past the replacement
+    epochs = "6"
+    proc = sweep(empty, data_dir, storage, "kill", "--gpus", "2", "--max-failures", "1", "--max-epochs", epochs,
+                 "--num-samples", "3", "--limit", "2000", "--set", "hidden_size=32", background=True)
+    killed: dict[str, str] = {}
+
+    def on_two_nodes() -> bool:  # two trials past their first epoch, each on its node
+        nodes = {t: ns[-1] for t, ns in trial_nodes(storage, "kill").items() if len(ns) >= 1}
+        return len(set(nodes.values())) == 2
+
+    try:
+        assert wait_until(on_two_nodes, ceiling_s=400, give_up=lambda: proc.poll() is not None), \
+            (storage.parent / "kill.log").read_text()[-3000:]
+        trial, ns = sorted(trial_nodes(storage, "kill").items())[0]
+        killed = {"trial": trial, "node": ns[-1]}
+        joined_before = re.findall(r"node joined: (\w+)", (storage.parent / "kill.log").read_text())
+        assert empty.kill_node(ns[-1]), "no raylet found for the node"
+        proc.wait(timeout=500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (storage.parent / "kill.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert "2 trial(s) at a time, 1 CPU / 1 GPU each" in log and "waiting for nodes: " in log
+    assert len(joined_before) == 2, f"2 trials at a time need 2 nodes, not {joined_before}"
+    joined = dict(re.findall(r"node joined: (\w+) \(([^)]*)\)", log))  # the sweep's own lines
+    assert len(joined) >= 3, f"no node replaced the killed one: {joined}"
+    df = pd.read_parquet(storage / "kill" / "results.parquet")
+    assert (df.status == "completed").all() and len(df) == 3, df[["trial_id", "status"]]
+    history = trial_nodes(storage, "kill")
+    used = {n for ns in history.values() for n in ns}
+    assert len(used) >= 2 and all(joined.get(n[-12:]) == "1 CPU + 1 GPU" for n in used), (used, joined)
+    assert killed["node"] in history[killed["trial"]] and history[killed["trial"]][-1] != killed["node"]
+    for t in df.trial_id:  # from its checkpoint: no epoch twice, none missing
+        got = pd.read_csv(storage / "kill" / f"trial_{t}" / "progress.csv")["epoch"].tolist()
+        assert got == list(range(1, int(epochs) + 1)), (t, got)
