@@ -9,6 +9,7 @@ is a state the test waits for, not a moment it hopes to catch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -23,6 +24,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from dlb_tune.asha import SweepState
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE
 from dlb_tune.progress import WIDTH, fit, short_config, summary_line
@@ -210,3 +212,27 @@ def test_progress_lines_fit_100_columns_with_the_searched_parameters_only():
     summary = summary_line(spec, 3725.0, counts, 0.6512, 300.0)
     assert summary == "[ 1h02m 8/40] 2 running, 30 pending, 8 done: 4 stopped early, 1 errored; best 0.6512; ~5m00s left"
     assert len(summary_line(spec, 5.0, counts, None, float("nan"))) <= WIDTH
+
+
+def test_time_left_of_a_constructed_sweep_in_progress_and_status():
+    """Both readers hand the time left the sweep's own state (FIFO, 4 trials of 3 epochs at 10 s,
+    2 slots: one finished, one 1 epoch in, two pending: 50 s by hand, test_plan.py)."""
+    from types import SimpleNamespace
+
+    from dlb_tune.progress import Progress
+    from dlb_tune.status import sweep_state
+
+    spec = dataclasses.replace(load_space(ROOT / "search_spaces" / "emotion.yaml"), num_samples=4, max_epochs=3)
+    lines = []
+    progress = Progress(spec, lines.append, concurrency=2, scheduler="fifo")
+    done, running = (SimpleNamespace(trial_id=i, config={}, status=s, last_result={"epoch": 3})
+                     for i, s in (("a", "TERMINATED"), ("b", "RUNNING")))
+    for trial, epochs in ((done, 3), (running, 1)):
+        for epoch in range(1, epochs + 1):
+            progress.on_trial_result(0, [], trial, {spec.metric: 0.5, "epoch": epoch, "time_this_iter_s": 10.0})
+    progress.on_trial_complete(0, [], done)
+    progress.summary([done, running])
+    assert lines[-1].endswith("; ~50s left"), lines[-1]
+    table = pd.DataFrame({"status": ["completed", "running", "pending"], "epochs": [3, 1, None]})
+    exp = SimpleNamespace(trials=table, spec=spec)
+    assert sweep_state(exp) == SweepState(finished=[3], running=[1], pending=2)
