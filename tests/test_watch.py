@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -89,6 +90,21 @@ def start_tensorboard(storage: Path, name: str) -> tuple[subprocess.Popen, str, 
     pytest.fail(f"`dlb-tune tensorboard` printed no URL (exit {proc.poll()}):\n{''.join(seen)}")
 
 
+def board_runs(url: str, want: str) -> list[str]:
+    """TensorBoard's runs, once one of them names ``want``: it rescans its logdir every 5 s, so a
+    trial that started after it appears there when TensorBoard watches the whole experiment folder."""
+    runs: list[str] = []
+    deadline = time.monotonic() + CEILING_S
+    while time.monotonic() < deadline and not any(want in run for run in runs):
+        time.sleep(1)
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/data/runs", timeout=30) as r:
+                runs = json.load(r)
+        except OSError:
+            continue  # busy: ask again
+    return runs
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, data_dir):
     """The sweep, read while its first trial is held at epoch 1; then TensorBoard, a second trial,
@@ -110,12 +126,13 @@ def live(tmp_path_factory, data_dir):
     seen["status"] = runner.invoke(app, ["status", "w", "--storage", str(storage)])
     seen["report"] = runner.invoke(app, ["report", "w", "--storage", str(storage)])
     seen["report_md"] = (exp / "report.md").read_text() if (exp / "report.md").exists() else ""
-    tb, _, seen["tensorboard"] = start_tensorboard(storage, "w")
+    tb, url, seen["tensorboard"] = start_tensorboard(storage, "w")
     try:
         gate.write_text("1")  # the first trial goes on; the second stops at the gate after its epoch 1
         sweep.wait_for(lambda: len(epochs_on_disk(exp)) == 2 and min(epochs_on_disk(exp).values()) >= 1,
                        "a second trial's first epoch on disk")
         seen["second"] = next(t for t in first_started(exp) if t != seen["first"])
+        seen["board_runs"] = board_runs(url, f"trial_{seen['second']}")
     finally:
         tb.send_signal(signal.SIGTERM)
         tb.wait(timeout=120)
@@ -152,8 +169,10 @@ def test_report_while_the_sweep_runs(live):
     assert "(interrupted sweep?)" not in live["report_md"]
 
 
-def test_tensorboard_on_a_running_sweep_says_so(live):
+def test_tensorboard_on_a_running_sweep_says_so_and_shows_later_trials(live):
     assert any(line.startswith(f"running: 0 of {TRIALS} trials finished") for line in live["tensorboard"])
+    runs = live["board_runs"]
+    assert any(f"trial_{live['second']}" in run for run in runs), runs  # started after TensorBoard
 
 
 def test_sweep_prints_where_to_watch_and_progress_lines_that_fit(live):
