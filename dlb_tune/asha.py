@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,16 +28,19 @@ def rungs(max_epochs: int, grace_period: int, reduction_factor: float) -> list[i
 
 def simulate(quality: list[float], epoch_s: list[float], *, max_epochs: int, concurrency: int,
              milestones: list[int] | None, reduction_factor: float, start_s: float = 0.0,
-             budget_s: float | None = None) -> tuple[int, float, list[int]]:
+             budget_s: float | None = None, running: list[int] = (),
+             recorded: dict[int, list[float]] | None = None) -> tuple[int, float, list[int]]:
     """One sweep: trials in order, ``concurrency`` at a time; returns (trial-epochs, seconds, epochs run).
 
     ``milestones=None`` is FIFO (every trial runs ``max_epochs``). ASHA decisions follow Ray's
     ``_Bracket.on_result``: at a milestone, stop if below the quantile of those recorded there.
+    The rest of a running sweep: the first trials are ``running``, each this many epochs in and
+    holding a slot; ``recorded`` holds the values the trials already seen left at each milestone.
     """
-    recorded: dict[int, list[float]] = {m: [] for m in milestones or []}
+    recorded = {m: list((recorded or {}).get(m, [])) for m in milestones or []}
     events: list[tuple[float, int, int]] = []  # (time the epoch ends, trial, epoch)
     epochs = [0] * len(quality)
-    waiting = iter(range(len(quality)))
+    waiting = iter(range(len(running), len(quality)))
     clock = 0.0
 
     def launch(t: float) -> None:
@@ -44,7 +48,9 @@ def simulate(quality: list[float], epoch_s: list[float], *, max_epochs: int, con
         if i is not None:
             heapq.heappush(events, (t + start_s + epoch_s[i], i, 1))
 
-    for _ in range(concurrency):
+    for i, done in enumerate(running):
+        heapq.heappush(events, (epoch_s[i], i, done + 1))
+    for _ in range(concurrency - len(running)):
         launch(0.0)
     while events:
         t, i, epoch = heapq.heappop(events)
@@ -84,18 +90,40 @@ def estimate(epoch_times: list[float], *, num_samples: int, max_epochs: int, con
             "trial_s_p10": float(np.percentile(wall, 10)), "trial_s_p90": float(np.percentile(wall, 90))}
 
 
-def time_left(epoch_s: list[float], *, epochs_done: int, elapsed_s: float, num_samples: int, max_epochs: int,
-              concurrency: int, scheduler: str, grace_period: int, reduction_factor: int,
-              budget_s: float | None) -> float:
-    """Seconds a running sweep still needs: the trial-epochs ``estimate`` expects of the whole
-    sweep at the epoch speeds seen so far, less those already run, shared by ``concurrency``
-    slots; never past the time budget."""
+@dataclass
+class SweepState:
+    """Where a running sweep stands: epochs run by each finished and each running trial, and the
+    trials not started yet. The time left is the rest of this sweep, not a share of a fresh one."""
+
+    finished: list[int]
+    running: list[int]
+    pending: int
+
+
+def time_left(epoch_s: list[float], state: SweepState, *, elapsed_s: float, max_epochs: int, concurrency: int,
+              scheduler: str, grace_period: int, reduction_factor: int, budget_s: float | None,
+              seed: int = 0, simulations: int = QUICK_SIMULATIONS) -> float:
+    """Seconds a running sweep still needs: its running trials go on from their epochs, the
+    pending ones start as slots free up, and ASHA judges them against the values every trial
+    seen so far left at the rungs (trial qualities random, as in ``estimate``); never past the
+    time budget."""
     if not epoch_s:
         return math.nan
-    whole = estimate(epoch_s, num_samples=num_samples, max_epochs=max_epochs, concurrency=concurrency,
-                     scheduler=scheduler, grace_period=grace_period, reduction_factor=reduction_factor,
-                     start_s=0.0, budget_s=None, simulations=QUICK_SIMULATIONS)["trial_epochs"]
-    left = max(0.0, whole - epochs_done) * float(np.mean(epoch_s)) / max(1, concurrency)
+    rng = np.random.default_rng(seed)
+    milestones = rungs(max_epochs, grace_period, reduction_factor) if scheduler == "asha" else None
+    running = [e for e in state.running if e < max_epochs]
+    finished = state.finished + [e for e in state.running if e >= max_epochs]  # reported its last epoch
+    n = len(running) + state.pending
+    walls = []
+    for _ in range(simulations):
+        seen = rng.random(len(finished) + n)
+        recorded = {m: [q for q, e in zip(seen, finished + running) if e >= m] for m in milestones or []}
+        speed = [epoch_s[j] for j in rng.integers(len(epoch_s), size=n)]
+        _, wall, _ = simulate(seen[len(finished):].tolist(), speed, max_epochs=max_epochs,
+                              concurrency=max(concurrency, len(running)), milestones=milestones,
+                              reduction_factor=reduction_factor, running=running, recorded=recorded)
+        walls.append(wall)
+    left = float(np.mean(walls))
     if budget_s:
         left = min(left, max(0.0, budget_s - elapsed_s))
     return left

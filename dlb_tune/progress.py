@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dlb_tune.asha import time_left
+from dlb_tune.asha import SweepState, time_left
 from dlb_tune.experiment import is_uri
 from dlb_tune.space import SweepSpec
 
@@ -125,7 +125,7 @@ class Progress:
                 self.last_summary = time.time()
                 elapsed = self.last_summary - self.t0
                 counts = self.counts(trials)
-                self._say(summary_line(spec, elapsed, counts, self.best, self.left(elapsed)))
+                self._say(summary_line(spec, elapsed, counts, self.best, self.left(elapsed, trials)))
 
             def counts(self, trials) -> dict[str, int]:
                 running = sum(1 for t in trials if t.status == "RUNNING")
@@ -133,12 +133,15 @@ class Progress:
                 return {"running": running, "pending": max(0, spec.num_samples - running - len(states)),
                         **{s: states.count(s) for s in ("completed", "stopped_early", "errored")}}
 
-            def left(self, elapsed: float) -> float | None:
+            def left(self, elapsed: float, trials) -> float | None:
                 speeds = [sum(v) / len(v) for v in self.epoch_s.values() if v]
                 if not speeds:
                     return None
-                return time_left(speeds, epochs_done=sum(self.epochs.values()), elapsed_s=elapsed,
-                                 num_samples=spec.num_samples, max_epochs=spec.max_epochs, concurrency=concurrency,
+                running = [self.epochs.get(t.trial_id, 0) for t in trials
+                           if t.status == "RUNNING" and t.trial_id not in self.finished]
+                state = SweepState(finished=[self.epochs.get(t, 0) for t in self.finished], running=running,
+                                   pending=max(0, spec.num_samples - len(self.finished) - len(running)))
+                return time_left(speeds, state, elapsed_s=elapsed, max_epochs=spec.max_epochs, concurrency=concurrency,
                                  scheduler=scheduler, grace_period=spec.grace_period,
                                  reduction_factor=spec.reduction_factor, budget_s=spec.time_budget_s)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from dlb_tune.asha import time_left
+from dlb_tune.asha import SweepState, time_left
 from dlb_tune.experiment import Experiment, ReportError, find_experiment, load_experiment, read_live, sweep_alive
 from dlb_tune.progress import clock, fit, short_config
 
@@ -77,13 +77,23 @@ def _time_line(exp: Experiment, live: dict, now: float) -> str:
     hist = exp.history()
     speeds = (hist.groupby("trial_id")["time_this_iter_s"].mean().tolist()
               if "time_this_iter_s" in hist and len(hist) else [])
-    left = time_left(speeds, epochs_done=int(exp.trials["epochs"].sum()), elapsed_s=elapsed,
-                     num_samples=exp.spec.num_samples, max_epochs=exp.spec.max_epochs,
+    left = time_left(speeds, sweep_state(exp), elapsed_s=elapsed, max_epochs=exp.spec.max_epochs,
                      concurrency=int(live.get("concurrency", 1)), scheduler=exp.sweep.get("scheduler", "asha"),
                      grace_period=exp.spec.grace_period, reduction_factor=exp.spec.reduction_factor,
                      budget_s=exp.spec.time_budget_s)
     shown = "not known until a trial reports" if left != left else f"about {clock(left)}"
     return fit(f"elapsed {clock(elapsed)}; time left {shown} (ASHA replayed at the epoch speeds seen)")
+
+
+def sweep_state(exp: Experiment) -> SweepState:
+    """Epochs run by each finished and running trial; the rest of ``num_samples`` is pending."""
+    t = exp.trials
+    if not len(t):
+        return SweepState([], [], exp.spec.num_samples)
+    epochs = t["epochs"].fillna(0).astype(int)
+    running = epochs[t["status"] == "running"].tolist()
+    finished = epochs[~t["status"].isin(["running", "pending"])].tolist()
+    return SweepState(finished, running, max(0, exp.spec.num_samples - len(finished) - len(running)))
 
 
 def watch(name: str, storage: str | None, every_s: float | None, echo: Callable[[str], None],

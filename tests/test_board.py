@@ -134,6 +134,32 @@ def test_hparams_sessions_for_every_trial_sortable_by_metric(tb):
         assert board.metric_value(g, "ray/tune/best_val_acc") == pytest.approx(row["best_val_acc"], abs=1e-6)
 
 
+def _hparams_data(folder: Path) -> dict[str, object]:
+    """The HParams plugin's records in ``folder``'s event files, as TensorBoard's loader reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    events.Reload()
+    records = [plugin_data_pb2.HParamsPluginData.FromString(c) for c in events.PluginTagToContent("hparams").values()]
+    return {r.WhichOneof("data"): getattr(r, r.WhichOneof("data")) for r in records}
+
+
+def test_integer_hyperparameters_reach_hparams_as_whole_numbers(sweep):
+    """HParams has no integer type (TensorBoard's own IntInterval writes float64 too): an integer
+    arrives as a number whose value is whole, never as text or a rounded float, in every trial's
+    session and in the experiment's domain."""
+    [hidden] = [h for h in _hparams_data(sweep.exp)["experiment"].hparam_infos if h.name == "hidden_size"]
+    assert [v.WhichOneof("kind") for v in hidden.domain_discrete.values] == ["number_value"] * 2
+    assert [v.number_value for v in hidden.domain_discrete.values] == [32, 96]
+    for trial in sorted(sweep.exp.glob("trial_*")):  # Ray writes the searched parameters only
+        config = json.loads((trial / "params.json").read_text())
+        value = _hparams_data(trial)["session_start_info"].hparams["hidden_size"]
+        assert value.WhichOneof("kind") == "number_value", (trial.name, value)
+        assert value.number_value.is_integer() and value.number_value == config["hidden_size"]
+        assert type(config["hidden_size"]) is int
+
+
 def test_task_and_report_figures_are_images(tb):
     url, exp = tb
     tags = board.get_json(url + "data/plugin/images/tags")

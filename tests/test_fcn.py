@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 
@@ -89,6 +91,25 @@ def test_state_dict_round_trip(mnist):
     b = FCN(FCNConfig(hidden_size=32), data, TrialContext(seed=2))
     b.load_state_dict(a.state_dict())
     assert a.evaluate("val") == b.evaluate("val")
+
+
+def test_resume_with_momentum_goes_on_as_uninterrupted(mnist):
+    """A checkpoint holds the momentum buffer: the epoch after a save and restore is the epoch
+    without one (a buffer restarting at zero moves the weights by ~1e-2 here)."""
+    data = {s: {"x": mnist[s]["x"][:500], "y": mnist[s]["y"][:500]} for s in mnist}
+    config = FCNConfig(hidden_size=32, momentum=0.9, lr=0.05)
+    a = FCN(config, data, TrialContext(max_epochs=3, seed=1))
+    a.train_epoch(0)
+    assert all(v.abs().max() > 0 for layer in a.velocity for v in layer)
+    saved = io.BytesIO()
+    torch.save(a.state_dict(), saved)  # as a trial checkpoint is written: no tensor shared with `a`
+    saved.seek(0)
+    b = FCN(config, data, TrialContext(max_epochs=3, seed=2))
+    b.load_state_dict(torch.load(saved, weights_only=True))
+    b.ctx.generator.set_state(a.ctx.generator.get_state())  # the trainable restores it with the checkpoint
+    a.train_epoch(1), b.train_epoch(1)
+    for got, want in zip(b.params + b.velocity, a.params + a.velocity):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_missing_mnist_is_one_clear_line(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from dlb_tune.asha import estimate, rungs, simulate
+from dlb_tune.asha import SweepState, estimate, rungs, simulate, time_left
 from dlb_tune.plan import CalibrationContext, corners, size_params
 from dlb_tune.space import SpaceError, parse_space
 from finished_sweep import NAME, finished_sweep
@@ -91,6 +91,33 @@ def test_simulation_fifo_and_concurrency():
     total, wall, _ = simulate([0.5] * 5, [2.0] * 5, max_epochs=4, concurrency=2, milestones=None,
                               reduction_factor=3, budget_s=9.0)
     assert wall == 9.0 and total == 8  # the budget ends the sweep inside the second wave
+
+
+def test_time_left_is_the_rest_of_this_sweep():
+    """By hand, 10 s an epoch, 2 slots. FIFO, 4 trials of 3 epochs: one finished, one 1 epoch in
+    (ends at 20 s), two pending: the first starts now (ends at 30 s), the second at 20 s (ends
+    at 50 s). A share of a fresh sweep's trial-epochs said (12 - 4) * 10 / 2 = 40 s."""
+    kw = dict(elapsed_s=100.0, concurrency=2, grace_period=1, reduction_factor=3, budget_s=None)
+    fifo = SweepState(finished=[3], running=[1], pending=2)
+    assert time_left([10.0], fifo, max_epochs=3, scheduler="fifo", **kw) == pytest.approx(50.0)
+    # ASHA, rungs 1, 3, 9: five trials finished, four of them stopped at epoch 1; the last one, 3
+    # epochs in, has no rung left before its last epoch: 6 epochs, whatever the qualities.
+    asha = SweepState(finished=[1, 1, 1, 1, 9], running=[3], pending=0)
+    assert time_left([10.0], asha, max_epochs=9, scheduler="asha", **kw) == pytest.approx(60.0)
+    # A trial that reported its last epoch is finishing: nothing left; the budget caps the rest.
+    assert time_left([10.0], SweepState([3], [3], 0), max_epochs=3, scheduler="fifo", **kw) == 0.0
+    assert time_left([10.0], fifo, max_epochs=3, scheduler="fifo", **{**kw, "budget_s": 130.0}) == 30.0
+
+
+def test_time_left_counts_the_rungs_finished_trials_filled():
+    """Pending trials meet rungs that finished trials filled: with 30 trials recorded at epoch 1,
+    about two thirds of the new ones stop there (rf 3), so the rest takes far less than if each
+    ran all 9 epochs."""
+    kw = dict(elapsed_s=0.0, concurrency=1, grace_period=1, reduction_factor=3, budget_s=None, max_epochs=9)
+    state = SweepState(finished=[1] * 20 + [3] * 7 + [9] * 3, running=[], pending=6)
+    left = time_left([1.0], state, scheduler="asha", simulations=200, **kw)
+    fifo = time_left([1.0], state, scheduler="fifo", **kw)
+    assert fifo == 54.0 and left < 0.5 * fifo
 
 
 def test_estimate_lies_between_no_stopping_and_all_stopped():

@@ -9,6 +9,7 @@ is a state the test waits for, not a moment it hopes to catch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -23,6 +25,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from dlb_tune.asha import SweepState
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE
 from dlb_tune.progress import WIDTH, fit, short_config, summary_line
@@ -87,6 +90,21 @@ def start_tensorboard(storage: Path, name: str) -> tuple[subprocess.Popen, str, 
     pytest.fail(f"`dlb-tune tensorboard` printed no URL (exit {proc.poll()}):\n{''.join(seen)}")
 
 
+def board_runs(url: str, want: str) -> list[str]:
+    """TensorBoard's runs, once one of them names ``want``: it rescans its logdir every 5 s, so a
+    trial that started after it appears there when TensorBoard watches the whole experiment folder."""
+    runs: list[str] = []
+    deadline = time.monotonic() + CEILING_S
+    while time.monotonic() < deadline and not any(want in run for run in runs):
+        time.sleep(1)
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/data/runs", timeout=30) as r:
+                runs = json.load(r)
+        except OSError:
+            continue  # busy: ask again
+    return runs
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, data_dir):
     """The sweep, read while its first trial is held at epoch 1; then TensorBoard, a second trial,
@@ -108,12 +126,13 @@ def live(tmp_path_factory, data_dir):
     seen["status"] = runner.invoke(app, ["status", "w", "--storage", str(storage)])
     seen["report"] = runner.invoke(app, ["report", "w", "--storage", str(storage)])
     seen["report_md"] = (exp / "report.md").read_text() if (exp / "report.md").exists() else ""
-    tb, _, seen["tensorboard"] = start_tensorboard(storage, "w")
+    tb, url, seen["tensorboard"] = start_tensorboard(storage, "w")
     try:
         gate.write_text("1")  # the first trial goes on; the second stops at the gate after its epoch 1
         sweep.wait_for(lambda: len(epochs_on_disk(exp)) == 2 and min(epochs_on_disk(exp).values()) >= 1,
                        "a second trial's first epoch on disk")
         seen["second"] = next(t for t in first_started(exp) if t != seen["first"])
+        seen["board_runs"] = board_runs(url, f"trial_{seen['second']}")
     finally:
         tb.send_signal(signal.SIGTERM)
         tb.wait(timeout=120)
@@ -150,8 +169,10 @@ def test_report_while_the_sweep_runs(live):
     assert "(interrupted sweep?)" not in live["report_md"]
 
 
-def test_tensorboard_on_a_running_sweep_says_so(live):
+def test_tensorboard_on_a_running_sweep_says_so_and_shows_later_trials(live):
     assert any(line.startswith(f"running: 0 of {TRIALS} trials finished") for line in live["tensorboard"])
+    runs = live["board_runs"]
+    assert any(f"trial_{live['second']}" in run for run in runs), runs  # started after TensorBoard
 
 
 def test_sweep_prints_where_to_watch_and_progress_lines_that_fit(live):
@@ -210,3 +231,27 @@ def test_progress_lines_fit_100_columns_with_the_searched_parameters_only():
     summary = summary_line(spec, 3725.0, counts, 0.6512, 300.0)
     assert summary == "[ 1h02m 8/40] 2 running, 30 pending, 8 done: 4 stopped early, 1 errored; best 0.6512; ~5m00s left"
     assert len(summary_line(spec, 5.0, counts, None, float("nan"))) <= WIDTH
+
+
+def test_time_left_of_a_constructed_sweep_in_progress_and_status():
+    """Both readers hand the time left the sweep's own state (FIFO, 4 trials of 3 epochs at 10 s,
+    2 slots: one finished, one 1 epoch in, two pending: 50 s by hand, test_plan.py)."""
+    from types import SimpleNamespace
+
+    from dlb_tune.progress import Progress
+    from dlb_tune.status import sweep_state
+
+    spec = dataclasses.replace(load_space(ROOT / "search_spaces" / "emotion.yaml"), num_samples=4, max_epochs=3)
+    lines = []
+    progress = Progress(spec, lines.append, concurrency=2, scheduler="fifo")
+    done, running = (SimpleNamespace(trial_id=i, config={}, status=s, last_result={"epoch": 3})
+                     for i, s in (("a", "TERMINATED"), ("b", "RUNNING")))
+    for trial, epochs in ((done, 3), (running, 1)):
+        for epoch in range(1, epochs + 1):
+            progress.on_trial_result(0, [], trial, {spec.metric: 0.5, "epoch": epoch, "time_this_iter_s": 10.0})
+    progress.on_trial_complete(0, [], done)
+    progress.summary([done, running])
+    assert lines[-1].endswith("; ~50s left"), lines[-1]
+    table = pd.DataFrame({"status": ["completed", "running", "pending"], "epochs": [3, 1, None]})
+    exp = SimpleNamespace(trials=table, spec=spec)
+    assert sweep_state(exp) == SweepState(finished=[3], running=[1], pending=2)
