@@ -27,6 +27,7 @@ little more, since early trials are judged against fewer peers).
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -64,6 +65,27 @@ def default_shape() -> dict[str, int]:
 # --- the model --------------------------------------------------------------------------------
 
 
+@dataclass
+class DriverCost:
+    """The Tune driver handles results one at a time, ``per_result_s`` seconds each; a trial's
+    own driver work (suggest, actor reset, tell) is spread over its results. 0: no driver limit
+    (the model before bench/driver_scale.py measured one)."""
+
+    per_result_s: float = 0.0
+
+    def busy_s(self, results: int) -> float:
+        return results * self.per_result_s
+
+    def saturation_slots(self, epoch_s: float) -> float:
+        """The N at which N slots, each reporting once per ``epoch_s``, keep the driver busy."""
+        return epoch_s / self.per_result_s if self.per_result_s else math.inf
+
+
+def bounded(span_s: float, results: int, driver: DriverCost | None) -> float:
+    """The slots' makespan, or the driver's busy time if that is longer: the slower one sets the wall."""
+    return max(span_s, driver.busy_s(results)) if driver else span_s
+
+
 def makespan(durations: list[float], slots: int, gap: float = 0.0, late_start: float = 0.0) -> float:
     """Greedy list scheduling: each trial, in order, on the slot that frees first. Slots after the
     first open ``late_start`` seconds later (a new node must start its trial process first)."""
@@ -77,13 +99,15 @@ def makespan(durations: list[float], slots: int, gap: float = 0.0, late_start: f
     return end
 
 
-def predict(calib: dict[str, Any], nodes: int, cores: int | None) -> float:
+def predict(calib: dict[str, Any], nodes: int, cores: int | None, driver: DriverCost | None = None) -> float:
     """Fit wall on ``nodes`` slots from a 1-node calibration run. ``cores`` caps real parallelism:
-    N simulated nodes on fewer cores start their trial processes, and run their trials, slower."""
+    N simulated nodes on fewer cores start their trial processes, and run their trials, slower.
+    ``driver``: the wall is at least the driver's time for all results (one per trial epoch)."""
     slow = max(1.0, nodes / cores) if cores else 1.0
     durations = [d * slow for d in calib["trial_walls"]]
     late = calib["actor_start_s"] * slow
-    return calib["head_s"] + makespan(durations, nodes, calib["gap_s"], late) + calib["tail_s"]
+    span = makespan(durations, nodes, calib["gap_s"], late)
+    return calib["head_s"] + bounded(span, len(durations) * calib["epochs"], driver) + calib["tail_s"]
 
 
 def asha_lengths(n: int, epochs: int, grace: int, eta: int) -> list[int]:
