@@ -21,6 +21,15 @@ with n trials, grace period G, reduction factor eta and E epochs, about n(1 - 1/
 n/eta (1 - 1/eta) at G eta, ... (synchronous successive halving; asynchronous ASHA promotes a
 little more, since early trials are judged against fewer peers).
 
+The model above knows no driver: it lets every slot report as often as it likes. One Tune
+driver handles every result and starts every trial in turn, so ``bench/driver_scale.py``
+replayed the fcn table with 8 and 32 concurrent sleeping trials and found (``DriverCost``,
+``bench/results/driver_scale.json``) that the wall is at least ``results x per_result_s``:
+
+    wall(N) = H + max(makespan(...), R * c) + T,       R = results (trial epochs), c = DRIVER.per_result_s
+
+so the driver, not the slots, sets the wall once ``N > epoch_s / c`` (``DriverCost.saturation_slots``).
+
     python -m bench scaling [--quick]
 """
 
