@@ -202,7 +202,7 @@ def run_one(table_path: Path, workers: int, trials: int, scale: float, search: s
                         storage=str(scratch), name=f"driver-{search}-{workers}", num_samples=trials,
                         max_epochs=table.max_epochs, seed=0)
     spec = prepare_spec(opts)
-    start_ray_patiently(opts)
+    start_ray_patiently(cores)
     try:
         probe, spent, sched = make_probe(), {}, {}
         searcher, scheduler = make_searcher(spec, opts, workers, echo=say), make_scheduler(spec, opts)
@@ -229,21 +229,27 @@ def run_one(table_path: Path, workers: int, trials: int, scale: float, search: s
     return row
 
 
-def start_ray_patiently(opts, tries: int = 3) -> None:
-    """``start_ray``, again if the raylet missed Ray's fixed 30 s registration window (it does
-    when the shared machine's load is far above its cores)."""
+def start_ray_patiently(cpus: int, tries: int = 3) -> None:
+    """A local Ray as ``dlb_tune.sweep.start_ray`` starts it (loopback only, token auth), without
+    the dashboard, and again if a start-up timed out: on this shared machine, at load averages
+    near 20, the raylet or dashboard misses Ray's fixed 30 s window."""
+    import logging
+
     import ray
 
-    from dlb_tune.sweep import start_ray
+    from dlb_tune.sweep import loopback_only, quiet_libraries
 
+    loopback_only()
+    quiet_libraries()
     for attempt in range(1, tries + 1):
         try:
-            start_ray(opts)
+            ray.init(address="local", num_cpus=cpus, num_gpus=0, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, configure_logging=True)
             return
-        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
-            if "timed out during startup" not in str(e) or attempt == tries:
+        except Exception as e:  # noqa: BLE001 - Ray raises bare Exceptions for start-up timeouts
+            if attempt == tries:
                 raise
-            say(f"driver-scale: Ray did not start in time (load {loadavg()}); again")
+            say(f"driver-scale: Ray did not start (load {loadavg()}): {str(e).strip().splitlines()[0][:100]}; again")
             ray.shutdown()
 
 
