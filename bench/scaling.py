@@ -76,11 +76,15 @@ def default_shape() -> dict[str, int]:
 
 @dataclass
 class DriverCost:
-    """The Tune driver handles results one at a time, ``per_result_s`` seconds each; a trial's
-    own driver work (suggest, actor reset, tell) is spread over its results. 0: no driver limit
-    (the model before bench/driver_scale.py measured one)."""
+    """What one Tune driver adds when many slots share it (measured by bench/driver_scale.py):
+    it handles results one at a time, ``per_result_s`` each (a trial's own driver work spread over
+    its results); each report's round trip adds ``report_s`` to an epoch beyond the 1-node
+    calibration's; a freed slot waits ``gap_s`` for its next trial (None: the calibration's g).
+    The defaults reproduce the model without a driver."""
 
     per_result_s: float = 0.0
+    report_s: float = 0.0
+    gap_s: float | None = None
 
     def busy_s(self, results: int) -> float:
         return results * self.per_result_s
@@ -113,9 +117,11 @@ def predict(calib: dict[str, Any], nodes: int, cores: int | None, driver: Driver
     N simulated nodes on fewer cores start their trial processes, and run their trials, slower.
     ``driver``: the wall is at least the driver's time for all results (one per trial epoch)."""
     slow = max(1.0, nodes / cores) if cores else 1.0
-    durations = [d * slow for d in calib["trial_walls"]]
+    extra = driver.report_s * calib["epochs"] if driver else 0.0
+    durations = [d * slow + extra for d in calib["trial_walls"]]
     late = calib["actor_start_s"] * slow
-    span = makespan(durations, nodes, calib["gap_s"], late)
+    gap = driver.gap_s if driver and driver.gap_s is not None else calib["gap_s"]
+    span = makespan(durations, nodes, gap, late)
     return calib["head_s"] + bounded(span, len(durations) * calib["epochs"], driver) + calib["tail_s"]
 
 
