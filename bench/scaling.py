@@ -21,14 +21,21 @@ with n trials, grace period G, reduction factor eta and E epochs, about n(1 - 1/
 n/eta (1 - 1/eta) at G eta, ... (synchronous successive halving; asynchronous ASHA promotes a
 little more, since early trials are judged against fewer peers).
 
-The model above knows no driver: it lets every slot report as often as it likes. One Tune
-driver handles every result and starts every trial in turn, so ``bench/driver_scale.py``
-replayed the fcn table with 8 and 32 concurrent sleeping trials and found (``DriverCost``,
-``bench/results/driver_scale.json``) that the wall is at least ``results x per_result_s``:
+The model above knows no driver: each slot reports as often as it likes, a freed slot waits the
+1-node gap g (9 ms) and a report costs the 1-node per-epoch overhead (16 ms). One Tune driver
+handles every result and starts every trial, and ``bench/driver_scale.py`` measured what that
+costs with 8 concurrent replayed trials on this 2-core machine at load average ~11 (synthetic
+fcn table, Optuna + ASHA, ``bench/results/driver_scale.json``): a report's round trip 0.11 s
+(not 0.016), a freed slot's wait for its next trial 0.27 s (not 0.009), and at most 15 results
+per second (0.065 s each) with the driver process itself at 8 % of a core, i.e. the bound is
+the report path through Ray on a saturated machine, not the driver's Python. ``DriverCost``
+carries these; with it
 
-    wall(N) = H + max(makespan(...), R * c) + T,       R = results (trial epochs), c = DRIVER.per_result_s
+    wall(N) = H + max(makespan(d_i + E_i r + g' over N slots, ...), R c) + T
 
-so the driver, not the slots, sets the wall once ``N > epoch_s / c`` (``DriverCost.saturation_slots``).
+(r: extra round trip per epoch, g': the slot gap, R: results, c: seconds per result), so the
+driver bound sets the wall once ``N > epoch_s / c`` (``DriverCost.saturation_slots``): on this
+machine ~5 slots for 0.3 s epochs, ~15 for 1 s epochs. ``MEASURED_DRIVER`` holds the constants.
 
     python -m bench scaling [--quick]
 """
@@ -94,6 +101,10 @@ class DriverCost:
         return epoch_s / self.per_result_s if self.per_result_s else math.inf
 
 
+# bench/results/driver_scale.json, N = 8 (report round trip 0.106 s minus the 1-node 0.016 s)
+MEASURED_DRIVER = DriverCost(per_result_s=0.065, report_s=0.09, gap_s=0.27)
+
+
 def bounded(span_s: float, results: int, driver: DriverCost | None) -> float:
     """The slots' makespan, or the driver's busy time if that is longer: the slower one sets the wall."""
     return max(span_s, driver.busy_s(results)) if driver else span_s
@@ -147,13 +158,15 @@ def paper_model(calib: dict[str, Any], ddp: dict[str, Any] | None) -> dict[str, 
     head, tail, gap, late = calib["head_s"], calib["tail_s"], calib["gap_s"], calib["actor_start_s"]
     shape = default_shape()
     fifo = [s + shape["epochs"] * (e + o)] * shape["n"]
-    asha = [s + L * (e + o) for L in asha_lengths(shape["n"], shape["epochs"], shape["grace"], shape["eta"])]
+    lengths = asha_lengths(shape["n"], shape["epochs"], shape["grace"], shape["eta"])
+    asha = [s + L * (e + o) for L in lengths]
     rows = []
     for n in EXTRAPOLATE:
         row = {"slots": n,
                "this_workload_s": head + makespan(calib["trial_walls"], n, gap, late) + tail,
                "default_shape_fifo_s": head + makespan(fifo, n, gap, late) + tail,
-               "default_shape_asha_s": head + makespan(sorted(asha, reverse=True), n, gap, late) + tail}
+               "default_shape_asha_s": head + makespan(sorted(asha, reverse=True), n, gap, late) + tail,
+               "default_shape_asha_driver_s": head + with_driver(asha, lengths, n, late, MEASURED_DRIVER) + tail}
         if ddp and ddp.get("startup_s") is not None and ddp.get("epoch_s") is not None:
             w = ddp["workers"]
             trial = ddp["startup_s"] + calib["epochs"] * (ddp["epoch_s"] + o)
@@ -169,6 +182,12 @@ def paper_model(calib: dict[str, Any], ddp: dict[str, Any] | None) -> dict[str, 
                        "gap_s": gap, "default_shape": shape,
                        "asha_lengths": asha_lengths(shape["n"], shape["epochs"], shape["grace"], shape["eta"])},
             "rows": rows}
+
+
+def with_driver(durations: list[float], epochs: list[int], slots: int, late: float, driver: DriverCost) -> float:
+    """The makespan of trials (longest first) with the driver's measured round trips, slot gap and bound."""
+    trials = sorted((d + e * driver.report_s for d, e in zip(durations, epochs)), reverse=True)
+    return bounded(makespan(trials, slots, driver.gap_s or 0.0, late), sum(epochs), driver)
 
 
 # --- the measurements -------------------------------------------------------------------------

@@ -21,6 +21,12 @@ def test_the_driver_bounds_the_wall_only_past_saturation():
     assert predict(CALIB, 64, None, driver) == pytest.approx(2 + 10.24 + 0.5)
 
 
+def test_measured_round_trips_and_slot_gaps_lengthen_each_trial():
+    driver = DriverCost(report_s=0.1, gap_s=0.5)  # no bound: only the per-trial costs
+    # 64 trials of 4 s + 16 round trips of 0.1 s, each after a 0.5 s wait: 8 waves of 6.1 s on 8 slots.
+    assert predict(CALIB, 8, None, driver) == pytest.approx(2 + 8 * 6.1 + 0.5)
+
+
 class Events:
     """A run's driver-side timestamps, as DriverProbe keeps them."""
 
