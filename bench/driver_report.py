@@ -90,6 +90,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def figure(rows: list[dict[str, Any]]) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -112,6 +113,7 @@ def figure(rows: list[dict[str, Any]]) -> None:
     b.set(xlabel="concurrent simulated workers N", ylabel="seconds", xscale="log", yscale="log", title="scheduling latency")
     for ax in (a, b):
         ax.set_xticks(sorted({r["workers"] for r in rows}), [str(w) for w in sorted({r["workers"] for r in rows})])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # log axis: only the measured N
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -24,11 +24,12 @@ little more, since early trials are judged against fewer peers).
 The model above knows no driver: each slot reports as often as it likes, a freed slot waits the
 1-node gap g (9 ms) and a report costs the 1-node per-epoch overhead (16 ms). One Tune driver
 handles every result and starts every trial, and ``bench/driver_scale.py`` measured what that
-costs with 8 concurrent replayed trials on this 2-core machine at load average ~11 (synthetic
-fcn table, Optuna + ASHA, ``bench/results/driver_scale.json``): a report's round trip 0.11 s
-(not 0.016), a freed slot's wait for its next trial 0.27 s (not 0.009), and at most 15 results
-per second (0.065 s each) with the driver process itself at 8 % of a core, i.e. the bound is
-the report path through Ray on a saturated machine, not the driver's Python. ``DriverCost``
+costs with 8 and 32 concurrent replayed trials on this 2-core machine at load averages 11-31
+(synthetic fcn table, Optuna + ASHA, ``bench/results/driver_scale.json``): a report's round trip
+0.11 s (not 0.016), a freed slot's wait for its next trial 0.27 s at N = 8 and 13 s at N = 32
+(not 0.009), and at most 16 results per second (0.062 s each) at both N, with the driver process
+itself at 8-17 % of a core, i.e. the bound is the report path through Ray on a saturated
+machine, not the driver's Python. ``DriverCost``
 carries these; with it
 
     wall(N) = H + max(makespan(d_i + E_i r + g' over N slots, ...), R c) + T
@@ -101,8 +102,9 @@ class DriverCost:
         return epoch_s / self.per_result_s if self.per_result_s else math.inf
 
 
-# bench/results/driver_scale.json, N = 8 (report round trip 0.106 s minus the 1-node 0.016 s)
-MEASURED_DRIVER = DriverCost(per_result_s=0.065, report_s=0.09, gap_s=0.27)
+# bench/results/driver_scale.json: 1 / the best 16 results/s (N = 32); N = 8's round trip 0.106 s
+# minus the 1-node 0.016 s, and its slot gap
+MEASURED_DRIVER = DriverCost(per_result_s=0.062, report_s=0.09, gap_s=0.27)
 
 
 def bounded(span_s: float, results: int, driver: DriverCost | None) -> float:
