@@ -9,6 +9,7 @@
     python -m bench mutation MODULE|all  # mutation testing, not a figure (bench/mutation.py)
     python -m bench gpu [--tasks ...]    # on a CUDA machine: tests marked gpu, GPU vs CPU sweeps
     python -m bench autoscale            # a sweep on a local autoscaling cluster from 0 workers
+    python -m bench driver-scale         # the Tune driver with 8-64 simulated workers (table replay)
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench.record import main as record
 
         return record(argv[1:])
+    if argv[:1] == ["driver-scale"]:  # its own options too
+        from bench.driver_scale import main as driver_scale
+
+        return driver_scale(argv[1:])
     if argv[:1] == ["mutation"]:  # its own options too
         from bench import mutation
 

@@ -21,12 +21,30 @@ with n trials, grace period G, reduction factor eta and E epochs, about n(1 - 1/
 n/eta (1 - 1/eta) at G eta, ... (synchronous successive halving; asynchronous ASHA promotes a
 little more, since early trials are judged against fewer peers).
 
+The model above knows no driver: each slot reports as often as it likes, a freed slot waits the
+1-node gap g (9 ms) and a report costs the 1-node per-epoch overhead (16 ms). One Tune driver
+handles every result and starts every trial, and ``bench/driver_scale.py`` measured what that
+costs with 8 and 32 concurrent replayed trials on this 2-core machine at load averages 11-31
+(synthetic fcn table, Optuna + ASHA, ``bench/results/driver_scale.json``): a report's round trip
+0.11 s (not 0.016), a freed slot's wait for its next trial 0.27 s at N = 8 and 13 s at N = 32
+(not 0.009), and at most 16 results per second (0.062 s each) at both N, with the driver process
+itself at 8-17 % of a core, i.e. the bound is the report path through Ray on a saturated
+machine, not the driver's Python. ``DriverCost``
+carries these; with it
+
+    wall(N) = H + max(makespan(d_i + E_i r + g' over N slots, ...), R c) + T
+
+(r: extra round trip per epoch, g': the slot gap, R: results, c: seconds per result), so the
+driver bound sets the wall once ``N > epoch_s / c`` (``DriverCost.saturation_slots``): on this
+machine ~5 slots for 0.3 s epochs, ~15 for 1 s epochs. ``MEASURED_DRIVER`` holds the constants.
+
     python -m bench scaling [--quick]
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -64,6 +82,36 @@ def default_shape() -> dict[str, int]:
 # --- the model --------------------------------------------------------------------------------
 
 
+@dataclass
+class DriverCost:
+    """What one Tune driver adds when many slots share it (measured by bench/driver_scale.py):
+    it handles results one at a time, ``per_result_s`` each (a trial's own driver work spread over
+    its results); each report's round trip adds ``report_s`` to an epoch beyond the 1-node
+    calibration's; a freed slot waits ``gap_s`` for its next trial (None: the calibration's g).
+    The defaults reproduce the model without a driver."""
+
+    per_result_s: float = 0.0
+    report_s: float = 0.0
+    gap_s: float | None = None
+
+    def busy_s(self, results: int) -> float:
+        return results * self.per_result_s
+
+    def saturation_slots(self, epoch_s: float) -> float:
+        """The N at which N slots, each reporting once per ``epoch_s``, keep the driver busy."""
+        return epoch_s / self.per_result_s if self.per_result_s else math.inf
+
+
+# bench/results/driver_scale.json: 1 / the best 16 results/s (N = 32); N = 8's round trip 0.106 s
+# minus the 1-node 0.016 s, and its slot gap
+MEASURED_DRIVER = DriverCost(per_result_s=0.062, report_s=0.09, gap_s=0.27)
+
+
+def bounded(span_s: float, results: int, driver: DriverCost | None) -> float:
+    """The slots' makespan, or the driver's busy time if that is longer: the slower one sets the wall."""
+    return max(span_s, driver.busy_s(results)) if driver else span_s
+
+
 def makespan(durations: list[float], slots: int, gap: float = 0.0, late_start: float = 0.0) -> float:
     """Greedy list scheduling: each trial, in order, on the slot that frees first. Slots after the
     first open ``late_start`` seconds later (a new node must start its trial process first)."""
@@ -77,13 +125,17 @@ def makespan(durations: list[float], slots: int, gap: float = 0.0, late_start: f
     return end
 
 
-def predict(calib: dict[str, Any], nodes: int, cores: int | None) -> float:
+def predict(calib: dict[str, Any], nodes: int, cores: int | None, driver: DriverCost | None = None) -> float:
     """Fit wall on ``nodes`` slots from a 1-node calibration run. ``cores`` caps real parallelism:
-    N simulated nodes on fewer cores start their trial processes, and run their trials, slower."""
+    N simulated nodes on fewer cores start their trial processes, and run their trials, slower.
+    ``driver``: the wall is at least the driver's time for all results (one per trial epoch)."""
     slow = max(1.0, nodes / cores) if cores else 1.0
-    durations = [d * slow for d in calib["trial_walls"]]
+    extra = driver.report_s * calib["epochs"] if driver else 0.0
+    durations = [d * slow + extra for d in calib["trial_walls"]]
     late = calib["actor_start_s"] * slow
-    return calib["head_s"] + makespan(durations, nodes, calib["gap_s"], late) + calib["tail_s"]
+    gap = driver.gap_s if driver and driver.gap_s is not None else calib["gap_s"]
+    span = makespan(durations, nodes, gap, late)
+    return calib["head_s"] + bounded(span, len(durations) * calib["epochs"], driver) + calib["tail_s"]
 
 
 def asha_lengths(n: int, epochs: int, grace: int, eta: int) -> list[int]:
@@ -108,13 +160,15 @@ def paper_model(calib: dict[str, Any], ddp: dict[str, Any] | None) -> dict[str, 
     head, tail, gap, late = calib["head_s"], calib["tail_s"], calib["gap_s"], calib["actor_start_s"]
     shape = default_shape()
     fifo = [s + shape["epochs"] * (e + o)] * shape["n"]
-    asha = [s + L * (e + o) for L in asha_lengths(shape["n"], shape["epochs"], shape["grace"], shape["eta"])]
+    lengths = asha_lengths(shape["n"], shape["epochs"], shape["grace"], shape["eta"])
+    asha = [s + L * (e + o) for L in lengths]
     rows = []
     for n in EXTRAPOLATE:
         row = {"slots": n,
                "this_workload_s": head + makespan(calib["trial_walls"], n, gap, late) + tail,
                "default_shape_fifo_s": head + makespan(fifo, n, gap, late) + tail,
-               "default_shape_asha_s": head + makespan(sorted(asha, reverse=True), n, gap, late) + tail}
+               "default_shape_asha_s": head + makespan(sorted(asha, reverse=True), n, gap, late) + tail,
+               "default_shape_asha_driver_s": head + with_driver(asha, lengths, n, late, MEASURED_DRIVER) + tail}
         if ddp and ddp.get("startup_s") is not None and ddp.get("epoch_s") is not None:
             w = ddp["workers"]
             trial = ddp["startup_s"] + calib["epochs"] * (ddp["epoch_s"] + o)
@@ -130,6 +184,12 @@ def paper_model(calib: dict[str, Any], ddp: dict[str, Any] | None) -> dict[str, 
                        "gap_s": gap, "default_shape": shape,
                        "asha_lengths": asha_lengths(shape["n"], shape["epochs"], shape["grace"], shape["eta"])},
             "rows": rows}
+
+
+def with_driver(durations: list[float], epochs: list[int], slots: int, late: float, driver: DriverCost) -> float:
+    """The makespan of trials (longest first) with the driver's measured round trips, slot gap and bound."""
+    trials = sorted((d + e * driver.report_s for d, e in zip(durations, epochs)), reverse=True)
+    return bounded(makespan(trials, slots, driver.gap_s or 0.0, late), sum(epochs), driver)
 
 
 # --- the measurements -------------------------------------------------------------------------
