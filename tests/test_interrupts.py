@@ -73,6 +73,8 @@ class Driver:
     """One ``dlb-tune`` process (sweep or resume), its output in a file."""
 
     def __init__(self, args: list[str], log: Path):
+        if os.environ.get("DLB_TUNE_MUTATION"):  # as ray_local (conftest.py): no Ray in mutation runs
+            pytest.skip("mutation run: the driver's Ray workers would run the unmutated code")
         self.args, self.log, self.restarted = args, log, False
         self._start()
 
