@@ -5,6 +5,7 @@
     python -m bench sweep-efficiency     # one figure
     python -m bench table [--quick]      # re-render table.md from the saved JSON
     python -m bench sweep TASK [--smoke] # one task's default sweep -> bench/results/<task>.json
+    python -m bench replay TASK          # search strategies on a recorded table, 20 seeds (bench/replay.py)
     python -m bench mutation MODULE|all  # mutation testing, not a figure (bench/mutation.py)
     python -m bench gpu [--tasks ...]    # on a CUDA machine: tests marked gpu, GPU vs CPU sweeps
     python -m bench autoscale            # a sweep on a local autoscaling cluster from 0 workers
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench.autoscale import main as autoscale
 
         return autoscale(argv[1:])
+    if argv[:1] == ["replay"]:  # strategies compared on a recorded table (bench/replay.py); its own options
+        from bench.replay import main as replay
+
+        return replay(argv[1:])
     if argv[:1] == ["mutation"]:  # its own options too
         from bench import mutation
 
