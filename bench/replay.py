@@ -12,7 +12,7 @@ time, as a default sweep does on this 2-CPU machine. Simulated seconds = wall se
 on a constant-epoch copy of the table.
 
     python -m bench replay fcn --seeds 20 --minutes 7     # runs, appended to <task>.runs.jsonl
-    python -m bench replay fcn --overhead --scale 0.004   # Tune's overhead at this scale
+    python -m bench replay fcn --overhead --seeds 0       # Tune's overhead at its scale only
     python -m bench replay fcn --summary                  # <task>.json, .png, .md from the runs
 
 Runs go seed by seed, every strategy within a seed, so a change in the shared machine's load
@@ -31,6 +31,7 @@ import math
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ from bench.tables import TABLES, Table, read_table, replay_trainable
 
 RESULTS = Path(__file__).resolve().parent / "results" / "replay"
 CONCURRENCY = 2  # a default sweep on 2 CPUs: one CPU per trial, two trials at a time
-DEFAULT_SCALE = 0.004  # see --overhead: Tune's overhead at this scale is in <task>.json
+# A replayed epoch sleeps this long on average (the default scale): Tune handles a result in
+# tens of milliseconds on the shared 2-CPU machine, and --overhead measures what that costs.
+EPOCH_WALL_S = 0.13
 TARGET_QUANTILE = 0.95  # of the grid points' final values: the target a run has to reach
 
 
@@ -144,12 +147,16 @@ def snapped(point: dict[str, Any], table: Table) -> dict[str, Any]:
     return dict(table.points[table.snap({**table.points[0], **point})])
 
 
-def make_setup(task: str, table_path: Path | None, scale: float) -> Setup:
+def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup:
     path = table_path or TABLES / f"{task}.parquet"
+    if not Path(path).exists():
+        raise SystemExit(f"error: no table {path}; record one with `python -m bench record {task}`")
     table = read_table(path)
     if table.meta["task"] != task:
         raise SystemExit(f"error: {path} is a table of task '{table.meta['task']}', not '{task}'")
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    if scale is None:  # 2 significant digits, so the runs file's key reads as it was meant
+        scale = float(f"{EPOCH_WALL_S / float(table.frame['epoch_s'].mean()):.2g}")
     return Setup(table, replay_spec(table), scale, digest)
 
 
@@ -341,64 +348,85 @@ def read_runs(task: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def campaign(setup: Setup, strategies: list[Strategy], seeds: int, minutes: float | None, jobs: int) -> int:
-    """Every (seed, strategy) not in the runs file yet, ``jobs`` at a time, each appended as it
-    finishes; returns the runs made."""
-    task, key = setup.table.meta["task"], setup.key()
-    done = {(r["strategy"], r["seed"]) for r in read_runs(task) if all(r.get(k) == v for k, v in key.items())}
-    todo = [(s, seed) for seed in range(seeds) for s in strategies if (s.name, seed) not in done]
-    runs_file(task).parent.mkdir(parents=True, exist_ok=True)
+def campaign(setups: list[Setup], strategies: list[Strategy], seeds: int, minutes: float | None, drivers) -> int:
+    """Every (task, seed, strategy) not in its runs file yet, ``jobs`` at a time, each appended as
+    it finishes; returns the runs made."""
+    todo = []
+    for seed in range(seeds):
+        for setup in setups:
+            task, key = setup.table.meta["task"], setup.key()
+            done = {(r["strategy"], r["seed"]) for r in read_runs(task) if all(r.get(k) == v for k, v in key.items())}
+            todo += [(setup, s, seed) for s in strategies if (s.name, seed) not in done]
+    RESULTS.mkdir(parents=True, exist_ok=True)
     made = 0
-    for rec in in_parallel(setup, todo, jobs, minutes):
-        with runs_file(task).open("a") as f:
+    for rec in in_parallel(todo, drivers, minutes):
+        with runs_file(rec["task"]).open("a") as f:
             f.write(json.dumps(rec) + "\n")
         made += 1
-        say(f"{task} seed {rec['seed']} {rec['strategy']}: {len(rec['results'])} results, {rec['wall_s']:.1f}s "
+        say(f"{rec['task']} seed {rec['seed']} {rec['strategy']}: {len(rec['results'])} results, {rec['wall_s']:.1f}s "
             f"({made}/{len(todo)})")
     if made < len(todo):
-        say(f"{task}: stopped after {minutes:g} min with {len(todo) - made} runs to go; run again to resume")
+        say(f"stopped after {minutes:g} min with {len(todo) - made} runs to go; run again to resume")
     return made
 
 
-def in_parallel(setup: Setup, todo: list[tuple[Strategy, int]], jobs: int, minutes: float | None):
-    """``run_one`` over ``todo`` in ``jobs`` driver processes, each its own Tune driver on this
-    command's Ray instance (trials only sleep, so drivers side by side cost little but the
-    drivers' own CPU, which the overhead measurement sees too). Yields records as they finish;
-    starts nothing after ``minutes``."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+def in_parallel(todo: list[tuple[Setup, Strategy, int]], drivers, minutes: float | None):
+    """``run_one`` over ``todo`` in the ``drivers`` (pool, Ray address) processes, each its own
+    Tune driver on this command's Ray instance (trials only sleep, so drivers side by side cost
+    only the drivers' own CPU, which the overhead measurement sees too). Yields records as they
+    finish; starts nothing after ``minutes``."""
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    import ray
-
+    pool, address = drivers
     deadline = None if minutes is None else time.perf_counter() + minutes * 60
-    queue = list(todo)
-    ctx = multiprocessing.get_context("spawn")
-    address = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=connect_ray, initargs=(address,)) as pool:
-        running = set()
-        while queue or running:
-            while queue and len(running) < jobs and (deadline is None or time.perf_counter() < deadline):
-                strategy, seed = queue.pop(0)
-                running.add(pool.submit(run_one, strategy, setup, seed))
-            if not running:
-                return
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                yield future.result()
+    queue, running = list(todo), set()
+    while queue or running:
+        while queue and len(running) < pool._max_workers and (deadline is None or time.perf_counter() < deadline):
+            setup, strategy, seed = queue.pop(0)
+            running.add(pool.submit(run_in_driver, address, strategy, setup, seed))
+        if not running:
+            return
+        finished, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            yield future.result()
 
 
-def connect_ray(address: str | None) -> None:
-    """A driver process joins the command's Ray instance (if it has one: Optuna in-process needs none)."""
-    if address is None:
-        return
-    import logging
+@contextmanager
+def driver_pool(jobs: int, with_ray: bool):
+    """``jobs`` driver processes forked before Ray starts, so they share this process's imports
+    (spawned, each imports torch, Ray and Optuna again: minutes on the busy shared machine), then
+    this command's one Ray instance; yields (pool, its address or None)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
+    import optuna  # noqa: F401 - imported before the fork, for the drivers
+    import ray.tune  # noqa: F401
+
+    import bench.early_stopping  # noqa: F401
+    import dlb_tune.search  # noqa: F401
+    import dlb_tune.sweep  # noqa: F401
+
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+    for f in [pool.submit(time.sleep, 0.1) for _ in range(jobs)]:
+        f.result()  # every driver forked now, while no Ray connection exists to be copied
+    try:
+        yield pool, start_ray(jobs) if with_ray else None
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def run_in_driver(address: str | None, strategy: Strategy, setup: Setup, seed: int) -> dict[str, Any]:
+    """One run in a driver process, which joins the command's Ray instance on its first Tune run."""
     import ray
 
-    from dlb_tune.sweep import quiet_libraries
+    if address is not None and not ray.is_initialized():
+        import logging
 
-    quiet_libraries()
-    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        from dlb_tune.sweep import quiet_libraries
+
+        quiet_libraries()
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    return run_one(strategy, setup, seed)
 
 
 def available(strategy: Strategy) -> str | None:
@@ -413,8 +441,8 @@ def available(strategy: Strategy) -> str | None:
     return None
 
 
-def start_ray(jobs: int) -> None:
-    """One Ray instance for the whole command, room for ``jobs`` runs of two trials each."""
+def start_ray(jobs: int) -> str:
+    """One Ray instance for the whole command, room for ``jobs`` runs of two trials each; its address."""
     import logging
 
     import ray
@@ -426,37 +454,48 @@ def start_ray(jobs: int) -> None:
     # no CSV/JSON/TensorBoard file per result: a replayed epoch lasts milliseconds, and the
     # writes would be Tune overhead magnified by 1/scale (the drivers inherit this)
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    ray.init(address="local", num_cpus=CONCURRENCY * jobs, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    for attempt in range(3):  # Ray gives its raylet 30 s to start, which a busy machine can miss
+        try:
+            ray.init(address="local", num_cpus=CONCURRENCY * jobs, num_gpus=0, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR)
+            break
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
+            ray.shutdown()
+            if attempt == 2:
+                raise SystemExit(f"error: Ray did not start three times ({e})") from None
+            say(f"Ray did not start ({e}); again")
+    return ray.get_runtime_context().gcs_address
 
 
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m bench replay", description=__doc__.splitlines()[0])
-    p.add_argument("task")
+    p.add_argument("tasks", help="a task, or several comma-separated (one Ray instance, runs interleaved)")
     p.add_argument("--seeds", type=int, default=20, help="seeds per strategy (paired by seed)")
     p.add_argument("--strategies", default=None, help=f"comma-separated (default: all): {', '.join(BY_NAME)}")
-    p.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="wall seconds per recorded second")
-    p.add_argument("--table", type=Path, default=None, help="default: bench/tables/TASK.parquet")
+    p.add_argument("--scale", type=float, default=None,
+                   help=f"wall seconds per recorded second (default: a replayed epoch sleeps {EPOCH_WALL_S:g} s on average)")
+    p.add_argument("--table", type=Path, default=None, help="one task only; default: bench/tables/TASK.parquet")
     p.add_argument("--minutes", type=float, default=None, help="start no run after this many minutes")
     p.add_argument("--jobs", type=int, default=4, help="runs side by side (driver processes on one Ray instance)")
-    p.add_argument("--overhead", action="store_true", help="measure Tune's overhead on a constant-epoch table")
+    p.add_argument("--overhead", action="store_true", help="first measure Tune's overhead on a constant-epoch table")
     p.add_argument("--summary", action="store_true", help="only write TASK.json/.png/.md from the runs file")
+    p.add_argument("--runs-only", action="store_true", help="write no summary (e.g. while holding a shared lock)")
     p.add_argument("--target-quantile", type=float, default=TARGET_QUANTILE)
     args = p.parse_args(argv)
     strategies = pick(args.strategies)
-    setup = make_setup(args.task, args.table, args.scale)
+    setups = [make_setup(task, args.table, args.scale) for task in args.tasks.split(",")]
     from bench import replay_report
 
-    if args.overhead:
-        start_ray(args.jobs)
-        return replay_report.save_overhead(setup, overhead(setup, args.jobs))
-    if not args.summary:
-        if any(s.search != "in-process" for s in strategies):
-            start_ray(args.jobs)
-        campaign(setup, strategies, args.seeds, args.minutes, args.jobs)
-    path = replay_report.write(setup, read_runs(args.task), target_of(setup.table, args.target_quantile),
-                               args.target_quantile)
-    say(f"wrote {path}")
+    if args.overhead or not args.summary:
+        with driver_pool(args.jobs, with_ray=args.overhead or any(s.search != "in-process" for s in strategies)) as drivers:
+            for setup in setups if args.overhead else ():
+                replay_report.save_overhead(setup, overhead(setup, drivers))
+            campaign(setups, strategies, args.seeds, args.minutes, drivers)
+    for setup in setups if not args.runs_only else ():
+        task = setup.table.meta["task"]
+        path = replay_report.write(setup, read_runs(task), target_of(setup.table, args.target_quantile),
+                                   args.target_quantile)
+        say(f"wrote {path}")
 
 
 def pick(names: str | None) -> list[Strategy]:
@@ -485,7 +524,7 @@ def constant_table(table: Table) -> Table:
     return Table(table.meta, frame)
 
 
-def overhead(setup: Setup, jobs: int) -> dict[str, Any]:
+def overhead(setup: Setup, drivers) -> dict[str, Any]:
     """random + FIFO on the constant-epoch table, ``jobs`` runs side by side as in a campaign: with
     every epoch ``s`` seconds and two trials at a time, the last result is due at
     ceil(n / 2) * epochs * s; what lies beyond is Tune's (and the shared machine's)."""
@@ -494,7 +533,8 @@ def overhead(setup: Setup, jobs: int) -> dict[str, Any]:
     n = min(const.spec.num_samples, CONCURRENCY * int(const.budget_s // (epochs * s)))
     const.spec = dataclasses.replace(const.spec, num_samples=n)
     ideal = math.ceil(n / CONCURRENCY) * epochs * s
-    runs = list(in_parallel(const, [(BY_NAME["random-fifo"], seed) for seed in range(jobs)], jobs, None))
+    jobs = drivers[0]._max_workers
+    runs = list(in_parallel([(const, BY_NAME["random-fifo"], seed) for seed in range(jobs)], drivers, None))
     ends = [max(r[0] for r in run["results"]) / setup.scale for run in runs]
     return {"scale": setup.scale, "jobs": jobs, "epoch_s": s, "trials": n, "epochs": epochs, "ideal_sim_s": ideal,
             "measured_sim_s": ends, "overhead_pct": [100 * (e - ideal) / ideal for e in ends],
