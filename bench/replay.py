@@ -399,6 +399,9 @@ def driver_pool(jobs: int, with_ray: bool):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from dlb_tune.sweep import loopback_only
+
+    loopback_only()  # before Ray is imported and the drivers forked: all of them use 127.0.0.1
     import optuna  # noqa: F401 - imported before the fork, for the drivers
     import ray.tune  # noqa: F401
 

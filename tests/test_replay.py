@@ -38,7 +38,7 @@ def tiny(tmp_path):
     rows = [{"point": i, "epoch": e, **p, "val_acc": 0.1 * i + 0.01 * e + 0.001, "epoch_s": 1.0 + i + 0.5 * e}
             for i, p in enumerate(grid_points(GRID)) for e in range(1, EPOCHS + 1)]
     meta = {"task": "fcn", "metric": "val_acc", "mode": "max", "max_epochs": EPOCHS, "grid": GRID,
-            "fixed": {"hidden_size": 32}}
+            "fixed": {"hidden_size": 32}, "time_budget_s": 1e6}  # no budget cut on a busy machine
     table = read_table(write_table(tmp_path / "tiny.parquet", rows, meta))
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
