@@ -413,16 +413,22 @@ def driver_pool(jobs: int, with_ray: bool):
     for f in [pool.submit(time.sleep, 0.1) for _ in range(jobs)]:
         f.result()  # every driver forked now, while no Ray connection exists to be copied
     try:
-        yield pool, start_ray(jobs) if with_ray else None
+        address = start_ray(jobs) if with_ray else None
+        # ray.init turned token authentication on in this process's environment only
+        auth = {k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH")}
+        yield pool, (address, auth) if address else None
     finally:
         pool.shutdown(cancel_futures=True)
 
 
-def run_in_driver(address: str | None, strategy: Strategy, setup: Setup, seed: int) -> dict[str, Any]:
-    """One run in a driver process, which joins the command's Ray instance on its first Tune run."""
+def run_in_driver(ray_at: tuple[str, dict[str, str]] | None, strategy: Strategy, setup: Setup, seed: int) -> dict[str, Any]:
+    """One run in a driver process, which joins the command's Ray instance (address, auth
+    settings) on its first Tune run."""
     import ray
 
-    if address is not None and not ray.is_initialized():
+    if ray_at is not None and not ray.is_initialized():
+        address, auth = ray_at
+        os.environ.update(auth)
         import logging
 
         from dlb_tune.sweep import quiet_libraries
