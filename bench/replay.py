@@ -379,6 +379,12 @@ def in_parallel(todo: list[tuple[Setup, Strategy, int]], drivers, minutes: float
 
     pool, address = drivers
     deadline = None if minutes is None else time.perf_counter() + minutes * 60
+    if pool is None:  # one run at a time, in this process
+        for setup, strategy, seed in todo:
+            if deadline is not None and time.perf_counter() > deadline:
+                return
+            yield run_one(strategy, setup, seed)
+        return
     queue, running = list(todo), set()
     while queue or running:
         while queue and len(running) < pool._max_workers and (deadline is None or time.perf_counter() < deadline):
@@ -402,6 +408,9 @@ def driver_pool(jobs: int, with_ray: bool):
     from dlb_tune.sweep import loopback_only
 
     loopback_only()  # before Ray is imported and the drivers forked: all of them use 127.0.0.1
+    if jobs == 1:  # no driver processes: the runs go in this one
+        yield None, start_ray(1) if with_ray else None
+        return
     import optuna  # noqa: F401 - imported before the fork, for the drivers
     import ray.tune  # noqa: F401
 
@@ -485,7 +494,9 @@ def main(argv: list[str]) -> None:
                    help=f"wall seconds per recorded second (default: a replayed epoch sleeps {EPOCH_WALL_S:g} s on average)")
     p.add_argument("--table", type=Path, default=None, help="one task only; default: bench/tables/TASK.parquet")
     p.add_argument("--minutes", type=float, default=None, help="start no run after this many minutes")
-    p.add_argument("--jobs", type=int, default=4, help="runs side by side (driver processes on one Ray instance)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs side by side in driver processes on one Ray instance (>1: their connection to Ray "
+                        "failed on 2026-11-30, see the README)")
     p.add_argument("--overhead", action="store_true", help="first measure Tune's overhead on a constant-epoch table")
     p.add_argument("--summary", action="store_true", help="only write TASK.json/.png/.md from the runs file")
     p.add_argument("--runs-only", action="store_true", help="write no summary (e.g. while holding a shared lock)")
@@ -542,7 +553,7 @@ def overhead(setup: Setup, drivers) -> dict[str, Any]:
     n = min(const.spec.num_samples, CONCURRENCY * int(const.budget_s // (epochs * s)))
     const.spec = dataclasses.replace(const.spec, num_samples=n)
     ideal = math.ceil(n / CONCURRENCY) * epochs * s
-    jobs = drivers[0]._max_workers
+    jobs = drivers[0]._max_workers if drivers[0] else 1
     runs = list(in_parallel([(const, BY_NAME["random-fifo"], seed) for seed in range(jobs)], drivers, None))
     ends = [max(r[0] for r in run["results"]) / setup.scale for run in runs]
     return {"scale": setup.scale, "jobs": jobs, "epoch_s": s, "trials": n, "epochs": epochs, "ideal_sim_s": ideal,

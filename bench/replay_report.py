@@ -191,7 +191,7 @@ def figure(runs: list[dict[str, Any]], rec: dict[str, Any], path: Path) -> None:
     if finite.size and rec["mode"] == "max":  # the start of the climb, not the first trials' chance level
         lo = np.percentile(finite, 2)
         ax.set_ylim(lo, rec["table_best"] + 0.1 * (rec["table_best"] - lo))
-    ax.set_xlabel("simulated seconds (wall since fit / scale)")
+    ax.set_xlabel("simulated seconds (wall since the first trial started / scale)")
     ax.set_ylabel(f"best {rec['metric']} so far (median, IQR band)")
     ax.set_title(f"{rec['task']}: anytime best, {rec['num_samples']} trials, 2 at a time")
     ax.legend(fontsize=7, loc="lower right")
