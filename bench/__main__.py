@@ -6,6 +6,7 @@
     python -m bench table [--quick]      # re-render table.md from the saved JSON
     python -m bench sweep TASK [--smoke] # one task's default sweep -> bench/results/<task>.json
     python -m bench record TASK          # a tabular benchmark -> bench/tables/TASK.parquet
+    python -m bench replay TASK          # search strategies on a recorded table, 20 seeds (bench/replay.py)
     python -m bench mutation MODULE|all  # mutation testing, not a figure (bench/mutation.py)
     python -m bench gpu [--tasks ...]    # on a CUDA machine: tests marked gpu, GPU vs CPU sweeps
     python -m bench autoscale            # a sweep on a local autoscaling cluster from 0 workers
@@ -79,6 +80,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench.driver_scale import main as driver_scale
 
         return driver_scale(argv[1:])
+    if argv[:1] == ["replay"]:  # strategies compared on a recorded table (bench/replay.py); its own options
+        from bench.replay import main as replay
+
+        return replay(argv[1:])
     if argv[:1] == ["mutation"]:  # its own options too
         from bench import mutation
 

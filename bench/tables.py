@@ -129,17 +129,47 @@ def read_table(path: Path | str) -> Table:
     return Table(json.loads(raw), table.to_pandas())
 
 
-def replay_trainable(config: dict[str, Any], table: Table, scale: float) -> None:
+def replay_trainable(config: dict[str, Any], table: Table, scale: float, checkpoint: bool = False) -> None:
     """A Tune function trainable that replays the snapped point's recorded curve: each epoch sleeps
     its recorded seconds times ``scale``, then reports the recorded metric. Use with
     ``tune.with_parameters(replay_trainable, table=..., scale=...)``. Reports carry ``point`` and
-    ``sim_s`` (the recorded seconds so far) besides the metric."""
+    ``sim_s`` (the recorded seconds so far) besides the metric.
+
+    ``checkpoint=True`` saves the epoch with every report and resumes after it, for schedulers
+    that pause trials (HyperBand, BOHB); without it a paused trial would start over at epoch 1."""
     from ray import tune
 
     point = table.snap(config)
     values, seconds = table.curve(point)
-    sim = 0.0
+    done = _resumed_epoch() if checkpoint else 0
+    sim = sum(seconds[:done])
     for epoch, (value, secs) in enumerate(zip(values, seconds), start=1):
+        if epoch <= done:
+            continue
         time.sleep(secs * scale)
         sim += secs
-        tune.report({table.metric: value, "epoch": epoch, "point": point, "sim_s": sim})
+        metrics = {table.metric: value, "epoch": epoch, "point": point, "sim_s": sim}
+        if checkpoint:
+            _report_with_epoch(metrics, epoch)
+        else:
+            tune.report(metrics)
+
+
+def _resumed_epoch() -> int:
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return 0
+    with ckpt.as_directory() as d:
+        return int((Path(d) / "epoch").read_text())
+
+
+def _report_with_epoch(metrics: dict[str, Any], epoch: int) -> None:
+    import tempfile
+
+    from ray import tune
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "epoch").write_text(str(epoch))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
