@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import say, scratch_dir
-from bench.tables import TABLES, Table, read_table, replay_trainable
+from bench.tables import TABLES, ReplayDiverged, Table, read_table, replay_divergence, replay_trainable
 
 RESULTS = Path(__file__).resolve().parent / "results" / "replay"
 CONCURRENCY = 2  # a default sweep on 2 CPUs: one CPU per trial, two trials at a time
@@ -316,9 +316,11 @@ def in_process_run(setup: Setup, seed: int) -> tuple[list[list[float]], float]:
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
+        replay_divergence(table, point, scale)  # raises for a diverged point: Optuna marks it FAIL
         return value  # the last value, as Tune tells its searcher
 
-    study.optimize(objective, n_trials=spec.num_samples, timeout=deadline, n_jobs=CONCURRENCY)
+    study.optimize(objective, n_trials=spec.num_samples, timeout=deadline, n_jobs=CONCURRENCY,
+                   catch=(ReplayDiverged,))
     return rows, 0.0
 
 

@@ -78,8 +78,11 @@ class Table:
     def __post_init__(self) -> None:
         self.points = grid_points(self.meta["grid"])
         self._curves: dict[int, tuple[list[float], list[float]]] = {}
+        self._diverged: dict[int, int] = {}  # point -> the epoch whose loss went non-finite
         for point, rows in self.frame.groupby("point", sort=True):
             rows = rows.sort_values("epoch")
+            if "diverged" in rows and rows["diverged"].any():
+                self._diverged[int(point)] = int(rows.loc[rows["diverged"].astype(bool), "epoch"].min())
             self._curves[int(point)] = ([float(v) for v in rows[self.metric]], [float(s) for s in rows["epoch_s"]])
 
     @property
@@ -95,7 +98,15 @@ class Table:
         return int(self.meta["max_epochs"])
 
     def curve(self, point: int) -> tuple[list[float], list[float]]:
-        return self._curves[point]
+        """Per-epoch (values, seconds), cut before a diverged point's first non-finite epoch (the
+        epoch where a real trial errors: ``diverged_at``)."""
+        values, seconds = self._curves[point]
+        stop = self._diverged.get(point)
+        return (values, seconds) if stop is None else (values[: stop - 1], seconds[: stop - 1])
+
+    def diverged_at(self, point: int) -> int | None:
+        """The epoch a real trial of ``point`` errors in (its training loss went non-finite), or None."""
+        return self._diverged.get(point)
 
     def snap(self, config: dict[str, Any]) -> int:
         """The grid point nearest ``config``: per parameter the closest grid value (in log scale for
@@ -136,7 +147,8 @@ def replay_trainable(config: dict[str, Any], table: Table, scale: float, checkpo
     ``sim_s`` (the recorded seconds so far) besides the metric.
 
     ``checkpoint=True`` saves the epoch with every report and resumes after it, for schedulers
-    that pause trials (HyperBand, BOHB); without it a paused trial would start over at epoch 1."""
+    that pause trials (HyperBand, BOHB); without it a paused trial would start over at epoch 1.
+    A point that diverged errors after its diverged epoch's seconds, unreported, as a trial does."""
     from ray import tune
 
     point = table.snap(config)
@@ -153,6 +165,19 @@ def replay_trainable(config: dict[str, Any], table: Table, scale: float, checkpo
             _report_with_epoch(metrics, epoch)
         else:
             tune.report(metrics)
+    replay_divergence(table, point, scale)
+
+
+class ReplayDiverged(RuntimeError):
+    """A replayed point whose recorded training diverged: its trial errors, as the real one did."""
+
+
+def replay_divergence(table: Table, point: int, scale: float) -> None:
+    """For a diverged point, after its recorded curve: sleep the diverged epoch, then error."""
+    stop = table.diverged_at(point)
+    if stop is not None:
+        time.sleep(table._curves[point][1][stop - 1] * scale)
+        raise ReplayDiverged(f"point {point}: training loss not finite in epoch {stop}")
 
 
 def _resumed_epoch() -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from bench.replay import BY_NAME, Setup, replay_spec, tune_run
-from bench.tables import grid_points, read_table, write_table
+from bench.tables import ReplayDiverged, grid_points, read_table, replay_divergence, write_table
 
 SPACE = """
 task: fcn
@@ -67,3 +67,21 @@ def test_the_replay_space_is_the_tables_grid(tiny):
     assert spec.searched() == ["activation", "batch_size"]
     assert spec.constants() == {"hidden_size": 32, "lr": 0.05}
     assert spec.initial == [{"activation": "relu", "batch_size": 64}]
+
+
+def test_a_diverged_point_errors_where_its_training_did(tmp_path):
+    """A recorded point whose loss went non-finite in epoch 2 replays epoch 1, then errors (no
+    report of the diverged epoch's chance accuracy, nor of the NaN epochs after it)."""
+    grid = {"lr": [0.01, 0.3]}
+    rows = [{"point": p, "epoch": e, "lr": grid["lr"][p], "val_acc": 0.5 if p and e == 2 else 0.2 * e,
+             "epoch_s": 1.0 if not (p and e == 3) else 0.0, "diverged": bool(p and e >= 2)}
+            for p in (0, 1) for e in (1, 2, 3)]
+    rows[-1]["val_acc"] = float("nan")
+    table = read_table(write_table(tmp_path / "t.parquet", rows, {
+        "task": "fcn", "metric": "val_acc", "mode": "max", "max_epochs": 3, "grid": grid}))
+    assert table.diverged_at(0) is None and table.diverged_at(1) == 2
+    assert table.curve(0) == ([0.2, 0.4, 0.6000000000000001], [1.0, 1.0, 1.0])
+    assert table.curve(1) == ([0.2], [1.0])
+    replay_divergence(table, 0, scale=0.0)  # a point that trained to the end: nothing to raise
+    with pytest.raises(ReplayDiverged, match="point 1: training loss not finite in epoch 2"):
+        replay_divergence(table, 1, scale=0.0)
