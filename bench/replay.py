@@ -165,9 +165,9 @@ def target_of(table: Table, quantile: float = TARGET_QUANTILE) -> float:
     reach it by their last epoch); for a ``min`` metric, the mirror image."""
     import numpy as np
 
-    finals = [table.curve(p)[0][-1] for p in range(len(table.points))]
+    finals = [table.curve(p)[0][-1] for p in range(len(table.points)) if table.diverged_at(p) is None]
     q = quantile if table.mode == "max" else 1 - quantile
-    return float(np.nanquantile(finals, q))  # a diverged point's NaN is no value
+    return float(np.nanquantile(finals, q))  # a diverged point has no final value
 
 
 # --- one run ----------------------------------------------------------------------------------

@@ -131,9 +131,11 @@ def write(setup, runs: list[dict[str, Any]], target: float, quantile: float) -> 
         raise SystemExit(f"error: no runs of {task} at scale {setup.scale} on this table yet; run without --summary")
     mode = setup.table.mode
     summary = summarize(runs, target, mode, DEFAULT)
+    trained = sum(setup.table.diverged_at(p) is None for p in range(len(setup.table.points)))
     overhead_rec = json.loads(_overhead_path(task).read_text()) if _overhead_path(task).exists() else None
     rec = {"task": task, **key, "metric": setup.table.metric, "mode": mode, "target": target,
-           "target_note": f"the {quantile:.0%} quantile of the table's {len(setup.table.points)} final values",
+           "target_note": f"the {quantile:.0%} quantile of the final values of the table's {trained} points "
+                          "that trained to the end",
            "table_best": setup.table.best(), "default": DEFAULT, "concurrency": 2,
            "space": setup.spec.to_yaml(), "strategies": {n: {"about": BY_NAME[n].about, **s} for n, s in summary.items()},
            "overhead": overhead_rec}
