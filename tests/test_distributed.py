@@ -107,7 +107,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(data_dir, t
     storage = tmp_path / "runs"
     cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "fcn", "--data-dir", str(data_dir),
            "--storage", str(storage), "--name", "r", "--num-samples", "4", "--max-epochs", "5",
-           "--search", "random", "--scheduler", "fifo", "--limit", "20000",
+           "--search", "random", "--scheduler", "fifo", "--limit", "5000",
            "--set", "hidden_size=256", "--set", "lr=0.05", "--set", "activation=relu"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "sweep.log"
