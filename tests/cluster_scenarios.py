@@ -75,7 +75,7 @@ def nodekill(data_dir: str, out: str) -> dict:
     thread.start()
     opts = SweepOptions(
         task="fcn", data_dir=data_dir, address=cluster.address, storage=out, name="kill",
-        num_samples=4, max_epochs=6, search="random", scheduler="fifo", seed=0, limit=20000,
+        num_samples=4, max_epochs=6, search="random", scheduler="fifo", seed=0, limit=5000,
         max_failures=3, overrides=["hidden_size=128", "lr=0.05", "batch_size=64"],
     )
     final = run_sweep(opts, echo=lambda line: print(line, file=sys.stderr))
