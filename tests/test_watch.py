@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -25,6 +26,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from browser import DevTools, rendered_text
 from dlb_tune.asha import SweepState
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE
@@ -105,6 +107,16 @@ def board_runs(url: str, want: str) -> list[str]:
     return runs
 
 
+def time_series_page(url: str, trial: str, root: Path) -> str | None:
+    """The text of TensorBoard's Time Series page in headless chromium, once it lists ``trial``
+    (None without chromium: the browser test then skips, or fails in CI, through its fixture)."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        return None
+    with DevTools(chromium, root) as port:
+        return rendered_text(port, url + "#timeseries", [f"trial_{trial}"], timeout_s=300)
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, data_dir):
     """The sweep, read while its first trial is held at epoch 1; then TensorBoard, a second trial,
@@ -133,6 +145,7 @@ def live(tmp_path_factory, data_dir):
                        "a second trial's first epoch on disk")
         seen["second"] = next(t for t in first_started(exp) if t != seen["first"])
         seen["board_runs"] = board_runs(url, f"trial_{seen['second']}")
+        seen["page"] = time_series_page(url, seen["second"], root)
     finally:
         tb.send_signal(signal.SIGTERM)
         tb.wait(timeout=120)
@@ -173,6 +186,12 @@ def test_tensorboard_on_a_running_sweep_says_so_and_shows_later_trials(live):
     assert any(line.startswith(f"running: 0 of {TRIALS} trials finished") for line in live["tensorboard"])
     runs = live["board_runs"]
     assert any(f"trial_{live['second']}" in run for run in runs), runs  # started after TensorBoard
+
+
+def test_tensorboard_page_in_a_browser_lists_a_trial_that_started_after_it(live, chromium):
+    page = live["page"]
+    assert page is not None
+    assert f"trial_{live['first']}" in page and f"trial_{live['second']}" in page, page[-2000:]
 
 
 def test_sweep_prints_where_to_watch_and_progress_lines_that_fit(live):
