@@ -227,12 +227,20 @@ def searcher_and_scheduler(strategy: Strategy, setup: Setup, seed: int, name: st
                         search="random" if strategy.search == "random" else "optuna",
                         scheduler=strategy.scheduler if strategy.scheduler in ("asha", "fifo") else "fifo")
     if strategy.search in ("random", "optuna"):
-        searcher = make_searcher(spec, opts, CONCURRENCY, echo=say)
+        searcher = make_searcher(spec, opts, live_trials(strategy, spec), echo=say)
     elif strategy.search == "optuna-ray":
         searcher = ray_optuna_search(spec, seed)
     else:
         searcher = bohb_search(spec, seed)
     return searcher, other_scheduler(strategy, spec) or make_scheduler(spec, opts)
+
+
+def live_trials(strategy: Strategy, spec) -> int:
+    """How many trials may exist unfinished at once. HyperBand's brackets fill with the trials that
+    exist: capped at two (paused ones count), each bracket held two and halving to its top n/eta
+    kept both, so every trial ran to the end. Its two CPUs keep it at two running; BOHB's own
+    scheduler unpauses trials when a bracket cannot fill."""
+    return spec.num_samples if strategy.scheduler == "hyperband" else CONCURRENCY
 
 
 def ray_optuna_search(spec, seed: int):
@@ -270,13 +278,14 @@ def tune_run(strategy: Strategy, setup: Setup, seed: int, storage: Path) -> tupl
     spec, name = setup.spec, f"{strategy.name}-{seed}"
     searcher, scheduler = searcher_and_scheduler(strategy, setup, seed, name, storage)
     pauses = strategy.scheduler in ("hyperband", "bohb")  # paused trials resume from a checkpoint
+    limit = None if strategy.scheduler == "hyperband" else CONCURRENCY  # see live_trials
     trainable = tune.with_parameters(replay_trainable, table=setup.table, scale=setup.scale, checkpoint=pauses)
     clock = result_clock(spec.metric)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
-                                    max_concurrent_trials=CONCURRENCY, reuse_actors=True),
+                                    max_concurrent_trials=limit, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[clock], verbose=0,
                                   stop=budget_stop(clock, setup.budget_s * setup.scale),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),

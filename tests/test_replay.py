@@ -60,6 +60,16 @@ def test_replay_reports_the_table_exactly(tiny, tmp_path, ray_local):
     assert len(rows) == spec.num_samples * EPOCHS  # FIFO: every trial runs every epoch
 
 
+def test_hyperband_halves_its_brackets(tiny, tmp_path, ray_local):
+    """Two trials run at a time, yet HyperBand's bracket holds all four: its halving stops the
+    worse half early (capped at two live trials, each bracket held two and kept both to the end)."""
+    table, spec = tiny
+    rows, _ = tune_run(BY_NAME["random-hyperband"], Setup(table, spec, scale=0.002, table_id="tiny"), seed=1,
+                       storage=tmp_path / "runs")
+    assert 0 < len(rows) < spec.num_samples * EPOCHS
+    assert max(epoch for _, _, epoch, _ in rows) == EPOCHS
+
+
 def test_the_replay_space_is_the_tables_grid(tiny):
     """Searched: the grid's parameters; the rest held where the table held them (``fixed``, else
     the course config's value), so the searcher's space has no dimension the table cannot tell."""
