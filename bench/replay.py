@@ -74,6 +74,9 @@ STRATEGIES = (
 )
 BY_NAME = {s.name: s for s in STRATEGIES}
 DEFAULT = "optuna-asha-pruned-liar"  # what `dlb-tune sweep` builds when two trials overlap
+# ... unless the space file asks for random sampling (search: {sampler: random}): then Optuna's
+# RandomSampler under ASHA, which samples as Tune's random search does
+DEFAULT_RANDOM = "random-asha"
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Setup:
     spec: Any  # dlb_tune.space.SweepSpec of the replay: the grid's parameters searched
     scale: float
     table_id: str  # the table file's hash: runs of another recording are not mixed in
+    default: str = DEFAULT  # the strategy the task's space file gives `dlb-tune sweep`
 
     @property
     def budget_s(self) -> float:
@@ -112,6 +116,8 @@ def replay_spec(table: Table, space_path: Path | None = None):
     raw["grace_period"] = min(int(raw.get("grace_period", 1)), table.max_epochs)
     raw["num_samples"] = table.meta.get("num_samples", raw.get("num_samples"))
     raw["time_budget_s"] = table.meta.get("time_budget_s") or budget_on(table, raw)
+    # the strategies name their searcher: Optuna's are TPE whatever sampler the space file chose
+    raw["search"] = {k: v for k, v in (raw.get("search") or {}).items() if k != "sampler"}
     return parse_space(raw, source=f"{path} replayed on the {table.meta['task']} table")
 
 
@@ -158,7 +164,17 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     if scale is None:  # 2 significant digits, so the runs file's key reads as it was meant
         scale = float(f"{EPOCH_WALL_S / float(table.frame['epoch_s'].mean()):.2g}")
-    return Setup(table, replay_spec(table), scale, digest)
+    from dlb_tune.space import default_space_file
+
+    return Setup(table, replay_spec(table), scale, digest, default_strategy(default_space_file(task)))
+
+
+def default_strategy(space_path: Path) -> str:
+    """The strategy `dlb-tune sweep` runs with this space file (two trials at a time)."""
+    import yaml
+
+    search = yaml.safe_load(Path(space_path).read_text()).get("search") or {}
+    return DEFAULT_RANDOM if search.get("sampler") == "random" else DEFAULT
 
 
 def target_of(table: Table, quantile: float = TARGET_QUANTILE) -> float:

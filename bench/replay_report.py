@@ -154,20 +154,20 @@ def curves(runs: list[dict[str, Any]], mode: str, table=None) -> tuple[np.ndarra
 
 def write(setup, runs: list[dict[str, Any]], target: float, quantile: float) -> Path:
     """``TASK.json``, ``TASK.png`` and ``TASK.md`` in bench/results/replay/ from the matching runs."""
-    from bench.replay import DEFAULT, RESULTS, BY_NAME
+    from bench.replay import RESULTS, BY_NAME
 
     task, key = setup.table.meta["task"], setup.key()
     runs = [r for r in runs if all(r.get(k) == v for k, v in key.items())]
     if not runs:
         raise SystemExit(f"error: no runs of {task} at scale {setup.scale} on this table yet; run without --summary")
     mode = setup.table.mode
-    summary = summarize(runs, target, mode, DEFAULT, setup.table)
+    summary = summarize(runs, target, mode, setup.default, setup.table)
     trained = sum(setup.table.diverged_at(p) is None for p in range(len(setup.table.points)))
     overhead_rec = json.loads(_overhead_path(task).read_text()) if _overhead_path(task).exists() else None
     rec = {"task": task, **key, "metric": setup.table.metric, "mode": mode, "target": target,
            "target_note": f"the {quantile:.0%} quantile of the final values of the table's {trained} points "
                           "that trained to the end",
-           "table_best": setup.table.best(), "default": DEFAULT, "concurrency": 2,
+           "table_best": setup.table.best(), "default": setup.default, "concurrency": 2,
            "space": setup.spec.to_yaml(), "strategies": {n: {"about": BY_NAME[n].about, **s} for n, s in summary.items()},
            "overhead": overhead_rec}
     save_json(RESULTS / f"{task}.json", rec)

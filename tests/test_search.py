@@ -189,3 +189,12 @@ def test_a_trial_proposed_after_the_last_save_is_failed_in_the_journal_on_resume
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL_FILE)))
     trials = optuna.load_study(study_name="s", storage=storage).trials
     assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "FAIL")]
+
+
+def test_the_sweeps_first_line_names_a_sampler_other_than_tpe():
+    from dlb_tune.sweep import search_name
+
+    fcn, emotion = load_space(default_space_file("fcn")), load_space(default_space_file("emotion"))
+    assert search_name(fcn, SweepOptions(task="fcn")) == "optuna (random sampler)"  # the space's evidence
+    assert search_name(fcn, SweepOptions(task="fcn", search="random")) == "random"
+    assert search_name(emotion, SweepOptions(task="emotion")) == "optuna"
