@@ -81,10 +81,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              (r["peak_tree_pss_mib"] or 0) / 1024, r["peak_processes"],
              "/".join(fmt(x, 1) for x in (r["loadavg_start"] or [])[:1] + (r["loadavg_end"] or [])[:1])]
             for r in rows]
-    cost = rows[0]["cost"] if rows else {}
-    note = (f"\nModel and corrected columns: the replay's span after the first trial started. Fitted driver cost: "
-            f"{fmt(cost.get('per_result_s'), 4)} s per result, a report's extra round trip {fmt(cost.get('report_s'), 3)} s, "
-            f"a freed slot's wait {fmt(cost.get('gap_s'), 3)} s.\n")
+    costs = {(r["table_kind"], r["search"]): r["cost"] for r in rows}  # fitted per table and search
+    fitted = "; ".join(f"{kind} table, {search}: {fmt(c.get('per_result_s'), 4)} s per result, a report's extra round "
+                       f"trip {fmt(c.get('report_s'), 3)} s, a freed slot's wait {fmt(c.get('gap_s'), 3)} s"
+                       for (kind, search), c in costs.items())
+    note = f"\nModel and corrected columns: the replay's span after the first trial started. Fitted driver cost: {fitted}.\n"
     return "\n".join(table(header, body)) + "\n" + note
 
 

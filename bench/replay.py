@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import say, scratch_dir
+from bench.common import loadavg, say, scratch_dir
 from bench.tables import TABLES, ReplayDiverged, Table, read_table, replay_divergence, replay_trainable
 
 RESULTS = Path(__file__).resolve().parent / "results" / "replay"
@@ -45,6 +45,7 @@ CONCURRENCY = 2  # a default sweep on 2 CPUs: one CPU per trial, two trials at a
 # tens of milliseconds on the shared 2-CPU machine, and --overhead measures what that costs.
 EPOCH_WALL_S = 0.13
 TARGET_QUANTILE = 0.95  # of the grid points' final values: the target a run has to reach
+OVERHEAD_RUNS = 3  # constant-epoch runs per loop: the shared machine's load varies from run to run
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ STRATEGIES = (
 )
 BY_NAME = {s.name: s for s in STRATEGIES}
 DEFAULT = "optuna-asha-pruned-liar"  # what `dlb-tune sweep` builds when two trials overlap
+# ... unless the space file asks for random sampling (search: {sampler: random}): then Optuna's
+# RandomSampler under ASHA, which samples as Tune's random search does
+DEFAULT_RANDOM = "random-asha"
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Setup:
     spec: Any  # dlb_tune.space.SweepSpec of the replay: the grid's parameters searched
     scale: float
     table_id: str  # the table file's hash: runs of another recording are not mixed in
+    default: str = DEFAULT  # the strategy the task's space file gives `dlb-tune sweep`
 
     @property
     def budget_s(self) -> float:
@@ -111,6 +116,8 @@ def replay_spec(table: Table, space_path: Path | None = None):
     raw["grace_period"] = min(int(raw.get("grace_period", 1)), table.max_epochs)
     raw["num_samples"] = table.meta.get("num_samples", raw.get("num_samples"))
     raw["time_budget_s"] = table.meta.get("time_budget_s") or budget_on(table, raw)
+    # the strategies name their searcher: Optuna's are TPE whatever sampler the space file chose
+    raw["search"] = {k: v for k, v in (raw.get("search") or {}).items() if k != "sampler"}
     return parse_space(raw, source=f"{path} replayed on the {table.meta['task']} table")
 
 
@@ -157,7 +164,17 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     if scale is None:  # 2 significant digits, so the runs file's key reads as it was meant
         scale = float(f"{EPOCH_WALL_S / float(table.frame['epoch_s'].mean()):.2g}")
-    return Setup(table, replay_spec(table), scale, digest)
+    from dlb_tune.space import default_space_file
+
+    return Setup(table, replay_spec(table), scale, digest, default_strategy(default_space_file(task)))
+
+
+def default_strategy(space_path: Path) -> str:
+    """The strategy `dlb-tune sweep` runs with this space file (two trials at a time)."""
+    import yaml
+
+    search = yaml.safe_load(Path(space_path).read_text()).get("search") or {}
+    return DEFAULT_RANDOM if search.get("sampler") == "random" else DEFAULT
 
 
 def target_of(table: Table, quantile: float = TARGET_QUANTILE) -> float:
@@ -226,12 +243,20 @@ def searcher_and_scheduler(strategy: Strategy, setup: Setup, seed: int, name: st
                         search="random" if strategy.search == "random" else "optuna",
                         scheduler=strategy.scheduler if strategy.scheduler in ("asha", "fifo") else "fifo")
     if strategy.search in ("random", "optuna"):
-        searcher = make_searcher(spec, opts, CONCURRENCY, echo=say)
+        searcher = make_searcher(spec, opts, live_trials(strategy, spec), echo=say)
     elif strategy.search == "optuna-ray":
         searcher = ray_optuna_search(spec, seed)
     else:
         searcher = bohb_search(spec, seed)
     return searcher, other_scheduler(strategy, spec) or make_scheduler(spec, opts)
+
+
+def live_trials(strategy: Strategy, spec) -> int:
+    """How many trials may exist unfinished at once. HyperBand's brackets fill with the trials that
+    exist: capped at two (paused ones count), each bracket held two and halving to its top n/eta
+    kept both, so every trial ran to the end. Its two CPUs keep it at two running; BOHB's own
+    scheduler unpauses trials when a bracket cannot fill."""
+    return spec.num_samples if strategy.scheduler == "hyperband" else CONCURRENCY
 
 
 def ray_optuna_search(spec, seed: int):
@@ -269,13 +294,14 @@ def tune_run(strategy: Strategy, setup: Setup, seed: int, storage: Path) -> tupl
     spec, name = setup.spec, f"{strategy.name}-{seed}"
     searcher, scheduler = searcher_and_scheduler(strategy, setup, seed, name, storage)
     pauses = strategy.scheduler in ("hyperband", "bohb")  # paused trials resume from a checkpoint
+    limit = None if strategy.scheduler == "hyperband" else CONCURRENCY  # see live_trials
     trainable = tune.with_parameters(replay_trainable, table=setup.table, scale=setup.scale, checkpoint=pauses)
     clock = result_clock(spec.metric)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
-                                    max_concurrent_trials=CONCURRENCY, reuse_actors=True),
+                                    max_concurrent_trials=limit, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[clock], verbose=0,
                                   stop=budget_stop(clock, setup.budget_s * setup.scale),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
@@ -285,9 +311,10 @@ def tune_run(strategy: Strategy, setup: Setup, seed: int, storage: Path) -> tupl
     return clock.rows, clock.setup_s or 0.0
 
 
-def in_process_run(setup: Setup, seed: int) -> tuple[list[list[float]], float]:
+def in_process_run(setup: Setup, seed: int, plain: bool = False) -> tuple[list[list[float]], float]:
     """Optuna's own loop: ``CONCURRENCY`` threads, each epoch a sleep of its recorded seconds,
-    the same sampler, trials, epochs, budget and rungs (grace period, reduction factor) as ASHA."""
+    the same sampler, trials, epochs, budget and rungs (grace period, reduction factor) as ASHA;
+    ``plain``: random search, no pruning (the loop's own overhead, beside Tune's random + FIFO)."""
     import optuna
 
     from bench.early_stopping import suggest
@@ -297,9 +324,9 @@ def in_process_run(setup: Setup, seed: int) -> tuple[list[list[float]], float]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize" if spec.mode == "max" else "minimize",
-        sampler=make_sampler(spec.search, seed, CONCURRENCY),
-        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.grace_period,
-                                                      reduction_factor=spec.reduction_factor))
+        sampler=optuna.samplers.RandomSampler(seed) if plain else make_sampler(spec.search, seed, CONCURRENCY),
+        pruner=optuna.pruners.NopPruner() if plain else optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=spec.grace_period, reduction_factor=spec.reduction_factor))
     for point in spec.initial:
         study.enqueue_trial(point)
     rows, lock, t0, deadline = [], threading.Lock(), time.perf_counter(), setup.budget_s * scale
@@ -540,24 +567,49 @@ def pick(names: str | None) -> list[Strategy]:
 
 
 def constant_table(table: Table) -> Table:
-    """The same grid and values, every epoch taking the table's mean epoch seconds."""
+    """The same grid and values, every epoch taking the table's mean epoch seconds and no point
+    diverging (a diverged trial would end early and make the run shorter than its ideal)."""
     frame = table.frame.copy()
     frame["epoch_s"] = float(frame["epoch_s"].mean())
+    frame[table.metric] = frame[table.metric].fillna(0.0)
+    if "diverged" in frame:
+        frame["diverged"] = False
     return Table(table.meta, frame)
 
 
-def overhead(setup: Setup, drivers) -> dict[str, Any]:
-    """random + FIFO on the constant-epoch table, ``jobs`` runs side by side as in a campaign: with
-    every epoch ``s`` seconds and two trials at a time, the last result is due at
-    ceil(n / 2) * epochs * s; what lies beyond is Tune's (and the shared machine's)."""
+def overhead_setup(setup: Setup) -> tuple[Setup, float]:
+    """The constant-epoch replay of ``overhead`` and its ideal simulated seconds: as many trials as
+    the task's budget holds, and three times the ideal as the budget."""
     const = dataclasses.replace(setup, table=constant_table(setup.table))
     s, epochs = float(const.table.frame["epoch_s"].iloc[0]), const.spec.max_epochs
     n = min(const.spec.num_samples, CONCURRENCY * int(const.budget_s // (epochs * s)))
-    const.spec = dataclasses.replace(const.spec, num_samples=n)
     ideal = math.ceil(n / CONCURRENCY) * epochs * s
+    const.spec = dataclasses.replace(const.spec, num_samples=n, time_budget_s=3 * ideal)
+    return const, ideal
+
+
+def overhead(setup: Setup, drivers) -> dict[str, Any]:
+    """random + FIFO on the constant-epoch table, ``OVERHEAD_RUNS`` seeds (``jobs`` side by side
+    as in a campaign), in Tune and in Optuna's own loop: with every epoch ``s`` seconds and two trials at a time, the
+    last result is due at ceil(n / 2) * epochs * s; what lies beyond is the loop's (and the shared
+    machine's)."""
+    const, ideal = overhead_setup(setup)
+    s, epochs, n = float(const.table.frame["epoch_s"].iloc[0]), const.spec.max_epochs, const.spec.num_samples
     jobs = drivers[0]._max_workers if drivers[0] else 1
-    runs = list(in_parallel([(const, BY_NAME["random-fifo"], seed) for seed in range(jobs)], drivers, None))
-    ends = [max(r[0] for r in run["results"]) / setup.scale for run in runs]
+    load = loadavg()
+    seeds = range(max(jobs, OVERHEAD_RUNS))
+    runs = list(in_parallel([(const, BY_NAME["random-fifo"], seed) for seed in seeds], drivers, None))
+    plain = [in_process_run(const, seed, plain=True) for seed in seeds]
+    tune_end = [max(r[0] for r in run["results"]) / setup.scale for run in runs]
+    own_end = [max(r[0] for r in rows) / setup.scale for rows, _ in plain]
+    per_slot = n * epochs / CONCURRENCY  # results each slot reports
+
+    def per_result_ms(ends):
+        return [1000 * (e - ideal) * setup.scale / per_slot for e in ends]
+
     return {"scale": setup.scale, "jobs": jobs, "epoch_s": s, "trials": n, "epochs": epochs, "ideal_sim_s": ideal,
-            "measured_sim_s": ends, "overhead_pct": [100 * (e - ideal) / ideal for e in ends],
+            "measured_sim_s": tune_end, "overhead_pct": [100 * (e - ideal) / ideal for e in tune_end],
+            "per_result_ms": per_result_ms(tune_end),
+            "in_process_sim_s": own_end, "in_process_pct": [100 * (e - ideal) / ideal for e in own_end],
+            "in_process_per_result_ms": per_result_ms(own_end), "load": load,
             "setup_s": [run["setup_s"] for run in runs], "wall_s": [run["wall_s"] for run in runs]}

@@ -29,14 +29,20 @@ costs with 8 and 32 concurrent replayed trials on this 2-core machine at load av
 0.11 s (not 0.016), a freed slot's wait for its next trial 0.27 s at N = 8 and 13 s at N = 32
 (not 0.009), and at most 16 results per second (0.062 s each) at both N, with the driver process
 itself at 8-17 % of a core, i.e. the bound is the report path through Ray on a saturated
-machine, not the driver's Python. ``DriverCost``
+machine, not the driver's Python. On the recorded fcn table (12 epochs of 0.54 s, each sleeping
+0.135 s) the same driver handled at most 12 results per second (0.084 s each) at N = 8, with a
+report's round trip 0.076 s and a freed slot's wait 2.3 s, and at N = 64 only 5.2 per second with
+a 62 s slot wait and 87 s from a trial's creation to its first result (load average 70, the driver
+at 7 % of a core): on 2 cores the N worker processes themselves take the CPU the report path needs,
+so throughput falls as N grows. The constant ``c`` below is the best case, on a machine whose cores
+the workers do not share (a cluster's head node) an upper bound on throughput. ``DriverCost``
 carries these; with it
 
     wall(N) = H + max(makespan(d_i + E_i r + g' over N slots, ...), R c) + T
 
 (r: extra round trip per epoch, g': the slot gap, R: results, c: seconds per result), so the
 driver bound sets the wall once ``N > epoch_s / c`` (``DriverCost.saturation_slots``): on this
-machine ~5 slots for 0.3 s epochs, ~15 for 1 s epochs. ``MEASURED_DRIVER`` holds the constants.
+machine ~4 slots for 0.3 s epochs, ~12 for 1 s epochs. ``MEASURED_DRIVER`` holds the constants.
 
     python -m bench scaling [--quick]
 """
@@ -102,9 +108,10 @@ class DriverCost:
         return epoch_s / self.per_result_s if self.per_result_s else math.inf
 
 
-# bench/results/driver_scale.json: 1 / the best 16 results/s (N = 32); N = 8's round trip 0.106 s
-# minus the 1-node 0.016 s, and its slot gap
-MEASURED_DRIVER = DriverCost(per_result_s=0.062, report_s=0.09, gap_s=0.27)
+# bench/results/driver_scale.json, the recorded fcn table (the synthetic one's longer epochs gave
+# 0.062, 0.09 and 0.27): 1 / the best 11.9 results/s (N = 8); N = 8's round trip 0.076 s minus
+# the 1-node 0.016 s, and its slot gap
+MEASURED_DRIVER = DriverCost(per_result_s=0.084, report_s=0.06, gap_s=2.3)
 
 
 def bounded(span_s: float, results: int, driver: DriverCost | None) -> float:

@@ -36,9 +36,11 @@ def journal_storage(exp_dir: str, echo: Callable[[str], None]) -> optuna.storage
     return optuna.storages.JournalStorage(JournalFileBackend(str(Path(exp_dir) / JOURNAL_FILE)))
 
 
-def make_sampler(settings: dict[str, Any], seed: int, concurrency: int) -> optuna.samplers.TPESampler:
-    """TPE from the validated ``search:`` section; the constant liar is on when trials overlap,
-    so concurrent trials do not all propose the same point."""
+def make_sampler(settings: dict[str, Any], seed: int, concurrency: int) -> optuna.samplers.BaseSampler:
+    """The sampler of the validated ``search:`` section: TPE with the constant liar on when trials
+    overlap (so concurrent trials do not all propose the same point), or random sampling."""
+    if settings.get("sampler") == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(
         seed=seed,
         multivariate=settings.get("multivariate"),

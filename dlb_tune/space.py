@@ -55,12 +55,14 @@ TOP_LEVEL = {
     "objective": "default objective name from objectives",
     "params": "hyperparameters",
     "initial": "configs to run first [{param: value, ...}], e.g. the course's own",
-    "search": "Optuna sampler settings {sampler: tpe, multivariate, group, constant_liar, n_startup_trials}",
+    "search": "Optuna sampler settings {sampler: tpe|random, multivariate, group, constant_liar, n_startup_trials}",
 }
 # The ``search:`` section: key -> (type, what it means). Defaults are Optuna's, except that the
 # constant liar follows the concurrency (dlb_tune.search.make_sampler).
+SAMPLERS = ("tpe", "random")
+TPE_ONLY = ("multivariate", "group", "constant_liar", "n_startup_trials")
 SEARCH_KEYS: dict[str, tuple[type, str]] = {
-    "sampler": (str, "tpe (the only one)"),
+    "sampler": (str, "tpe (the default) or random (Optuna's RandomSampler; ASHA still stops trials)"),
     "multivariate": (bool, "one joint model of all parameters instead of one per parameter"),
     "group": (bool, "multivariate TPE per group of parameters that appear together"),
     "constant_liar": (bool, "count running trials as bad so concurrent trials spread out"),
@@ -527,8 +529,12 @@ def _parse_search(raw: Any, source: str) -> dict[str, Any]:
         want = SEARCH_KEYS[key][0]
         if type(value) is not want:  # bool is an int: exact type, so `n_startup_trials: true` fails
             raise SpaceError(f"{source}: search.{key} must be a {want.__name__}, got {value!r}")
-    if raw.get("sampler", "tpe") != "tpe":
-        raise SpaceError(f"{source}: search.sampler '{raw['sampler']}' is not known; the only sampler is tpe")
+    sampler = raw.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise SpaceError(f"{source}: search.sampler '{sampler}' is not known; choose one of {', '.join(SAMPLERS)}")
+    tpe_only = [k for k in TPE_ONLY if k in raw]
+    if sampler != "tpe" and tpe_only:
+        raise SpaceError(f"{source}: search.{tpe_only[0]} is a TPE setting; sampler '{sampler}' has none")
     if raw.get("n_startup_trials", 0) < 0:
         raise SpaceError(f"{source}: search.n_startup_trials must be at least 0, got {raw['n_startup_trials']}")
     if raw.get("group") and raw.get("multivariate") is False:

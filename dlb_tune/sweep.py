@@ -360,7 +360,7 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
     data = load_data(spec, opts)
     timings["data_s"] = time.time() - t_load
     echo(f"{spec.task}: data loaded in {timings['data_s']:.1f}s; "
-         f"{spec.num_samples} trials x up to {spec.max_epochs} epochs, search {opts.search}, "
+         f"{spec.num_samples} trials x up to {spec.max_epochs} epochs, search {search_name(spec, opts)}, "
          f"scheduler {opts.scheduler}, metric {spec.metric} ({spec.mode})")
     t_ray = time.time()
     with ray_session(opts):
@@ -379,6 +379,12 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
             final = fit_and_finish(tuner, spec, opts, data, exp_dir, echo, timings)
         echo(f"next: {_command('report', opts)}; {_command('best', opts)}")
         yield final, data
+
+
+def search_name(spec: SweepSpec, opts: SweepOptions) -> str:
+    """The searcher as the sweep's first line names it: Optuna's sampler when it is not TPE."""
+    sampler = spec.search.get("sampler", "tpe") if opts.search == "optuna" else None
+    return f"{opts.search} ({sampler} sampler)" if sampler not in (None, "tpe") else opts.search
 
 
 def command_start() -> float:

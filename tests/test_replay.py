@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.replay import BY_NAME, Setup, replay_spec, tune_run
-from bench.tables import ReplayDiverged, grid_points, read_table, replay_divergence, write_table
+from bench.replay import BY_NAME, Setup, in_process_run, overhead_setup, replay_spec, tune_run
+from bench.replay_report import summarize, time_to_target
+from bench.tables import ReplayDiverged, Table, grid_points, read_table, replay_divergence, write_table
 
 SPACE = """
 task: fcn
@@ -59,6 +60,16 @@ def test_replay_reports_the_table_exactly(tiny, tmp_path, ray_local):
     assert len(rows) == spec.num_samples * EPOCHS  # FIFO: every trial runs every epoch
 
 
+def test_hyperband_halves_its_brackets(tiny, tmp_path, ray_local):
+    """Two trials run at a time, yet HyperBand's bracket holds all four: its halving stops the
+    worse half early (capped at two live trials, each bracket held two and kept both to the end)."""
+    table, spec = tiny
+    rows, _ = tune_run(BY_NAME["random-hyperband"], Setup(table, spec, scale=0.002, table_id="tiny"), seed=1,
+                       storage=tmp_path / "runs")
+    assert 0 < len(rows) < spec.num_samples * EPOCHS
+    assert max(epoch for _, _, epoch, _ in rows) == EPOCHS
+
+
 def test_the_replay_space_is_the_tables_grid(tiny):
     """Searched: the grid's parameters; the rest held where the table held them (``fixed``, else
     the course config's value), so the searcher's space has no dimension the table cannot tell."""
@@ -85,3 +96,40 @@ def test_a_diverged_point_errors_where_its_training_did(tmp_path):
     replay_divergence(table, 0, scale=0.0)  # a point that trained to the end: nothing to raise
     with pytest.raises(ReplayDiverged, match="point 1: training loss not finite in epoch 2"):
         replay_divergence(table, 1, scale=0.0)
+
+
+def test_the_work_clock_counts_recorded_epoch_seconds_over_two_slots(tiny):
+    """Tune's clock is wall / scale (overhead included); the work clock sums the recorded seconds
+    of the epochs reported so far over the two slots. The budget cuts on Tune's clock."""
+    table, _ = tiny
+    # (point, epoch): (0, 1) 1.5 s, (1, 1) 2.5 s, (0, 2) 2.0 s, (1, 2) 3.0 s; (1, 2) first reaches 0.12
+    rows = [[0.01, 0.011, 1, 0], [0.02, 0.111, 1, 1], [0.03, 0.021, 2, 0], [0.04, 0.121, 2, 1]]
+    run = {"results": rows, "scale": 0.001, "budget_s": 100.0, "mode": "max", "seed": 0, "wall_s": 1.0}
+    assert time_to_target(run, 0.12, "max") == pytest.approx(40.0)
+    assert time_to_target(run, 0.12, "max", table) == pytest.approx((1.5 + 2.5 + 2.0 + 3.0) / 2)
+    assert time_to_target(run, 0.11, "max", table) == pytest.approx((1.5 + 2.5) / 2)
+    assert time_to_target({**run, "budget_s": 35.0}, 0.12, "max", table) is None
+    faster = {**run, "seed": 0, "strategy": "b", "results": [[0.005, 0.121, 2, 1]]}
+    summary = summarize([{**run, "strategy": "a"}, faster], 0.12, "max", "a", table)
+    assert summary["a"]["work_time_to_target_q"][1] == pytest.approx(4.5)
+    assert summary["b"]["work_time_to_target_q"][1] == pytest.approx(1.5)
+    assert summary["b"]["time_to_target_q"][1] == pytest.approx(5.0)
+
+
+def test_the_overhead_replay_is_constant_and_never_cut(tiny):
+    """Every epoch the table's mean seconds, no point diverging (a trial ending early would make
+    the run shorter than its ideal) and a budget three times the ideal; Optuna's plain loop runs
+    every trial to the end and reports what the table holds."""
+    tiny_table, spec = tiny
+    frame = tiny_table.frame.assign(diverged=(tiny_table.frame["point"] == 3) & (tiny_table.frame["epoch"] == 3))
+    table = Table(tiny_table.meta, frame)
+    const, ideal = overhead_setup(Setup(table, spec, scale=0.002, table_id="tiny"))
+    mean_s = table.frame["epoch_s"].mean()
+    assert set(const.table.frame["epoch_s"]) == {mean_s}
+    assert table.diverged_at(3) == 3 and all(const.table.diverged_at(p) is None for p in range(4))
+    assert const.spec.num_samples == 4 and ideal == pytest.approx(2 * EPOCHS * mean_s)
+    assert const.budget_s == pytest.approx(3 * ideal)
+    rows, _ = in_process_run(const, seed=0, plain=True)
+    assert len(rows) == 4 * EPOCHS
+    recorded = {(r.point, r.epoch): r.val_acc for r in table.frame.itertuples()}
+    assert all(v == recorded[p, e] for _, v, e, p in rows)

@@ -118,7 +118,9 @@ def test_every_default_space_starts_with_the_course_config(task):
     ("initial", "[{activation: swish, lr: 0.1, momentum: 0.0}]", "initial[0].activation: 'swish' lies outside"),
     ("initial", "[{activation: sigmoid, lr: fast, momentum: 0.0}]", "initial[0].lr: expected float"),
     ("initial", "{activation: sigmoid}", "'initial' must be a list"),
-    ("search", "{sampler: cmaes}", "the only sampler is tpe"),
+    ("search", "{sampler: cmaes}", "search.sampler 'cmaes' is not known; choose one of tpe, random"),
+    ("search", "{sampler: random, n_startup_trials: 5}", "search.n_startup_trials is a TPE setting; sampler 'random' has none"),
+    ("search", "{sampler: random, constant_liar: true}", "search.constant_liar is a TPE setting"),
     ("search", "{multivariat: true}", "unknown search key(s) ['multivariat']"),
     ("search", "{multivariate: 1}", "search.multivariate must be a bool"),
     ("search", "{n_startup_trials: -1}", "at least 0"),
@@ -145,6 +147,25 @@ def test_enqueue_runs_an_earlier_winner_after_the_initial_points(tmp_path):
         prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))
 
 
+def test_the_sampler_follows_the_search_section():
+    import optuna
+
+    from dlb_tune.search import make_sampler
+
+    tpe = make_sampler({"n_startup_trials": 3}, seed=1, concurrency=2)
+    assert isinstance(tpe, optuna.samplers.TPESampler)
+    assert tpe._n_startup_trials == 3 and tpe._constant_liar  # two trials at a time: the liar is on
+    assert not make_sampler({}, seed=1, concurrency=1)._constant_liar
+    rand = make_sampler({"sampler": "random"}, seed=1, concurrency=2)
+    assert type(rand) is optuna.samplers.RandomSampler
+
+    def first_lrs(sampler) -> list[float]:
+        study = optuna.create_study(sampler=sampler)
+        return [study.ask().suggest_float("lr", 1e-3, 1.0, log=True) for _ in range(3)]
+
+    assert first_lrs(make_sampler({"sampler": "random"}, 7, 2)) == first_lrs(make_sampler({"sampler": "random"}, 7, 2))
+
+
 def test_a_trial_proposed_after_the_last_save_is_failed_in_the_journal_on_resume(tmp_path):
     """Tune saves the searcher with the experiment; a trial Optuna proposed after that save is
     unknown to the resumed sweep, and must not stay RUNNING in the journal for ever."""
@@ -168,3 +189,12 @@ def test_a_trial_proposed_after_the_last_save_is_failed_in_the_journal_on_resume
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL_FILE)))
     trials = optuna.load_study(study_name="s", storage=storage).trials
     assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "FAIL")]
+
+
+def test_the_sweeps_first_line_names_a_sampler_other_than_tpe():
+    from dlb_tune.sweep import search_name
+
+    fcn, emotion = load_space(default_space_file("fcn")), load_space(default_space_file("emotion"))
+    assert search_name(fcn, SweepOptions(task="fcn")) == "optuna (random sampler)"  # the space's evidence
+    assert search_name(fcn, SweepOptions(task="fcn", search="random")) == "random"
+    assert search_name(emotion, SweepOptions(task="emotion")) == "optuna"
