@@ -55,16 +55,17 @@ def test_best_train_checkpoint_is_the_best_epoch_that_left_one(tmp_path):
     for f in folders[:3]:
         f.mkdir()
     nan = float("nan")
-    history = pd.DataFrame({"val_loss": [0.9, 0.5, 0.2, 0.7, nan],
+    history = pd.DataFrame({"val_loss": [0.9, 0.5, 0.2, 0.7, nan], "val_acc": [0.5, nan, 0.8, 0.6, nan],
                             CHECKPOINT_PATH_KEY: [str(folders[0]), str(folders[1]), None, str(folders[2]),
                                                   str(folders[3])]})
     assert best_train_checkpoint(history, "val_loss", "min") == str(folders[1])  # epoch 2 left none
     assert best_train_checkpoint(history, "val_loss", "max") == str(folders[0])
+    assert best_train_checkpoint(history, "val_acc", "max") == str(folders[2])  # a gap in another metric is no gap
     assert best_train_checkpoint(history.iloc[[4]], "val_loss", "min") is None  # metric never reported
     gone = history.assign(**{CHECKPOINT_PATH_KEY: str(folders[3])})  # deleted since (num_to_keep)
     assert best_train_checkpoint(gone, "val_loss", "min") is None
     assert best_train_checkpoint(history.drop(columns=CHECKPOINT_PATH_KEY), "val_loss", "min") is None
-    assert best_train_checkpoint(history, "val_acc", "max") is None
+    assert best_train_checkpoint(history, "val_f1", "max") is None
     assert best_train_checkpoint(None, "val_loss", "min") is None
 
 
