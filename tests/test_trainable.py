@@ -164,3 +164,11 @@ def test_a_checkpoint_whose_unpickling_runs_code_is_refused_in_one_line(tmp_path
     assert not marker.exists()
     torch.load(ckpt / STATE_FILE, weights_only=False)  # the payload is live: a full unpickle runs it
     assert marker.exists()
+
+
+def test_a_checkpoint_that_is_no_pickle_at_all_is_refused_in_one_line(tmp_path):
+    path = tmp_path / STATE_FILE
+    path.write_bytes(b"not a checkpoint")  # torch's error names no GLOBAL to show
+    with pytest.raises(TrialError) as refused:
+        load_state(path)
+    assert str(refused.value) == f"{path}: refused, it holds more than tensors and plain values (not a weights-only file)"
