@@ -40,7 +40,9 @@ MODULES: dict[str, tuple[str, list[str] | None]] = {
     "results": ("dlb_tune/results.py", ["trial_table", "first_line", "pareto_front"]),
     "trainable": ("dlb_tune/trainable.py", None),  # epoch loop, checkpointing
     "fcn": ("dlb_tune/tasks/fcn.py", None),  # hand-written forward/backward, SGD with momentum
-    "distributed": ("dlb_tune/distributed.py", None),  # Ray Train data-parallel trials
+    # the data-parallel test checkpoint's choice; the rest (the TorchTrainer driver, its workers,
+    # the placement-group callback) runs only in Ray, which mutation runs skip
+    "distributed": ("dlb_tune/distributed.py", ["best_train_checkpoint"]),
     "data-parallel": ("dlb_tune/tasks/base.py", ["TrialContext.batches", "TrialContext.all_reduce_mean"]),
 }
 # Every fast test is a candidate; mutmut narrows each mutant to the tests that call its function.

@@ -27,6 +27,11 @@ class Tiny(Task):
 @pytest.fixture
 def tiny_space(monkeypatch, tmp_path):
     all_tasks()  # the real tasks first, so the registry is complete before the test adds one
+    # tasks that other tests loaded from their own modules (check-task's broken copies) stay
+    # registered in this process: hide them, whatever order the tests run in
+    for name, cls in list(_REGISTRY.items()):
+        if cls.__module__.partition(".")[0] != "dlb_tune":
+            monkeypatch.delitem(_REGISTRY, name)
     monkeypatch.setitem(_REGISTRY, "tiny", Tiny)
     path = tmp_path / "tiny.yaml"
     path.write_text("task: tiny\nmetric: val_acc\nmode: max\nmax_epochs: 3\nnum_samples: 4\n"

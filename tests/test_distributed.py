@@ -46,6 +46,29 @@ def test_cluster_yaml_typo_fails_validation():
         validate_config(prepare_config(cfg))
 
 
+def test_best_train_checkpoint_is_the_best_epoch_that_left_one(tmp_path):
+    """The test split is evaluated from this folder: the best epoch by mode, among the epochs
+    that left a checkpoint still on disk; None, never a wrong folder, when there is none."""
+    from dlb_tune.distributed import CHECKPOINT_PATH_KEY, best_train_checkpoint
+
+    folders = [tmp_path / f"checkpoint_{i}" for i in range(4)]
+    for f in folders[:3]:
+        f.mkdir()
+    nan = float("nan")
+    history = pd.DataFrame({"val_loss": [0.9, 0.5, 0.2, 0.7, nan], "val_acc": [0.5, nan, 0.8, 0.6, nan],
+                            CHECKPOINT_PATH_KEY: [str(folders[0]), str(folders[1]), None, str(folders[2]),
+                                                  str(folders[3])]})
+    assert best_train_checkpoint(history, "val_loss", "min") == str(folders[1])  # epoch 2 left none
+    assert best_train_checkpoint(history, "val_loss", "max") == str(folders[0])
+    assert best_train_checkpoint(history, "val_acc", "max") == str(folders[2])  # a gap in another metric is no gap
+    assert best_train_checkpoint(history.iloc[[4]], "val_loss", "min") is None  # metric never reported
+    gone = history.assign(**{CHECKPOINT_PATH_KEY: str(folders[3])})  # deleted since (num_to_keep)
+    assert best_train_checkpoint(gone, "val_loss", "min") is None
+    assert best_train_checkpoint(history.drop(columns=CHECKPOINT_PATH_KEY), "val_loss", "min") is None
+    assert best_train_checkpoint(history, "val_f1", "max") is None
+    assert best_train_checkpoint(None, "val_loss", "min") is None
+
+
 def test_workers_per_trial_reports_the_same_schema(ray_local, data_dir, storage):
     common = ["sweep", "fcn", "--data-dir", str(data_dir), "--smoke", "--num-samples", "1",
               "--storage", str(storage)]

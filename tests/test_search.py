@@ -135,6 +135,19 @@ def test_bad_initial_or_search_section_is_one_line(section, text, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_point_outside_a_randint_or_naming_no_parameter_is_refused_as_it_is():
+    raw = yaml.safe_load(SPACE)
+    raw["params"]["hidden_size"] = {"randint": [32, 64]}
+    point = {"activation": "sigmoid", "lr": 0.1, "momentum": 0.0, "hidden_size": 100}  # an integer, too large
+    for extra, message in [({}, "s.yaml: initial[0].hidden_size: 100 lies outside the space's randint"),
+                           ({"hidden_size": 40, "zzzz": 1}, "s.yaml: initial[0]: 'zzzz' is not a parameter of this space")]:
+        raw["initial"] = [{**point, **extra}]
+        with pytest.raises(SpaceError) as err:
+            parse_space(raw, "s.yaml")
+        assert str(err.value).startswith(message), err.value
+    assert str(err.value).endswith("space"), "no close name: no suggestion"
+
+
 def test_enqueue_runs_an_earlier_winner_after_the_initial_points(tmp_path):
     space, best = tmp_path / "space.yaml", tmp_path / "best.yaml"
     space.write_text(SPACE)
@@ -144,6 +157,9 @@ def test_enqueue_runs_an_earlier_winner_after_the_initial_points(tmp_path):
     assert spec.initial[-1] == {"activation": "relu", "lr": 0.02, "momentum": 0.9}  # constants dropped
     best.write_text(yaml.safe_dump({"task": "fcn", "metric": "val_acc", "mode": "max", "params": {**winner, "lr": 0.9}}))
     with pytest.raises(SpaceError, match=r"--enqueue .*best.yaml.lr: 0.9 lies outside"):
+        prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))
+    best.write_text(yaml.safe_dump({"task": "emotion", "metric": "val_acc", "mode": "max", "params": {"lr": 0.01}}))
+    with pytest.raises(SpaceError, match=r"--enqueue .*best.yaml: a space for task 'emotion', not 'fcn'"):
         prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))
 
 
