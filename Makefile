@@ -14,8 +14,12 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 sweep: $(VENV)/.installed
 	$(BIN)/dlb-tune sweep fcn
 
+# Two test processes (pytest-xdist), a test file each at a time: the suite spends most of its wall
+# time waiting (Ray and TensorBoard start-ups, sweeps' subprocesses, polling), about 0.6 of one
+# CPU on average when run alone. Each process has its own session Ray. `python -m pytest` alone
+# runs them one by one, as mutation runs do.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-cluster: $(VENV)/.installed
 	$(BIN)/python -m pytest -q --cluster -m cluster
