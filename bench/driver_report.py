@@ -100,15 +100,16 @@ def figure(rows: list[dict[str, Any]]) -> None:
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r["table_kind"], r["search"]), []).append(r)
-    for (kind, search), rs in groups.items():
-        n = [r["workers"] for r in rs]
+    for i, ((kind, search), rs) in enumerate(groups.items()):
+        n, c = [r["workers"] for r in rs], f"C{i}"  # one colour per table: measured, models, latencies
+        kind = "synthetic" if kind == "synthetic" else "recorded fcn"  # a recorded table's kind is its clock
         label = f"{search}, {kind} table"
-        a.plot(n, [r["replay_throughput"] for r in rs], "o-", label=f"measured ({label})")
-        a.plot(n, [r["model_throughput"] for r in rs], "s--", label="model as it stood")
-        a.plot(n, [r["corrected_throughput"] for r in rs], "^:", label="model + driver cost")
-        b.plot(n, [r["latency_s"]["p50"] for r in rs], "o-", label=f"created -> first result, p50 ({label})")
-        b.plot(n, [r["latency_s"]["p90"] for r in rs], "o--", label="p90")
-        b.plot(n, [r["slot_gap_s"]["p50"] for r in rs], "x:", label="freed slot -> next start, p50")
+        a.plot(n, [r["replay_throughput"] for r in rs], "o-", c=c, label=f"measured ({label})")
+        a.plot(n, [r["model_throughput"] for r in rs], "s--", c=c, alpha=0.6, label=f"model as it stood ({kind})")
+        a.plot(n, [r["corrected_throughput"] for r in rs], "^:", c=c, label=f"model + driver cost ({kind})")
+        b.plot(n, [r["latency_s"]["p50"] for r in rs], "o-", c=c, label=f"created -> first result, p50 ({label})")
+        b.plot(n, [r["latency_s"]["p90"] for r in rs], "o--", c=c, alpha=0.6, label=f"p90 ({kind})")
+        b.plot(n, [r["slot_gap_s"]["p50"] for r in rs], "x:", c=c, label=f"freed slot -> next start, p50 ({kind})")
     a.set(xlabel="concurrent simulated workers N", ylabel="results per second after the first start", xscale="log",
           title="Tune controller throughput")
     b.set(xlabel="concurrent simulated workers N", ylabel="seconds", xscale="log", yscale="log", title="scheduling latency")
