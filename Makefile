@@ -16,10 +16,10 @@ sweep: $(VENV)/.installed
 
 # Two test processes (pytest-xdist), a test file each at a time: the suite spends most of its wall
 # time waiting (Ray and TensorBoard start-ups, sweeps' subprocesses, polling), about 0.6 of one
-# CPU on average when run alone. Each process has its own session Ray. `python -m pytest` alone
-# runs them one by one, as mutation runs do.
+# CPU on average when run alone. Each process has its own session Ray. Files go out longest first
+# (tests/conftest.py). `python -m pytest` alone runs them one by one, as mutation runs do.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-cluster: $(VENV)/.installed
 	$(BIN)/python -m pytest -q --cluster -m cluster

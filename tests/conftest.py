@@ -48,7 +48,21 @@ def _deselect(config, items, marker: str) -> None:
         items[:] = [item for item in items if not item.get_closest_marker(marker)]
 
 
+# The longest modules (seconds in a CI run's --durations), first. `make test`'s two xdist processes
+# take whole files in collection order (--dist loadfile --no-loadscope-reorder): the long ones start
+# early and the many short ones even out the end, instead of a long one starting last.
+LONGEST_FIRST = ("test_distributed", "test_promises", "test_storage", "test_datasets", "test_watch",
+                 "test_interrupts", "test_cnn", "test_emotion", "test_search", "test_experiment", "test_cli",
+                 "test_board")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each file's order kept
+    _deselect_unrunnable(config, items)
+
+
+def _deselect_unrunnable(config, items):
     """Tests marked ``gpu`` need CUDA. Without it they are deselected, not skipped: a CPU-only CI
     run (where a skip fails) cannot run them and is not meant to; ``bench/gpu_check.sh`` runs them
     on a CUDA machine, where they must pass. Tests marked ``cluster`` start an autoscaling cluster
