@@ -171,10 +171,9 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
 
 def default_strategy(space_path: Path) -> str:
     """The strategy `dlb-tune sweep` runs with this space file (two trials at a time)."""
-    import yaml
+    from dlb_tune.space import load_space
 
-    search = yaml.safe_load(Path(space_path).read_text()).get("search") or {}
-    return DEFAULT_RANDOM if search.get("sampler") == "random" else DEFAULT
+    return DEFAULT_RANDOM if load_space(space_path).search.get("sampler") == "random" else DEFAULT
 
 
 def target_of(table: Table, quantile: float = TARGET_QUANTILE) -> float:
