@@ -55,6 +55,31 @@ class Strategy:
     scheduler: str  # fifo | asha | hyperband | bohb | sha (Optuna's SuccessiveHalvingPruner)
     liar: bool | None = None  # TPE's constant liar; None: as dlb-tune decides (on when trials overlap)
     about: str = ""
+    # in place of the space file's (None: the space file's); what its scheduler or pruner halves by
+    grace_period: int | None = None
+    reduction_factor: int | None = None
+    tpe: tuple[tuple[str, Any], ...] = ()  # (key, value) of the space's `search:` section, e.g. n_startup_trials
+
+    def applied(self, spec):
+        """The replay spec as this strategy runs it: its rungs and TPE settings in place of the space's."""
+        search = {**spec.search, **dict(self.tpe)}
+        if self.liar is not None:
+            search["constant_liar"] = self.liar
+        rungs = {k: v for k, v in (("grace_period", self.grace_period), ("reduction_factor", self.reduction_factor))
+                 if v is not None}
+        return dataclasses.replace(spec, search=search, **rungs)
+
+
+def variant(base: Strategy, grace_period: int | None = None, reduction_factor: int | None = None,
+            **tpe: Any) -> Strategy:
+    """``base`` with other rungs or TPE settings, named for them: random-asha-g1-rf4, ...-ns5-mv."""
+    short = {"n_startup_trials": "ns", "multivariate": "mv", "group": "group"}
+    tags = [f"g{grace_period}" * (grace_period is not None), f"rf{reduction_factor}" * (reduction_factor is not None)]
+    tags += [short.get(k, k) + ("" if v is True else str(v)) for k, v in tpe.items()]
+    settings = ", ".join(f"{k} {v}" for k, v in [("grace period", grace_period), ("reduction factor", reduction_factor),
+                                                  *tpe.items()] if v is not None)
+    return dataclasses.replace(base, name="-".join([base.name, *filter(None, tags)]), about=f"{base.name} with {settings}",
+                               grace_period=grace_period, reduction_factor=reduction_factor, tpe=tuple(tpe.items()))
 
 
 STRATEGIES = (
@@ -71,6 +96,15 @@ STRATEGIES = (
              about="Optuna's own study and SuccessiveHalvingPruner in threads, no Tune"),
     Strategy("random-hyperband", "random", "hyperband", about="random search, Ray's HyperBandScheduler"),
     Strategy("bohb", "bohb", "bohb", about="Ray's TuneBOHB + HyperBandForBOHB (hpbandster, ConfigSpace)"),
+)
+_BASE = {s.name: s for s in STRATEGIES}
+# The space files' ASHA rungs and TPE settings varied (#16 part 5): a good trial still trains to
+# max_epochs, so what a shorter grace period or a steeper halving can save is the bad trials' epochs.
+STRATEGIES += (
+    variant(_BASE["random-asha"], grace_period=1, reduction_factor=3),
+    variant(_BASE["random-asha"], grace_period=1, reduction_factor=4),
+    variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4),
+    variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4, n_startup_trials=5),
 )
 BY_NAME = {s.name: s for s in STRATEGIES}
 DEFAULT = "optuna-asha-pruned-liar"  # what `dlb-tune sweep` builds when two trials overlap
@@ -236,8 +270,6 @@ def searcher_and_scheduler(strategy: Strategy, setup: Setup, seed: int, name: st
     from dlb_tune.sweep import SweepOptions, make_scheduler, make_searcher
 
     spec = setup.spec
-    if strategy.liar is not None:
-        spec = dataclasses.replace(spec, search={**spec.search, "constant_liar": strategy.liar})
     opts = SweepOptions(task=spec.task, name=name, storage=str(storage), seed=seed,
                         search="random" if strategy.search == "random" else "optuna",
                         scheduler=strategy.scheduler if strategy.scheduler in ("asha", "fifo") else "fifo")
@@ -352,12 +384,15 @@ def in_process_run(setup: Setup, seed: int, plain: bool = False) -> tuple[list[l
 
 def run_one(strategy: Strategy, setup: Setup, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
+    setup = dataclasses.replace(setup, spec=strategy.applied(setup.spec))
     if strategy.search == "in-process":
         rows, setup_s = in_process_run(setup, seed)
     else:
         with scratch_dir("replay") as storage:
             rows, setup_s = tune_run(strategy, setup, seed, storage)
     return {"task": setup.table.meta["task"], "strategy": strategy.name, "seed": seed, "mode": setup.table.mode, **setup.key(),
+            "grace_period": setup.spec.grace_period, "reduction_factor": setup.spec.reduction_factor,
+            "search": setup.spec.search,
             "wall_s": round(time.perf_counter() - t0, 3), "setup_s": round(setup_s, 3),
             "results": [[round(r[0], 4), round(r[1], 6), r[2], r[3]] for r in rows]}
 

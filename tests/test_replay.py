@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.replay import BY_NAME, Setup, in_process_run, overhead_setup, replay_spec, tune_run
+from bench.replay import BY_NAME, Setup, in_process_run, overhead_setup, replay_spec, run_one, tune_run, variant
 from bench.replay_report import summarize, time_to_target
 from bench.tables import ReplayDiverged, Table, grid_points, read_table, replay_divergence, write_table
 
@@ -68,6 +68,18 @@ def test_hyperband_halves_its_brackets(tiny, tmp_path, ray_local):
                        storage=tmp_path / "runs")
     assert 0 < len(rows) < spec.num_samples * EPOCHS
     assert max(epoch for _, _, epoch, _ in rows) == EPOCHS
+
+
+def test_a_strategys_rungs_reach_the_scheduler(tiny, ray_local):
+    """A variant's grace period replaces the space file's (1 there): ASHA stops no trial before
+    epoch 2, so every trial that reported epoch 1 reports epoch 2 too; the record says what ran."""
+    table, spec = tiny
+    strategy = variant(BY_NAME["random-asha"], grace_period=2, reduction_factor=3, n_startup_trials=3)
+    assert strategy.name == "random-asha-g2-rf3-ns3"
+    rec = run_one(strategy, Setup(table, spec, scale=0.002, table_id="tiny"), seed=1)
+    epochs = [epoch for _, _, epoch, _ in rec["results"]]
+    assert epochs.count(1) == epochs.count(2) == spec.num_samples
+    assert (rec["grace_period"], rec["reduction_factor"], rec["search"]["n_startup_trials"]) == (2, 3, 3)
 
 
 def test_the_replay_space_is_the_tables_grid(tiny):
