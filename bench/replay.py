@@ -111,6 +111,10 @@ DEFAULT = "optuna-asha-pruned-liar"  # what `dlb-tune sweep` builds when two tri
 # ... unless the space file asks for random sampling (search: {sampler: random}): then Optuna's
 # RandomSampler under ASHA, which samples as Tune's random search does
 DEFAULT_RANDOM = "random-asha"
+# What a strategy without settings of its own runs with: the space files' rungs and TPE settings
+# when the campaign began, so that a name keeps meaning the runs recorded under it after a space
+# file's defaults change; the space file's own settings pick which strategy is the default.
+BASELINE = {"grace_period": 2, "reduction_factor": 3, "search": {}}
 
 
 @dataclass
@@ -200,14 +204,31 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
         scale = float(f"{EPOCH_WALL_S / float(table.frame['epoch_s'].mean()):.2g}")
     from dlb_tune.space import default_space_file
 
-    return Setup(table, replay_spec(table), scale, digest, default_strategy(default_space_file(task)))
+    spec = dataclasses.replace(replay_spec(table), **BASELINE)
+    return Setup(table, spec, scale, digest, default_strategy(default_space_file(task)))
 
 
 def default_strategy(space_path: Path) -> str:
-    """The strategy `dlb-tune sweep` runs with this space file (two trials at a time)."""
+    """The strategy `dlb-tune sweep` runs with this space file (two trials at a time): dlb-tune's
+    ASHA with the file's sampler, and the file's rungs and TPE settings."""
     from dlb_tune.space import load_space
 
-    return DEFAULT_RANDOM if load_space(space_path).search.get("sampler") == "random" else DEFAULT
+    space = load_space(space_path)
+    base = BY_NAME[DEFAULT_RANDOM if space.search.get("sampler") == "random" else DEFAULT]
+    want = sampler_settings(space, random=base.search == "random")
+    for s in STRATEGIES:
+        if (s.search, s.scheduler, s.liar) == (base.search, base.scheduler, base.liar):
+            have = sampler_settings(s.applied(dataclasses.replace(space, **BASELINE)), random=base.search == "random")
+            if have == want:
+                return s.name
+    raise SystemExit(f"error: no strategy in bench/replay.py runs {space_path}'s settings {want}; add a variant")
+
+
+def sampler_settings(spec, random: bool) -> dict[str, Any]:
+    """What tells the default's variants apart: rungs, and TPE's settings unless it samples at random
+    (the constant liar is on for the default either way, two trials at a time)."""
+    tpe = {} if random else {k: v for k, v in spec.search.items() if k not in ("sampler", "constant_liar")}
+    return {"grace_period": spec.grace_period, "reduction_factor": spec.reduction_factor, **tpe}
 
 
 def target_of(table: Table, quantile: float = TARGET_QUANTILE) -> float:

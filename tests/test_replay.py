@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.replay import BY_NAME, Setup, in_process_run, overhead_setup, replay_spec, run_one, tune_run, variant
+from bench.replay import (BY_NAME, Setup, default_strategy, in_process_run, overhead_setup, replay_spec, run_one,
+                          tune_run, variant)
 from bench.replay_report import summarize, time_to_target
 from bench.tables import ReplayDiverged, Table, grid_points, read_table, replay_divergence, write_table
 
@@ -80,6 +81,23 @@ def test_a_strategys_rungs_reach_the_scheduler(tiny, ray_local):
     epochs = [epoch for _, _, epoch, _ in rec["results"]]
     assert epochs.count(1) == epochs.count(2) == spec.num_samples
     assert (rec["grace_period"], rec["reduction_factor"], rec["search"]["n_startup_trials"]) == (2, 3, 3)
+
+
+@pytest.mark.parametrize("settings, default", [
+    ("grace_period: 2\nreduction_factor: 3\n", "optuna-asha-pruned-liar"),
+    ("grace_period: 2\nreduction_factor: 3\nsearch: {sampler: random}\n", "random-asha"),
+    ("grace_period: 1\nreduction_factor: 4\nsearch: {sampler: random}\n", "random-asha-g1-rf4"),
+    ("grace_period: 1\nreduction_factor: 4\nsearch: {n_startup_trials: 5}\n", "optuna-asha-pruned-liar-g1-rf4-ns5"),
+])
+def test_the_default_is_the_strategy_with_the_space_files_settings(tmp_path, settings, default):
+    """The space file's sampler, rungs and TPE settings name the strategy the table marks as the
+    default; settings no strategy runs are an error, not a silently wrong default."""
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE.replace("grace_period: 1\nreduction_factor: 2\n", settings))
+    assert default_strategy(path) == default
+    path.write_text(SPACE)  # grace 1, rf 2: no strategy's
+    with pytest.raises(SystemExit, match="no strategy in bench/replay.py runs"):
+        default_strategy(path)
 
 
 def test_the_replay_space_is_the_tables_grid(tiny):
