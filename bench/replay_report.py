@@ -241,7 +241,7 @@ def figure(runs: list[dict[str, Any]], rec: dict[str, Any], path: Path, table=No
     if table is not None:
         clocks.append(("work clock: recorded epoch seconds reported / 2", table))
     fig, axes = plt.subplots(1, len(clocks), figsize=(7 * len(clocks), 5.5), sharey=True, squeeze=False)
-    colors = dict(zip(sorted(rec["strategies"]), plt.get_cmap("tab10").colors))
+    colors = dict(zip(sorted(rec["strategies"]), plt.get_cmap("tab20").colors))  # 13 strategies: tab10 has too few
     for ax, (xlabel, clock) in zip(axes[0], clocks):
         grid, bands = curves(runs, rec["mode"], clock)
         shaded = {rec["default"], _fastest_other(rec, "work_" if clock is not None else "")}
