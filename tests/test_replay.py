@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.replay import (BY_NAME, Setup, default_strategy, in_process_run, overhead_setup, replay_spec, run_one,
-                          tune_run, variant)
+from bench.replay import (BY_NAME, Setup, default_strategy, in_process_run, make_setup, overhead_setup, replay_spec,
+                          run_one, tune_run, variant)
 from bench.replay_report import summarize, time_to_target
 from bench.tables import ReplayDiverged, Table, grid_points, read_table, replay_divergence, write_table
 
@@ -98,6 +98,14 @@ def test_the_default_is_the_strategy_with_the_space_files_settings(tmp_path, set
     path.write_text(SPACE)  # grace 1, rf 2: no strategy's
     with pytest.raises(SystemExit, match="no strategy in bench/replay.py runs"):
         default_strategy(path)
+
+
+def test_a_space_files_new_rungs_leave_the_recorded_strategies_as_they_ran():
+    """fcn.yaml's ASHA is grace 1, rf 4 since the replay chose it: the campaign's other strategies
+    keep replaying grace 2, rf 3 (their recorded runs'), and the table marks the variant default."""
+    setup = make_setup("fcn", None, None)
+    assert (setup.spec.grace_period, setup.spec.reduction_factor) == (2, 3)
+    assert setup.default == "random-asha-g1-rf4"
 
 
 def test_the_replay_space_is_the_tables_grid(tiny):
