@@ -157,8 +157,11 @@ class AutoscalingCluster:
         import ray  # noqa: F401
         import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
 
+        ours = set(self.pids())  # another fake cluster on the machine numbers its nodes the same way
         victims = []
         for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+            if p.pid not in ours:
+                continue
             try:
                 cmd = " ".join(p.info["cmdline"] or [])
                 env = p.info["environ"] or {}

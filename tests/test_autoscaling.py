@@ -16,13 +16,12 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import result_rows, wait_until
+from tests.cluster_scenarios import checkpointed_early, result_rows, wait_until
 
 WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
 SWEEP = ["--smoke", "--limit", "400", "--search", "random", "--scheduler", "fifo", "--num-samples", "2",
@@ -96,15 +95,6 @@ def test_half_gpu_trials_pack_two_per_node(empty, data_dir, storage):
     assert "2 trial(s) at a time, 0.5 CPU / 0.5 GPU each" in proc.stdout and most_at_once(proc.stdout) == 2
     df = pd.read_parquet(storage / "pack" / "results.parquet")
     assert (df.status == "completed").all() and df.node_id.nunique() == 1, df.node_id
-
-
-def checkpointed_early(exp: Path, epochs: int) -> tuple[str, str] | None:
-    """(trial, node) of a trial with a checkpoint and two thirds of its epochs still to run."""
-    for trial, rows in sorted(result_rows(exp).items()):
-        if rows and rows[-1].get("node_id") and rows[-1]["epoch"] <= epochs // 3 \
-                and any((exp / trial).glob("checkpoint_*")):
-            return trial, rows[-1]["node_id"]
-    return None
 
 
 def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data_dir, storage):
