@@ -6,8 +6,8 @@ reserved (no CUDA here: trials fall back to the CPU). Each test that runs trials
 autoscaler has released the previous test's nodes, so its sweep starts from zero workers. Sweeps
 run as ``dlb-tune sweep ... --address`` subprocesses, as a user runs them on a cluster's head.
 
-Part of ``make test`` (first in tests/conftest.py's LONGEST_FIRST: minutes of node launches and
-worker start-ups, 4 on a machine at load 5, 8 at load 13); ``make test-cluster`` runs only them.
+Part of ``make test``, first in tests/conftest.py's LONGEST_FIRST: minutes of node launches and
+worker start-ups (alone: ~4 at load 4-9, ~8 at load 8-14); ``make test-cluster`` runs only them.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
     assert most_at_once(log) == 2, log[-3000:]
     joined = dict(re.findall(r"node joined: (\w+) \(([^)]*)\)", log))  # the sweep's own lines
     assert len(joined_before) <= 2 and joined.keys() - set(joined_before), \
-        f"no node replaced the killed one: {joined_before} before the kill, {list(joined)} in all"
+        f"no node replaced the killed one: {joined_before} before the kill, {list(joined)} in all\n{log[-3000:]}"
     df = pd.read_parquet(exp / "results.parquet")
     assert (df.status == "completed").all() and len(df) == 3, df[["trial_id", "status"]]
     history = trial_nodes(storage, "kill")
