@@ -7,7 +7,7 @@ autoscaler has released the previous test's nodes, so its sweep starts from zero
 run as ``dlb-tune sweep ... --address`` subprocesses, as a user runs them on a cluster's head.
 
 Part of ``make test``, first in tests/conftest.py's LONGEST_FIRST: minutes of node launches and
-worker start-ups (alone: ~4 at load 4-9, ~8 at load 8-14); ``make test-cluster`` runs only them.
+worker start-ups (alone: 3.7 at load 4-10, 8.3 at load 8-14); ``make test-cluster`` runs only them.
 """
 
 from __future__ import annotations
