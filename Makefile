@@ -1,7 +1,7 @@
 # The README's two commands. Each creates the environment when it is missing, then runs.
 #   make sweep   the default fcn sweep, on $DLB_TUNE_DATA or the per-user data folder
 #   make test    the tests (real data from ../shared/data or $DLB_TUNE_DATA)
-#   make test-cluster  the autoscaling-cluster tests, left out of `make test` (minutes of node launches)
+#   make test-cluster  only the autoscaling-cluster tests (`make test` runs them too)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-cluster: $(VENV)/.installed
-	$(BIN)/python -m pytest -q --cluster -m cluster
+	$(BIN)/python -m pytest -q -m cluster
 
 # Reinstalled when pyproject.toml changes (new dependencies); the stamp marks a finished install.
 # The venv's own pip (23.x with Python 3.11) installs an editable pyproject project: no upgrade.

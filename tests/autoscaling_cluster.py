@@ -44,8 +44,10 @@ def fake_config(gcs_address: str, worker_types: dict[str, dict[str, Any]], idle_
         "max_workers": sum(t["max_workers"] for t in worker_types.values()),
         "upscaling_speed": 10.0,  # launch every node a request needs at once
         "idle_timeout_minutes": idle_timeout_minutes,
+        # launch_multiple: the provider starts as many nodes as the autoscaler asks for at once
+        # (by default it starts one per request, whatever the count, and the autoscaler asks again)
         "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                     "disable_launch_config_check": True, "gcs_address": gcs_address},
+                     "disable_launch_config_check": True, "launch_multiple": True, "gcs_address": gcs_address},
         "auth": {"ssh_user": "ubuntu"},
         "available_node_types": node_types,
         "head_node_type": "head",
@@ -155,8 +157,11 @@ class AutoscalingCluster:
         import ray  # noqa: F401
         import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
 
+        ours = set(self.pids())  # another fake cluster on the machine numbers its nodes the same way
         victims = []
         for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+            if p.pid not in ours:
+                continue
             try:
                 cmd = " ".join(p.info["cmdline"] or [])
                 env = p.info["environ"] or {}

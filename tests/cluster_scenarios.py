@@ -38,6 +38,16 @@ def wait_until(condition: Callable[[], bool], ceiling_s: float,
     return True
 
 
+def checkpointed_early(exp: Path, epochs: int) -> tuple[str, str] | None:
+    """(trial, node) of a trial with a checkpoint and two thirds of its epochs still to run: a node
+    killed now cuts that trial short (at any load), and it has something to resume from."""
+    for trial, rows in sorted(result_rows(exp).items()):
+        if rows and rows[-1].get("node_id") and rows[-1]["epoch"] <= epochs // 3 \
+                and any((exp / trial).glob("checkpoint_*")):
+            return trial, rows[-1]["node_id"]
+    return None
+
+
 def _reported_nodes(exp: Path, min_epoch: int) -> dict[str, str]:
     """trial folder -> node_id of trials that have reported at least ``min_epoch`` epochs."""
     return {trial: row["node_id"] for trial, rows in result_rows(exp).items() for row in rows

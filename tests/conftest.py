@@ -35,12 +35,6 @@ def pytest_make_collect_report(collector):  # a whole module skipped (importorsk
     return _no_skip_in_ci((yield))
 
 
-def pytest_addoption(parser):
-    parser.addoption("--cluster", action="store_true",
-                     help="run the tests marked cluster too (a local autoscaling Ray cluster, minutes; "
-                          "`make test-cluster`)")
-
-
 def _deselect(config, items, marker: str) -> None:
     dropped = [item for item in items if item.get_closest_marker(marker)]
     if dropped:
@@ -51,7 +45,9 @@ def _deselect(config, items, marker: str) -> None:
 # The longest modules (seconds in a CI run's --durations), first. `make test`'s two xdist processes
 # take whole files in collection order (--dist loadfile --no-loadscope-reorder): the long ones start
 # early and the many short ones even out the end, instead of a long one starting last.
-LONGEST_FIRST = ("test_distributed", "test_promises", "test_storage", "test_datasets", "test_watch",
+# test_autoscaling (its own autoscaling cluster, node launches) goes first: one process spends
+# most of the run on it while the other works through the rest.
+LONGEST_FIRST = ("test_autoscaling", "test_distributed", "test_promises", "test_storage", "test_datasets", "test_watch",
                  "test_interrupts", "test_cnn", "test_emotion", "test_search", "test_experiment", "test_cli",
                  "test_board")
 
@@ -65,10 +61,7 @@ def pytest_collection_modifyitems(config, items):
 def _deselect_unrunnable(config, items):
     """Tests marked ``gpu`` need CUDA. Without it they are deselected, not skipped: a CPU-only CI
     run (where a skip fails) cannot run them and is not meant to; ``bench/gpu_check.sh`` runs them
-    on a CUDA machine, where they must pass. Tests marked ``cluster`` start an autoscaling cluster
-    and its nodes (minutes on 2 CPUs, more than CI's time allows): only with ``--cluster``."""
-    if not config.getoption("--cluster"):
-        _deselect(config, items, "cluster")
+    on a CUDA machine, where they must pass."""
     if not any(item.get_closest_marker("gpu") for item in items):
         return
     import torch
