@@ -27,6 +27,7 @@ EPOCHS = 3
 CONFIG = {"hidden_size": 16, "batch_size": 50}
 NODE = "node-of-this-test"
 GRID = (3, 4, 6)  # the drawn task's figure: channels, height, width
+GREY = 0.5  # its colour: 127 in the PNG that TensorBoard stores
 
 
 class Drawn(FCN):
@@ -35,7 +36,8 @@ class Drawn(FCN):
     name = "fcn_drawn"
 
     def figures(self, split: str = "val"):
-        return {"weights": torch.full(GRID, 0.5)}, {"split": split}
+        self.splits[split]  # a real task draws the split it is asked for: a KeyError for any other name
+        return {"grey": torch.full(GRID, GREY)}, {"split": split}
 
     def test_report(self, out_dir: Path) -> dict:
         (out_dir / "report.txt").write_text("drawn")
@@ -126,13 +128,17 @@ def test_a_resumed_trial_continues_at_the_next_epoch_exactly(run, tmp_path):
         assert {k: v for k, v in after.items() if k != "epoch_s"} == {k: v for k, v in before.items() if k != "epoch_s"}
 
 
-def read_images(log_dir: Path) -> list[tuple[str, int, int, int]]:
-    """(tag, step, height, width) of every image in a TensorBoard folder."""
+def read_images(log_dir: Path) -> list[tuple[str, int, int, int, tuple]]:
+    """(tag, step, height, width, (darkest, brightest) pixel) of every image in a TensorBoard folder."""
+    import io
+
+    from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
     events.Reload()
-    return [(tag, e.step, e.height, e.width) for tag in events.Tags()["images"] for e in events.Images(tag)]
+    return [(tag, e.step, e.height, e.width, Image.open(io.BytesIO(e.encoded_image_string)).convert("L").getextrema())
+            for tag in events.Tags()["images"] for e in events.Images(tag)]
 
 
 def test_figures_are_drawn_when_the_trial_improves_and_has_a_folder(run, tmp_path, monkeypatch):
@@ -140,7 +146,8 @@ def test_figures_are_drawn_when_the_trial_improves_and_has_a_folder(run, tmp_pat
     firsts = {}
     for metrics, _ in session.reports:
         firsts.setdefault(metrics["best_val_acc"], metrics["epoch"])  # the epoch that reached each best
-    assert read_images(tmp_path / "trial") == [("figures/weights", e, *GRID[1:]) for e in sorted(firsts.values())]
+    grey = (int(GREY * 255),) * 2
+    assert read_images(tmp_path / "trial") == [("figures/grey", e, *GRID[1:], grey) for e in sorted(firsts.values())]
     plain = run(Session(tmp_path / "plain", trial_dir=tmp_path / "plain_trial"))  # the FCN draws nothing
     assert plain.epochs() == [1, 2, 3] and not list((tmp_path / "plain_trial").glob("*"))
     (tmp_path / "cwd").mkdir()
@@ -151,9 +158,12 @@ def test_figures_are_drawn_when_the_trial_improves_and_has_a_folder(run, tmp_pat
 
 def test_the_test_evaluation_reads_the_checkpoint_it_is_given(run, data, tmp_path):
     session = run(Session(tmp_path), "fcn_drawn")
-    checkpoint = session.reports[0][1]
-    final = evaluate_checkpoint("fcn_drawn", CONFIG, data, str(checkpoint), tmp_path / "final", EPOCHS)
+    checkpoint, out = session.reports[0][1], tmp_path / "final" / "test"
     test = restored("fcn_drawn", data, checkpoint).evaluate("test")
-    assert final == {"test_acc": test["acc"], "test_loss": test["loss"], "test_report": {"file": "report.txt"}}
-    assert (tmp_path / "final" / "report.txt").read_text() == "drawn"
+    for _ in range(2):  # a resumed sweep evaluates again into the same folder
+        final = evaluate_checkpoint("fcn_drawn", CONFIG, data, str(checkpoint), out, EPOCHS)
+        assert final == {"test_acc": test["acc"], "test_loss": test["loss"], "test_report": {"file": "report.txt"}}
+    assert (out / "report.txt").read_text() == "drawn"
+    plain = evaluate_checkpoint("fcn", CONFIG, data, str(checkpoint), tmp_path / "plain", EPOCHS)
+    assert plain == {"test_acc": test["acc"], "test_loss": test["loss"]}  # no report: no key
     assert test != restored("fcn_drawn", data, session.reports[-1][1]).evaluate("test")  # the folder given decides
