@@ -40,7 +40,8 @@ class Drawn(FCN):
         return {"grey": torch.full(GRID, GREY)}, {"split": split}
 
     def test_report(self, out_dir: Path) -> dict:
-        (out_dir / "report.txt").write_text("drawn")
+        # the planned epochs, as the CNN's one-cycle schedule reads them when it is built
+        (out_dir / "report.txt").write_text(f"drawn after {self.ctx.max_epochs} planned epochs")
         return {"file": "report.txt"}
 
 
@@ -163,7 +164,7 @@ def test_the_test_evaluation_reads_the_checkpoint_it_is_given(run, data, tmp_pat
     for _ in range(2):  # a resumed sweep evaluates again into the same folder
         final = evaluate_checkpoint("fcn_drawn", CONFIG, data, str(checkpoint), out, EPOCHS)
         assert final == {"test_acc": test["acc"], "test_loss": test["loss"], "test_report": {"file": "report.txt"}}
-    assert (out / "report.txt").read_text() == "drawn"
+    assert (out / "report.txt").read_text() == f"drawn after {EPOCHS} planned epochs"
     plain = evaluate_checkpoint("fcn", CONFIG, data, str(checkpoint), tmp_path / "plain", EPOCHS)
     assert plain == {"test_acc": test["acc"], "test_loss": test["loss"]}  # no report: no key
     assert test != restored("fcn_drawn", data, session.reports[-1][1]).evaluate("test")  # the folder given decides
