@@ -460,7 +460,9 @@ def load_space(path: Path | str, overrides: list[str] = (), objective: str | Non
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise SpaceError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        # a ReaderError (a control character) has no ``problem``, and its text runs over two lines
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpaceError(f"{path}: not valid YAML{where}: {problem}") from None
     return parse_space(raw, source=str(path), overrides=overrides, objective=objective)
 
 

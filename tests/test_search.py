@@ -114,10 +114,12 @@ def test_every_default_space_starts_with_the_course_config(task):
 @pytest.mark.parametrize("section, text, message", [
     ("initial", "[{activation: sigmoid, lr: 0.5, momentum: 0.0}]", "initial[0].lr: 0.5 lies outside the space's loguniform"),
     ("initial", "[{activation: sigmoid, lr: 0.1}]", "initial[0]: gives no value for momentum"),
+    ("initial", "[{activation: sigmoid}]", "initial[0]: gives no value for lr, momentum; a point names every"),
     ("initial", "[{activation: sigmoid, lr: 0.1, momentum: 0.0, lrr: 1}]", "'lrr' is not a parameter of this space (did you mean 'lr'?)"),
     ("initial", "[{activation: swish, lr: 0.1, momentum: 0.0}]", "initial[0].activation: 'swish' lies outside"),
     ("initial", "[{activation: sigmoid, lr: fast, momentum: 0.0}]", "initial[0].lr: expected float"),
     ("initial", "{activation: sigmoid}", "'initial' must be a list"),
+    ("initial", "[sigmoid]", "'initial' must be a list of {param: value} mappings"),
     ("search", "{sampler: cmaes}", "search.sampler 'cmaes' is not known; choose one of tpe, random"),
     ("search", "{sampler: random, n_startup_trials: 5}", "search.n_startup_trials is a TPE setting; sampler 'random' has none"),
     ("search", "{sampler: random, constant_liar: true}", "search.constant_liar is a TPE setting"),
@@ -133,6 +135,12 @@ def test_bad_initial_or_search_section_is_one_line(section, text, message):
     with pytest.raises(SpaceError) as err:
         parse_space(raw, "s.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["{multivariate: false}", "{group: true}", "{group: false, multivariate: false}"])
+def test_a_valid_search_section_is_kept_as_written(text):
+    raw = {**yaml.safe_load(SPACE), "search": yaml.safe_load(text)}
+    assert parse_space(raw, "s.yaml").search == yaml.safe_load(text)
 
 
 def test_a_point_outside_a_randint_or_naming_no_parameter_is_refused_as_it_is():

@@ -55,6 +55,8 @@ INVALID_PARAMS = [
     case("params-not-a-mapping", "lr", "'params' must be a mapping"),
     case("params-a-list", ["lr"], "'params' must be a mapping"),
     case("unknown-field", {"hidden_sise": 64}, "did you mean 'hidden_size'"),
+    case("unknown-field-lists-the-fields", {"zzzz": 1},
+         r"not a parameter of task 'fcn'; parameters: activation, hidden_size, num_layers, lr, "),
     case("value-not-scalar-or-mapping", {"lr": [0.1, 0.2]}, "give a value or one {distribution"),
     case("data-field-sampled", {"val_size": {"choice": [1000, 5000]}}, "shapes the data"),
     case("two-distribution-keys", {"lr": {"uniform": [0.1, 0.2], "loguniform": [0.1, 0.2]}}, "one key"),
@@ -81,6 +83,7 @@ INVALID_PARAMS = [
     case("float-draws-for-int-field", {"hidden_size": {"loguniform": [16, 512]}}, "draws floats for an int field"),
     case("choice-value-type", {"hidden_size": {"choice": [64, "wide"]}}, "expected int, got 'wide'"),
     case("constant-type", {"lr": "fast"}, "expected float, got 'fast'"),
+    case("bool-field-float", {"bidirectional": 1.0}, "expected bool, got 1.0", "emotion"),
     case("task-rejects-constant", {"activation": "swish"}, "'swish' is not one of relu, tanh, sigmoid"),
     case("task-rejects-choice", {"activation": {"choice": ["relu", "swish"]}}, "'swish' is not one of"),
     case("task-rejects-range-end", {"num_layers": {"randint": [1, 5]}}, "5 is not one of 1, 2, 3", "emotion"),
@@ -122,13 +125,17 @@ def test_rejects_malformed_params_from_the_command_line(tmp_path, data_dir):
     ({"grace_period": 10}, "exceeds max_epochs"),
     ({"max_epoch": 3}, "unknown top-level key"),
     ({"max_epochs": "ten"}, "must be a number"),
+    ({"target": "high"}, "'target' must be a number"),
     ({"objective": "acc-size"}, "unknown objective"),
+    ({"objectives": ["acc-size"]}, r"objectives must map a name to \{metric: max\|min, ...\}"),
     ({"objectives": {"x": {"params": "min"}}}, "two or more"),
     ({"objectives": {"x": {"params": "min", "val_acc": "max"}}}, "must start with the sweep metric"),
+    ({"search": {"sampler": "cmaes"}}, "search.sampler 'cmaes' is not known"),
 ])
 def test_rejects_malformed_top_level(top, message):
-    with pytest.raises(SpaceError, match=message):
-        spec_with(**top)
+    with pytest.raises(SpaceError, match=message) as e:
+        parse_space({**BASE, **top}, source="s.yaml")
+    assert str(e.value).startswith("s.yaml: ") and "\n" not in str(e.value)  # the file the user must edit
 
 
 def test_missing_required_key():
@@ -379,7 +386,10 @@ def test_an_objective_given_by_the_caller_wins_over_the_files():
     (lambda: parse_space(BASE, overrides=["lr=[1,"]), r"^--set lr: cannot parse value '\[1,'$"),
     (lambda: spec_with(objective="x", objectives={"a": {"val_acc": "max", "params": "min"}}),
      r"unknown objective 'x'.*known: a\b"),
-    (lambda: spec_with(objective="x"), r"unknown objective 'x'.*none defined"),
+    (lambda: spec_with(objective="x", objectives={"a": {"val_acc": "max", "params": "min"},
+                                                  "b": {"val_acc": "max", "epoch_s": "min"}}),
+     r"unknown objective 'x' \(known: a, b\)$"),
+    (lambda: spec_with(objective="x"), r"unknown objective 'x' \(known: none defined\)$"),
     (lambda: spec_with({"lr": {"gaussian": [0, 1]}}), r"unknown distribution 'gaussian'; known: choice, "),
     (lambda: spec_with({"lr": {"quniform": [2.0, 4.0, 3.0]}}), r"step"),
 ])
@@ -394,11 +404,17 @@ def test_set_splits_at_the_first_equals_sign():
         parse_space(BASE, overrides=["activation=a=b"])
 
 
-def test_invalid_yaml_names_the_line_it_is_on(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("task: fcn\nmetric: val_acc\nparams: [unclosed\n", " (line 4): expected ',' or ']', but got '<stream end>'"),
+    # no line mark, and PyYAML's own text runs over two lines
+    ("task: fcn\x07\n", ": unacceptable character #x0007: special characters are not allowed"),
+])
+def test_invalid_yaml_is_one_line_naming_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
-    path.write_text("task: fcn\nmetric: val_acc\nparams: [unclosed\n")
-    with pytest.raises(SpaceError, match=rf"^{path}: not valid YAML \(line 4\): "):
+    path.write_text(text)
+    with pytest.raises(SpaceError) as e:
         load_space(path)
+    assert str(e.value) == f"{path}: not valid YAML{message}"
 
 
 def test_axis_positions_away_from_zero():
@@ -409,4 +425,109 @@ def test_axis_positions_away_from_zero():
 
 
 def test_a_quniform_step_as_wide_as_the_range_is_fine():
-    assert QUniform(2.0, 4.0, 2.0).extremes() == [2.0, 4.0]
+    assert spec_with({"lr": {"quniform": [2.0, 4.0, 2.0]}}).params["lr"] == QUniform(2.0, 4.0, 2.0)
+
+
+def test_an_int_field_takes_a_whole_float():
+    """YAML's ``64.0`` is the integer a user meant; ``64.5`` is refused (``low-bound-type``)."""
+    assert spec_with({"hidden_size": 64.0}).constants() == {"hidden_size": 64.0}
+    assert spec_with({"hidden_size": {"choice": [64.0, 128]}}).params["hidden_size"] == Choice((64.0, 128))
+
+
+def test_load_space_names_the_file_and_passes_the_objective_on(tmp_path):
+    path = tmp_path / "s.yaml"
+    objectives = {"a": {"val_acc": "max", "params": "min"}, "b": {"val_acc": "max", "epoch_s": "min"}}
+    path.write_text(yaml.safe_dump({**BASE, "objectives": objectives, "objective": "a"}, sort_keys=False))
+    assert load_space(path).objective == "a"
+    assert load_space(path, objective="b").objective == "b"
+    path.write_text(yaml.safe_dump({**BASE, "mode": "maximise"}))
+    with pytest.raises(SpaceError, match=rf"^{path}: mode must be 'max' or 'min', got 'maximise'$"):
+        load_space(path)
+
+
+def test_a_task_without_a_space_file_is_named_with_the_path_looked_at(tmp_path, monkeypatch):
+    from dlb_tune import space
+    from dlb_tune.space import default_space_file
+
+    monkeypatch.setattr(space, "builtin_spaces_dir", lambda: tmp_path)
+    with pytest.raises(SpaceError, match=rf"^task 'fcn' has no search-space file {tmp_path}/fcn\.yaml$"):
+        default_space_file("fcn")
+
+
+def test_a_checkout_reads_its_own_search_spaces():
+    """Not an installed copy's: in a second worktree the editable install is another checkout."""
+    from pathlib import Path
+
+    from dlb_tune import space
+
+    assert builtin_spaces_dir() == Path(space.__file__).resolve().parents[1] / "search_spaces"
+
+
+def test_an_installed_package_reads_the_packaged_search_spaces(tmp_path, monkeypatch):
+    """A wheel puts ``search_spaces/`` inside the package as ``dlb_tune.search_spaces``."""
+    import importlib.util
+    import sys
+
+    from dlb_tune import space
+
+    packaged = tmp_path / "site-packages" / "dlb_tune" / "search_spaces"
+    packaged.mkdir(parents=True)
+    (packaged / "__init__.py").touch()
+    spec = importlib.util.spec_from_file_location("dlb_tune.search_spaces", packaged / "__init__.py",
+                                                  submodule_search_locations=[str(packaged)])
+    monkeypatch.setitem(sys.modules, "dlb_tune.search_spaces", importlib.util.module_from_spec(spec))
+    monkeypatch.setattr(space, "__file__", str(packaged.parent / "space.py"))  # no checkout beside it
+    assert builtin_spaces_dir() == packaged
+
+
+def test_an_empty_description_is_not_written_back():
+    assert "description" not in yaml.safe_load(spec_with().to_yaml())
+
+
+# --- a task from outside the package may bend the rules the built-in ones keep --------------------
+
+
+@pytest.fixture()
+def outside_task(monkeypatch):
+    """An FCN whose config has a field without a plain default, and a rule a range's ends do not
+    decide (an even width): the space checks ``initial:`` points against it one by one."""
+    from dataclasses import dataclass, field
+
+    from dlb_tune.tasks import ConfigError
+    from dlb_tune.tasks.base import _REGISTRY
+    from dlb_tune.tasks.fcn import FCN, FCNConfig
+
+    @dataclass
+    class EvenConfig(FCNConfig):
+        note: str = field(default_factory=str)
+
+    class EvenFCN(FCN):
+        name = "fcn_even"
+        Config = EvenConfig
+
+        @classmethod
+        def validate(cls, name, value):
+            super().validate(name, value)
+            if name == "hidden_size" and value % 2:
+                raise ConfigError(f"{value} is odd")
+
+    monkeypatch.setitem(_REGISTRY, EvenFCN.name, EvenFCN)
+    return EvenFCN
+
+
+def test_an_outside_tasks_rules_hold_for_initial_points(outside_task):
+    raw = {**BASE, "task": outside_task.name, "params": {"hidden_size": {"randint": [32, 64]}, "note": "baseline"}}
+    assert parse_space({**raw, "initial": [{"hidden_size": 40}]}).initial == [{"hidden_size": 40}]
+    assert parse_space(raw).constants() == {"note": "baseline"}  # no default to take a type from
+    with pytest.raises(SpaceError, match=r"^s\.yaml: initial\[0\]\.hidden_size: 33 is odd$"):
+        parse_space({**raw, "initial": [{"hidden_size": 33}]}, source="s.yaml")
+
+
+@pytest.mark.parametrize("value, inside", [(0.6, True), (0.5, False), (1.2, False)])
+def test_an_initial_point_on_a_quniform_lies_on_its_grid(value, inside):
+    raw = {**BASE, "params": {"momentum": {"quniform": [0.0, 0.9, 0.3]}}, "initial": [{"momentum": value}]}
+    if inside:
+        assert parse_space(raw).initial == [{"momentum": value}]
+    else:
+        with pytest.raises(SpaceError, match=rf"initial\[0\]\.momentum: {value} lies outside the space's quniform"):
+            parse_space(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from ray.train import Checkpoint
 from dlb_tune.plan import CalibrationContext
 from dlb_tune.tasks import TrialContext, TrialError
 from dlb_tune.tasks.fcn import FCN, FCNConfig
-from dlb_tune.trainable import (STATE_FILE, epoch_loop, load_state, restored_state, save_state, start_trial,
-                                trial_seed)
+from dlb_tune.trainable import (STATE_FILE, default_threads, epoch_loop, gpu_memory, load_state, restored_state,
+                                save_state, start_trial, trial_seed)
 
 CONFIG = {"hidden_size": 16, "batch_size": 50}
 
@@ -35,6 +36,21 @@ def test_trial_seed_is_pinned_in_range_and_distinct_per_trial():
     seeds = [trial_seed(base, f"trial_{i:05d}") for base in (0, 1, 12_345) for i in range(300)]
     assert len(set(seeds)) == len(seeds), "two trials share a seed"
     assert all(0 <= s < 2**31 for s in seeds)  # what every RNG (numpy's legacy seed too) accepts
+
+
+def test_a_trial_gets_a_thread_per_whole_cpu_it_holds_within_the_machine():
+    cores = os.cpu_count()
+    assert default_threads(0.5) == 1  # a fraction of a CPU still runs on one thread
+    assert default_threads(2.7) == min(2, cores)
+    assert default_threads(10_000) == cores
+
+
+def test_a_cuda_trial_reports_its_own_peak_memory_in_mib(monkeypatch):
+    """Without a GPU here: torch's counter is faked, the device is only a name (tests/test_gpu.py runs it on one)."""
+    asked = []
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: asked.append(device) or 3 * 2**20)
+    assert gpu_memory(torch.device("cpu")) == {} and asked == []
+    assert gpu_memory(torch.device("cuda", 1)) == {"gpu_mem_mib": 3.0} and asked == [torch.device("cuda", 1)]
 
 
 def test_start_trial_seeds_sets_threads_and_builds_the_context(data_dir):
