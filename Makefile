@@ -14,13 +14,12 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 sweep: $(VENV)/.installed
 	$(BIN)/dlb-tune sweep fcn
 
-# Three test processes (pytest-xdist), a test file each at a time: the suite spends most of its
-# wall time waiting (Ray, node and TensorBoard start-ups, sweeps' subprocesses, polling); with two
-# processes and the autoscaling tests it used 786 CPU-s in 907 s on 2 cores (43%). Each process
-# has its own session Ray. Files go out longest first (tests/conftest.py). `python -m pytest`
-# alone runs them one by one, as mutation runs do.
+# Two test processes (pytest-xdist), a test file each at a time: the suite spends most of its wall
+# time waiting (Ray and TensorBoard start-ups, sweeps' subprocesses, polling), about 0.6 of one
+# CPU on average when run alone. Each process has its own session Ray. Files go out longest first
+# (tests/conftest.py). `python -m pytest` alone runs them one by one, as mutation runs do.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-cluster: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m cluster
