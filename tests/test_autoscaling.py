@@ -6,8 +6,10 @@ reserved (no CUDA here: trials fall back to the CPU). Each test that runs trials
 autoscaler has released the previous test's nodes, so its sweep starts from zero workers. Sweeps
 run as ``dlb-tune sweep ... --address`` subprocesses, as a user runs them on a cluster's head.
 
-Part of ``make test``, first in tests/conftest.py's LONGEST_FIRST: minutes of node launches and
-worker start-ups (alone: 3.7 at load 4-10, 8.3 at load 8-14); ``make test-cluster`` runs only them.
+Minutes of node launches and worker start-ups (alone: 3.7 at load 4-10, 8.3 at load 8-14; about
+7.7 inside a two-process CI run, which they stretched from 13.5 to 18.5 minutes): ``make test``
+leaves them out (``-m "not cluster"``), ``make test-cluster`` runs only them. First in
+tests/conftest.py's LONGEST_FIRST for runs that include them.
 """
 
 from __future__ import annotations
