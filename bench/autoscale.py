@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, ROOT, default_data_dir, loadavg, say
 from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import checkpointed_early, result_rows, wait_until
+from tests.cluster_scenarios import result_rows, wait_for_victim, wait_until
 
 WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
 
@@ -78,15 +78,10 @@ def kill_one_node(cluster: AutoscalingCluster, proc: subprocess.Popen, exp: Path
                   kill: dict) -> None:
     """Kill the node of a trial that has a checkpoint and most epochs to go; note when the trial
     reports again elsewhere."""
-    found: dict = {}
-
-    def victim() -> bool:
-        found["victim"] = checkpointed_early(exp, epochs)
-        return found["victim"] is not None
-
-    if not wait_until(victim, ceiling_s=600, give_up=lambda: proc.poll() is not None):
+    victim = wait_for_victim(exp, epochs, ceiling_s=600, give_up=lambda: proc.poll() is not None)
+    if victim is None:
         return
-    trial, node = found["victim"]
+    trial, node = victim
     kill.update({"trial": trial, "node": node, "at_s": round(time.time() - t0, 1)})
     cluster.kill_node(node)
     moved = lambda: any(n != node for _, n in history(exp)[trial])  # noqa: E731

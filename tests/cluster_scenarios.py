@@ -48,6 +48,18 @@ def checkpointed_early(exp: Path, epochs: int) -> tuple[str, str] | None:
     return None
 
 
+def wait_for_victim(exp: Path, epochs: int, ceiling_s: float, give_up: Callable[[], bool]) -> tuple[str, str] | None:
+    """The first (trial, node) ``checkpointed_early`` finds, polled until the ceiling or ``give_up``."""
+    found: dict[str, tuple[str, str] | None] = {}
+
+    def victim() -> bool:
+        found["victim"] = checkpointed_early(exp, epochs)
+        return found["victim"] is not None
+
+    wait_until(victim, ceiling_s, give_up)
+    return found.get("victim")
+
+
 def _reported_nodes(exp: Path, min_epoch: int) -> dict[str, str]:
     """trial folder -> node_id of trials that have reported at least ``min_epoch`` epochs."""
     return {trial: row["node_id"] for trial, rows in result_rows(exp).items() for row in rows

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import checkpointed_early, result_rows, wait_until
+from tests.cluster_scenarios import result_rows, wait_for_victim, wait_until
 
 WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
 SWEEP = ["--smoke", "--limit", "400", "--search", "random", "--scheduler", "fifo", "--num-samples", "2",
@@ -107,17 +107,11 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
     proc = sweep(empty, data_dir, storage, "kill", "--gpus", "2", "--max-failures", "1", "--max-epochs", str(epochs),
                  "--num-samples", "3", "--limit", "2000", "--set", "hidden_size=32", background=True)
     exp, log_file = storage / "kill", storage.parent / "kill.log"
-    found: dict[str, tuple[str, str] | None] = {}
-
-    def victim() -> bool:
-        found["victim"] = checkpointed_early(exp, epochs)
-        return found["victim"] is not None
-
     try:
         # the ceiling only catches a hang: node launches and worker start-ups take minutes at load 15
-        assert wait_until(victim, ceiling_s=400, give_up=lambda: proc.poll() is not None), \
-            log_file.read_text()[-3000:]
-        trial, node = found["victim"]
+        victim = wait_for_victim(exp, epochs, ceiling_s=400, give_up=lambda: proc.poll() is not None)
+        assert victim is not None, log_file.read_text()[-3000:]
+        trial, node = victim
         joined_before = re.findall(r"node joined: (\w+)", log_file.read_text())
         assert empty.kill_node(node), "no raylet found for the node"
         proc.wait(timeout=500)
