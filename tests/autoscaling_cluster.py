@@ -60,9 +60,14 @@ def fake_config(gcs_address: str, worker_types: dict[str, dict[str, Any]], idle_
 class AutoscalingCluster:
     """``ray start --head --num-cpus=0 --autoscaling-config=...`` with the fake provider."""
 
-    def __init__(self, worker_types: dict[str, dict[str, Any]] | None = None, idle_timeout_minutes: float = 5):
+    def __init__(self, worker_types: dict[str, dict[str, Any]] | None = None, idle_timeout_minutes: float = 5,
+                 lost_node_checks: int | None = None):
         self.worker_types = worker_types or {"gpu_worker": GPU_WORKER}
         self.idle_timeout_minutes = idle_timeout_minutes
+        # Ray's GCS marks a node dead after this many failed health checks, one every 3 s (Ray's
+        # default: 5, so 15 s). A killed raylet fails each check at once; a busy one that merely
+        # answers late fails a check only after its 10 s timeout, so 2 still spares a slow node.
+        self.lost_node_checks = lost_node_checks
         self._prepare()
 
     def _prepare(self) -> None:
@@ -102,6 +107,8 @@ class AutoscalingCluster:
         config = self.temp_dir / "autoscaling.yaml"
         config.write_text(yaml.safe_dump(fake_config(self.address, self.worker_types, self.idle_timeout_minutes)))
         env = {**os.environ, **self.auth_env(), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+        if self.lost_node_checks is not None:
+            env["RAY_health_check_failure_threshold"] = str(self.lost_node_checks)
         env.pop("RAY_ADDRESS", None)
         cmd = ["ray", "start", "--head", "--num-cpus=0", "--num-gpus=0", f"--port={self.port}",
                "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", f"--autoscaling-config={config}",

@@ -45,8 +45,8 @@ def _deselect(config, items, marker: str) -> None:
 # The longest modules (seconds in a CI run's --durations), first. `make test`'s two xdist processes
 # take whole files in collection order (--dist loadfile --no-loadscope-reorder): the long ones start
 # early and the many short ones even out the end, instead of a long one starting last.
-# test_autoscaling (its own autoscaling cluster, node launches; not in `make test`) goes first in a
-# run that includes it: one process spends most of the run on it while the other does the rest.
+# test_autoscaling (its own autoscaling cluster, node launches; `make test` runs it in a stage of
+# its own) goes first in a run that includes it: one process spends most of the run on it.
 LONGEST_FIRST = ("test_autoscaling", "test_distributed", "test_promises", "test_storage", "test_datasets", "test_watch",
                  "test_interrupts", "test_cnn", "test_emotion", "test_search", "test_experiment", "test_cli",
                  "test_board")

@@ -6,10 +6,9 @@ reserved (no CUDA here: trials fall back to the CPU). Each test that runs trials
 autoscaler has released the previous test's nodes, so its sweep starts from zero workers. Sweeps
 run as ``dlb-tune sweep ... --address`` subprocesses, as a user runs them on a cluster's head.
 
-Minutes of node launches and worker start-ups (alone: 3.7 at load 4-10, 8.3 at load 8-14; about
-7.7 inside a two-process CI run, which they stretched from 13.5 to 18.5 minutes): ``make test``
-leaves them out (``-m "not cluster"``), ``make test-cluster`` runs only them. First in
-tests/conftest.py's LONGEST_FIRST for runs that include them.
+About 4 minutes of node launches and worker start-ups alone on this machine: ``make test`` runs
+them as its second stage, in a process of their own after the other tests (beside them, in one
+two-process run, they had stretched a clean-clone CI run from 13.5 to 18.5 minutes).
 """
 
 from __future__ import annotations
@@ -38,7 +37,8 @@ def cluster():
         pytest.skip("mutation run: Ray workers would run the unmutated code")
     # idle nodes go after 15 s: soon enough for the next test to start from zero workers, late
     # enough that a node is not released while a trial is still starting on it (slow on 2 busy CPUs)
-    c = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=0.25)
+    # a killed node is declared dead after 2 failed health checks, not 5 (bench autoscale keeps 5)
+    c = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=0.25, lost_node_checks=2)
     try:
         yield c.start()
     finally:
@@ -55,10 +55,12 @@ def empty(cluster):
 def sweep(cluster, data_dir, storage, name, *args, background=False):
     cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "emotion", "--data-dir", str(data_dir),
            "--address", cluster.address, "--storage", str(storage), "--name", name, *SWEEP, *args]
+    log = storage.parent / f"{name}.log"
     if background:
-        log = (storage.parent / f"{name}.log").open("w")
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=cluster.env())
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=cluster.env())
+        return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=cluster.env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=cluster.env())
+    log.write_text(proc.stdout + proc.stderr)  # kept beside the experiment, as the background sweep's
+    return proc
 
 
 def trial_nodes(storage, name) -> dict[str, list[str]]:
