@@ -4,11 +4,12 @@ The cluster is Ray's fake multi-node provider (tests/autoscaling_cluster.py): a 
 and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` (the GPU only reserved). One ``dlb-tune sweep
 emotion --gpus 2 --max-failures 1`` runs on it (the sweep of tests/test_autoscaling.py's kill
 test); as soon as a trial has a checkpoint and most of its epochs to go, its node is killed.
-Reported: seconds from launch to the first trial start, nodes reached, trials per node, and what
-the killed node cost (seconds until its trial reported again, epochs re-run, trials retried).
+Reported: seconds from launch to the first trial start, nodes joined (and those that ran trials),
+trials per node, and what the killed node cost (seconds until its trial reported again, epochs
+re-run, trials retried).
 JSON in ``bench/results/autoscale.json``.
 
-    python -m bench autoscale [--samples 3] [--epochs 6]   # ~4-8 minutes on 2 busy CPUs
+    python -m bench autoscale [--samples 3] [--epochs 6]   # ~1-2 minutes on 2 CPUs
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def summarize(exp: Path, seen: dict, kill: dict, returncode: int, log: str) -> d
     if kill.get("node"):
         kill_cost(exp, kill)
     return {"returncode": returncode, "first_trial_start_s": (seen.get("start") or [None])[0],
-            "node_joins_s": seen.get("joined", []), "nodes_reached": len(per_node),
+            "node_joins_s": seen.get("joined", []), "nodes_joined": len(seen.get("joined", [])),
+            "nodes_with_trials": len(per_node),
             "trials_per_node": {n[-12:]: len(t) for n, t in sorted(per_node.items())},
             "trials_retried": retried, "kill": kill, "log_tail": log[-4000:]}
 

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 START_ATTEMPTS = 3
+HEAD_TYPE = "ray.head.default"  # ray.autoscaler._private.fake_multi_node.node_provider.FAKE_HEAD_NODE_TYPE
 GPU_WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
 
 
@@ -38,19 +39,27 @@ def free_port() -> int:
 
 def fake_config(gcs_address: str, worker_types: dict[str, dict[str, Any]], idle_timeout_minutes: float) -> dict[str, Any]:
     """An autoscaling config for the fake_multinode provider (the wheel lacks Ray's example)."""
-    node_types = {"head": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0}, **worker_types}
+    # The provider tags the head it did not launch with this type name: under any other name the
+    # autoscaler finds no node of the head's type, launches one (a whole Ray node) and terminates
+    # it as over that type's max_workers of 0, every few seconds for as long as the cluster runs.
+    node_types = {HEAD_TYPE: {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0}, **worker_types}
     return {
         "cluster_name": "dlb-tune-fake",
         "max_workers": sum(t["max_workers"] for t in worker_types.values()),
         "upscaling_speed": 10.0,  # launch every node a request needs at once
         "idle_timeout_minutes": idle_timeout_minutes,
         # launch_multiple: the provider starts as many nodes as the autoscaler asks for at once
-        # (by default it starts one per request, whatever the count, and the autoscaler asks again)
+        # (by default it starts one per request, whatever the count, and the autoscaler asks again).
+        # foreground_node_launch: launched in the autoscaler's own update, not a launcher thread:
+        # otherwise an update that runs while the provider is still starting ``ray`` on the nodes
+        # counts them neither as pending nor as up, and asks for one more (3 nodes for 2 trials,
+        # and then no replacement is needed when one is killed)
         "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                     "disable_launch_config_check": True, "launch_multiple": True, "gcs_address": gcs_address},
+                     "disable_launch_config_check": True, "launch_multiple": True, "foreground_node_launch": True,
+                     "gcs_address": gcs_address},
         "auth": {"ssh_user": "ubuntu"},
         "available_node_types": node_types,
-        "head_node_type": "head",
+        "head_node_type": HEAD_TYPE,
         "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
         "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
         "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
@@ -148,16 +157,28 @@ class AutoscalingCluster:
         return [pid for pid in found if pid != os.getpid()]
 
     def worker_nodes(self) -> list[dict[str, Any]]:
-        """Alive worker nodes, as ``ray list nodes`` shows them (read in a subprocess: the test
-        process may be connected to another Ray instance)."""
-        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
-                "print(json.dumps([n for n in ray.nodes() if n['Alive']]))") % self.address
+        """Alive worker nodes, as ``ray list nodes`` shows them, each with its ``Available``
+        resources (read in a subprocess: the test process may be connected to another Ray)."""
+        code = ("import json, ray; from ray._private.state import available_resources_per_node; "
+                "ray.init(address=%r, logging_level='ERROR', log_to_driver=False); free = available_resources_per_node(); "
+                "print(json.dumps([{**n, 'Available': free.get(n['NodeID'], {})} for n in ray.nodes() if n['Alive']]))"
+                ) % self.address
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                              env=self.env())
         if out.returncode != 0:
             raise RuntimeError(f"cannot list the cluster's nodes:\n{out.stderr[-2000:]}")
         nodes = json.loads(out.stdout.strip().splitlines()[-1])
         return [n for n in nodes if "node:__internal_head__" not in n["Resources"]]
+
+    def idle_worker_nodes(self) -> list[str]:
+        """Ids of alive worker nodes with none of their CPUs and GPUs held (no trial placed there)."""
+        return [n["NodeID"] for n in self.worker_nodes()
+                if all(n["Available"].get(r, 0) >= n["Resources"].get(r, 0) for r in ("CPU", "GPU"))]
+
+    def nodes_launched(self) -> int:
+        """Nodes the autoscaler has started so far, alive or not: each leaves its raylet's log
+        (raylet.N.out beside the head's raylet.out)."""
+        return len(list(self.temp_dir.glob("session_latest/logs/raylet.*.out")))
 
     def kill_node(self, node_id: str) -> list[int]:
         """Kill one worker node's raylet and its workers, as a lost machine would vanish."""
