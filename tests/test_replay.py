@@ -88,6 +88,8 @@ def test_a_strategys_rungs_reach_the_scheduler(tiny, ray_local):
     ("grace_period: 2\nreduction_factor: 3\nsearch: {sampler: random}\n", "random-asha"),
     ("grace_period: 1\nreduction_factor: 4\nsearch: {sampler: random}\n", "random-asha-g1-rf4"),
     ("grace_period: 1\nreduction_factor: 4\nsearch: {n_startup_trials: 5}\n", "optuna-asha-pruned-liar-g1-rf4-ns5"),
+    ("grace_period: 2\nreduction_factor: 3\nsearch: {n_startup_trials: 5, multivariate: true}\n",
+     "optuna-asha-pruned-liar-ns5-mv"),
 ])
 def test_the_default_is_the_strategy_with_the_space_files_settings(tmp_path, settings, default):
     """The space file's sampler, rungs and TPE settings name the strategy the table marks as the
