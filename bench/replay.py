@@ -105,6 +105,11 @@ STRATEGIES += (
     variant(_BASE["random-asha"], grace_period=1, reduction_factor=4),
     variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4),
     variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4, n_startup_trials=5),
+    # emotion's target is mostly reached within ~10 trials, TPE's default random start-up
+    variant(_BASE["optuna-asha-pruned-liar"], n_startup_trials=5),
+    variant(_BASE["optuna-asha-pruned-liar"], n_startup_trials=5, multivariate=True),
+    variant(_BASE["optuna-asha-pruned-liar"], n_startup_trials=3),
+    variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4, n_startup_trials=3),
 )
 BY_NAME = {s.name: s for s in STRATEGIES}
 DEFAULT = "optuna-asha-pruned-liar"  # what `dlb-tune sweep` builds when two trials overlap

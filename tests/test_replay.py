@@ -88,6 +88,8 @@ def test_a_strategys_rungs_reach_the_scheduler(tiny, ray_local):
     ("grace_period: 2\nreduction_factor: 3\nsearch: {sampler: random}\n", "random-asha"),
     ("grace_period: 1\nreduction_factor: 4\nsearch: {sampler: random}\n", "random-asha-g1-rf4"),
     ("grace_period: 1\nreduction_factor: 4\nsearch: {n_startup_trials: 5}\n", "optuna-asha-pruned-liar-g1-rf4-ns5"),
+    ("grace_period: 2\nreduction_factor: 3\nsearch: {n_startup_trials: 5, multivariate: true}\n",
+     "optuna-asha-pruned-liar-ns5-mv"),
 ])
 def test_the_default_is_the_strategy_with_the_space_files_settings(tmp_path, settings, default):
     """The space file's sampler, rungs and TPE settings name the strategy the table marks as the
@@ -100,12 +102,15 @@ def test_the_default_is_the_strategy_with_the_space_files_settings(tmp_path, set
         default_strategy(path)
 
 
-def test_a_space_files_new_rungs_leave_the_recorded_strategies_as_they_ran():
-    """fcn.yaml's ASHA is grace 1, rf 4 since the replay chose it: the campaign's other strategies
-    keep replaying grace 2, rf 3 (their recorded runs'), and the table marks the variant default."""
-    setup = make_setup("fcn", None, None)
-    assert (setup.spec.grace_period, setup.spec.reduction_factor) == (2, 3)
-    assert setup.default == "random-asha-g1-rf4"
+@pytest.mark.parametrize("task, default", [("fcn", "random-asha-g1-rf4"),
+                                           ("emotion", "optuna-asha-pruned-liar-g1-rf4-ns5")])
+def test_a_space_files_new_rungs_leave_the_recorded_strategies_as_they_ran(task, default):
+    """The space files' ASHA is grace 1, rf 4 (emotion's TPE 5 start-up trials) since the replay
+    chose it: the campaign's other strategies keep replaying grace 2, rf 3 and TPE's 10 start-up
+    trials (their recorded runs'), and the table marks the variant default."""
+    setup = make_setup(task, None, None)
+    assert (setup.spec.grace_period, setup.spec.reduction_factor, setup.spec.search) == (2, 3, {})
+    assert setup.default == default
 
 
 def test_the_replay_space_is_the_tables_grid(tiny):
