@@ -19,7 +19,7 @@ sweep: $(VENV)/.installed
 # polling), about 0.6 of one CPU on average when run alone. Each process has its own session Ray.
 # Files go out longest first (tests/conftest.py). `python -m pytest` alone runs them one by one,
 # as mutation runs do. Then the autoscaling-cluster tests (-m cluster) in a process of their own,
-# on a machine the first stage has left quiet: about 2 minutes, where run beside the other tests
+# on a machine the first stage has left quiet: 2-3 minutes, where run beside the other tests
 # (with a test cluster that then also launched and dropped a node every few seconds) they had
 # stretched the first stage by 5 minutes.
 test: $(VENV)/.installed

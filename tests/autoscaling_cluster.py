@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID, FAKE_HEAD_NODE_TYPE
 
 START_ATTEMPTS = 3
-HEAD_TYPE = "ray.head.default"  # ray.autoscaler._private.fake_multi_node.node_provider.FAKE_HEAD_NODE_TYPE
+# the node type the fake provider gives the head it did not launch (node id FAKE_HEAD_NODE_ID)
+HEAD_TYPE = FAKE_HEAD_NODE_TYPE
 GPU_WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
 
 
@@ -74,8 +76,9 @@ class AutoscalingCluster:
         self.worker_types = worker_types or {"gpu_worker": GPU_WORKER}
         self.idle_timeout_minutes = idle_timeout_minutes
         # Ray's GCS marks a node dead after this many failed health checks, one every 3 s (Ray's
-        # default: 5, so 15 s). A killed raylet fails each check at once; a busy one that merely
-        # answers late fails a check only after its 10 s timeout, so 2 still spares a slow node.
+        # default: 5, so 15 s; given a number here, they are 1 s apart). A killed raylet fails
+        # each check at once; a busy one that merely answers late fails a check only after its
+        # 10 s timeout, so 2 still spares a slow node.
         self.lost_node_checks = lost_node_checks
         self._prepare()
 
@@ -116,8 +119,8 @@ class AutoscalingCluster:
         config = self.temp_dir / "autoscaling.yaml"
         config.write_text(yaml.safe_dump(fake_config(self.address, self.worker_types, self.idle_timeout_minutes)))
         env = {**os.environ, **self.auth_env(), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
-        if self.lost_node_checks is not None:
-            env["RAY_health_check_failure_threshold"] = str(self.lost_node_checks)
+        if self.lost_node_checks is not None:  # and 1 s apart, not 3
+            env.update(RAY_health_check_failure_threshold=str(self.lost_node_checks), RAY_health_check_period_ms="1000")
         env.pop("RAY_ADDRESS", None)
         cmd = ["ray", "start", "--head", "--num-cpus=0", "--num-gpus=0", f"--port={self.port}",
                "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", f"--autoscaling-config={config}",
@@ -157,12 +160,10 @@ class AutoscalingCluster:
         return [pid for pid in found if pid != os.getpid()]
 
     def worker_nodes(self) -> list[dict[str, Any]]:
-        """Alive worker nodes, as ``ray list nodes`` shows them, each with its ``Available``
-        resources (read in a subprocess: the test process may be connected to another Ray)."""
-        code = ("import json, ray; from ray._private.state import available_resources_per_node; "
-                "ray.init(address=%r, logging_level='ERROR', log_to_driver=False); free = available_resources_per_node(); "
-                "print(json.dumps([{**n, 'Available': free.get(n['NodeID'], {})} for n in ray.nodes() if n['Alive']]))"
-                ) % self.address
+        """Alive worker nodes, as ``ray list nodes`` shows them (read in a subprocess: the test
+        process may be connected to another Ray instance)."""
+        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+                "print(json.dumps([n for n in ray.nodes() if n['Alive']]))") % self.address
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                              env=self.env())
         if out.returncode != 0:
@@ -171,9 +172,32 @@ class AutoscalingCluster:
         return [n for n in nodes if "node:__internal_head__" not in n["Resources"]]
 
     def idle_worker_nodes(self) -> list[str]:
-        """Ids of alive worker nodes with none of their CPUs and GPUs held (no trial placed there)."""
-        return [n["NodeID"] for n in self.worker_nodes()
-                if all(n["Available"].get(r, 0) >= n["Resources"].get(r, 0) for r in ("CPU", "GPU"))]
+        """Ids of the worker nodes running no trial: no ``ray::ImplicitFunc`` process (a Tune
+        trial's actor) under their raylet. Read from the process table, at once."""
+        idle = []
+        for raylet, node_id in self._worker_raylets():
+            try:
+                names = [" ".join(c.cmdline()[:1]) for c in raylet.children(recursive=True)]
+            except Exception:  # the node went away meanwhile
+                continue
+            if not any(n.startswith("ray::ImplicitFunc") for n in names):
+                idle.append(node_id)
+        return idle
+
+    def _worker_raylets(self):
+        """(raylet process, node id) of each worker node of this cluster."""
+        import ray  # noqa: F401
+        import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
+
+        ours = set(self.pids())  # another fake cluster on the machine numbers its nodes the same way
+        for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+            if p.pid not in ours:
+                continue
+            cmd = " ".join(p.info["cmdline"] or [])
+            # the fake provider hands a worker node its id through this variable
+            node_id = (p.info["environ"] or {}).get("RAY_OVERRIDE_NODE_ID_FOR_TESTING")
+            if "raylet" in cmd.split(" ")[0] and node_id and node_id != FAKE_HEAD_NODE_ID:
+                yield p, node_id
 
     def nodes_launched(self) -> int:
         """Nodes the autoscaler has started so far, alive or not: each leaves its raylet's log

@@ -6,7 +6,7 @@ reserved (no CUDA here: trials fall back to the CPU). Each test that runs trials
 autoscaler has released the previous test's nodes, so its sweep starts from zero workers. Sweeps
 run as ``dlb-tune sweep ... --address`` subprocesses, as a user runs them on a cluster's head.
 
-About 2 minutes of node launches and worker start-ups alone on this machine: ``make test`` runs
+2-3 minutes of node launches, worker start-ups and sweeps alone on this machine: ``make test`` runs
 them as its second stage, in a process of their own after the other tests.
 """
 
@@ -36,7 +36,8 @@ def cluster():
         pytest.skip("mutation run: Ray workers would run the unmutated code")
     # idle nodes go after 15 s: soon enough for the next test to start from zero workers, late
     # enough that a node is not released while a trial is still starting on it (slow on 2 busy CPUs)
-    # a killed node is declared dead after 2 failed health checks, not 5 (bench autoscale keeps 5)
+    # a killed node is declared dead after 2 failed health checks 1 s apart, not 5 3 s apart (as in
+    # bench autoscale)
     c = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=0.25, lost_node_checks=2)
     try:
         yield c.start()
@@ -105,9 +106,12 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
     """``--gpus 2`` from zero workers: 2 trials at a time on 2 one-GPU nodes. One trial's node is
     killed as soon as the trial has a checkpoint: the autoscaler adds a node, and the trial
     resumes there (or on the other node) from its latest checkpoint Tune had registered."""
-    epochs = 6  # killed after epoch 1 or 2: 4 epochs (2 s on an idle machine) left to cut short
+    # Killed after epoch 1 or 2. A replacement is needed only while two trials wait for one node:
+    # from the kill until all but one of the 4 trials are done, at least 10 epochs of 1-2 s (6,000
+    # tweets) on a quiet machine. A node is declared dead, replaced and joins in 5-10 s.
+    epochs = 6
     proc = sweep(empty, data_dir, storage, "kill", "--gpus", "2", "--max-failures", "1", "--max-epochs", str(epochs),
-                 "--num-samples", "3", "--limit", "2000", "--set", "hidden_size=32", background=True)
+                 "--num-samples", "4", "--limit", "6000", "--set", "hidden_size=32", background=True)
     exp, log_file = storage / "kill", storage.parent / "kill.log"
     try:
         # the ceiling only catches a hang: node launches and worker start-ups take minutes at load 15
@@ -115,12 +119,12 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
         assert victim is not None, log_file.read_text()[-3000:]
         trial, node = victim
         joined_before = re.findall(r"node joined: (\w+)", log_file.read_text())
-        assert empty.kill_node(node), "no raylet found for the node"
         # Ray's autoscaler now and then starts a third node for the two trials (one update counts
         # a placement group both as placed and as pending): an idle spare would take the killed
-        # trial and leave nothing to replace, so it goes down too, before the trial's retry (Ray
-        # needs 2 failed health checks, 3 s apart, to declare the victim's node dead)
-        for spare in empty.idle_worker_nodes():
+        # trial and leave nothing to replace, so it goes down with the victim's node
+        spares = empty.idle_worker_nodes()
+        assert empty.kill_node(node), "no raylet found for the node"
+        for spare in spares:
             empty.kill_node(spare)
         proc.wait(timeout=500)
     finally:
@@ -134,7 +138,7 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
     assert joined.keys() - set(joined_before), \
         f"no node replaced the killed one: {joined_before} before the kill, {list(joined)} in all\n{log[-3000:]}"
     df = pd.read_parquet(exp / "results.parquet")
-    assert (df.status == "completed").all() and len(df) == 3, df[["trial_id", "status"]]
+    assert (df.status == "completed").all() and len(df) == 4, df[["trial_id", "status"]]
     history = trial_nodes(storage, "kill")
     used = {n for ns in history.values() for n in ns}
     assert len(used) >= 2 and all(joined.get(n[-12:]) == "1 CPU + 1 GPU" for n in used), (used, joined)
