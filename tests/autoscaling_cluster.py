@@ -68,6 +68,18 @@ def fake_config(gcs_address: str, worker_types: dict[str, dict[str, Any]], idle_
     }
 
 
+def process_name(p) -> str:
+    """A process's argv[0] (Ray names a worker after its actor: ray::ImplicitFunc, ray::IDLE);
+    "" once it has exited."""
+    import ray  # noqa: F401
+    import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
+
+    try:
+        return (p.cmdline() or [""])[0]
+    except psutil.Error:
+        return ""
+
+
 class AutoscalingCluster:
     """``ray start --head --num-cpus=0 --autoscaling-config=...`` with the fake provider."""
 
@@ -174,30 +186,27 @@ class AutoscalingCluster:
     def idle_worker_nodes(self) -> list[str]:
         """Ids of the worker nodes running no trial: no ``ray::ImplicitFunc`` process (a Tune
         trial's actor) under their raylet. Read from the process table, at once."""
-        idle = []
-        for raylet, node_id in self._worker_raylets():
-            try:
-                names = [" ".join(c.cmdline()[:1]) for c in raylet.children(recursive=True)]
-            except Exception:  # the node went away meanwhile
-                continue
-            if not any(n.startswith("ray::ImplicitFunc") for n in names):
-                idle.append(node_id)
-        return idle
+        return [node_id for node_id, procs in self._worker_node_processes()
+                if not any(process_name(p).startswith("ray::ImplicitFunc") for p in procs)]
 
-    def _worker_raylets(self):
-        """(raylet process, node id) of each worker node of this cluster."""
+    def _worker_node_processes(self) -> list[tuple[str, list]]:
+        """(node id, [its raylet, every process under it]) for each worker node of this cluster."""
         import ray  # noqa: F401
         import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
 
         ours = set(self.pids())  # another fake cluster on the machine numbers its nodes the same way
+        nodes = []
         for p in psutil.process_iter(["pid", "cmdline", "environ"]):
             if p.pid not in ours:
                 continue
-            cmd = " ".join(p.info["cmdline"] or [])
-            # the fake provider hands a worker node its id through this variable
+            # the fake provider hands a node its id through this variable (the head's too)
             node_id = (p.info["environ"] or {}).get("RAY_OVERRIDE_NODE_ID_FOR_TESTING")
-            if "raylet" in cmd.split(" ")[0] and node_id and node_id != FAKE_HEAD_NODE_ID:
-                yield p, node_id
+            if "raylet" in (p.info["cmdline"] or [""])[0] and node_id and node_id != FAKE_HEAD_NODE_ID:
+                try:
+                    nodes.append((node_id, [p, *p.children(recursive=True)]))
+                except psutil.Error:
+                    continue  # the node is gone
+        return nodes
 
     def nodes_launched(self) -> int:
         """Nodes the autoscaler has started so far, alive or not: each leaves its raylet's log
@@ -209,20 +218,7 @@ class AutoscalingCluster:
         import ray  # noqa: F401
         import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
 
-        ours = set(self.pids())  # another fake cluster on the machine numbers its nodes the same way
-        victims = []
-        for p in psutil.process_iter(["pid", "cmdline", "environ"]):
-            if p.pid not in ours:
-                continue
-            try:
-                cmd = " ".join(p.info["cmdline"] or [])
-                env = p.info["environ"] or {}
-                # the fake provider hands a worker node its id through this variable
-                if "raylet" in cmd and node_id in (cmd + env.get("RAY_OVERRIDE_NODE_ID_FOR_TESTING", "")):
-                    victims.append(p)
-                    victims.extend(p.children(recursive=True))
-            except psutil.Error:
-                continue
+        victims = [p for nid, procs in self._worker_node_processes() if node_id in nid for p in procs]
         for p in victims:
             try:
                 p.kill()
