@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, ROOT, default_data_dir, loadavg, say
 from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import result_rows, wait_for_victim, wait_until
+from tests.cluster_scenarios import epochs_around, history, wait_for_victim, wait_until
 
 WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
 
@@ -38,11 +38,6 @@ def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]],
         for key, marker in (("start", "  start "), ("joined", "node joined")):
             if marker in line:
                 seen.setdefault(key, []).append(round(time.time() - t0, 1))
-
-
-def history(exp: Path) -> dict[str, list[tuple[int, str]]]:
-    """trial -> [(epoch, node), ...] as the driver logged them."""
-    return {t: [(r["epoch"], r["node_id"]) for r in rows if r.get("node_id")] for t, rows in result_rows(exp).items()}
 
 
 def run(args) -> dict:
@@ -93,9 +88,7 @@ def kill_one_node(cluster: AutoscalingCluster, proc: subprocess.Popen, exp: Path
 def kill_cost(exp: Path, kill: dict) -> None:
     """Epochs the killed trial reported on its node, and the first it reported elsewhere (read at
     the end: at the kill, the driver's log may lag the trial by an epoch)."""
-    h = history(exp).get(kill.get("trial"), [])
-    before = [e for e, n in h if n == kill["node"]]
-    after = [e for e, n in h if n != kill["node"]]
+    before, after = epochs_around(history(exp).get(kill.get("trial"), []), kill["node"])
     if before and after:
         kill.update({"epochs_before": max(before), "first_epoch_after": after[0],
                      "epochs_rerun": max(before) - (after[0] - 1)})

@@ -26,6 +26,16 @@ def result_rows(exp: Path) -> dict[str, list[dict]]:
     return rows
 
 
+def history(exp: Path) -> dict[str, list[tuple[int, str]]]:
+    """trial folder -> [(epoch, node), ...] as the driver logged them."""
+    return {t: [(r["epoch"], r["node_id"]) for r in rows if r.get("node_id")] for t, rows in result_rows(exp).items()}
+
+
+def epochs_around(trial_history: list[tuple[int, str]], node: str) -> tuple[list[int], list[int]]:
+    """The epochs a trial reported on ``node`` (killed) and those it reported elsewhere after."""
+    return [e for e, n in trial_history if n == node], [e for e, n in trial_history if n != node]
+
+
 def wait_until(condition: Callable[[], bool], ceiling_s: float,
                give_up: Callable[[], bool] = lambda: False) -> bool:
     """Poll ``condition`` until it holds (True), ``give_up`` holds or the ceiling passes (False).

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import result_rows, wait_for_victim, wait_until
+from tests.cluster_scenarios import epochs_around, history, wait_for_victim, wait_until
 
 WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
 SWEEP = ["--smoke", "--limit", "400", "--search", "random", "--scheduler", "fifo", "--num-samples", "2",
@@ -61,11 +61,6 @@ def sweep(cluster, data_dir, storage, name, *args, background=False):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=cluster.env())
     log.write_text(proc.stdout + proc.stderr)  # kept beside the experiment, as the background sweep's
     return proc
-
-
-def trial_nodes(storage, name) -> dict[str, list[str]]:
-    """trial -> the node of each epoch it reported, in order."""
-    return {t: [r["node_id"] for r in rows if r.get("node_id")] for t, rows in result_rows(storage / name).items()}
 
 
 def test_a_trial_no_node_type_can_hold_fails_at_once(cluster, data_dir, storage):
@@ -139,17 +134,16 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
         f"no node replaced the killed one: {joined_before} before the kill, {list(joined)} in all\n{log[-3000:]}"
     df = pd.read_parquet(exp / "results.parquet")
     assert (df.status == "completed").all() and len(df) == 4, df[["trial_id", "status"]]
-    history = trial_nodes(storage, "kill")
-    used = {n for ns in history.values() for n in ns}
+    hist = history(exp)
+    nodes = {t: [n for _, n in h] for t, h in hist.items()}  # trial -> the node of each epoch
+    used = {n for ns in nodes.values() for n in ns}
     assert len(used) >= 2 and all(joined.get(n[-12:]) == "1 CPU + 1 GPU" for n in used), (used, joined)
-    assert node in history[trial] and history[trial][-1] != node, (node, history[trial])
+    assert node in nodes[trial] and nodes[trial][-1] != node, (node, nodes[trial])
     for t in df.trial_id:
         got = pd.read_csv(exp / f"trial_{t}" / "progress.csv")["epoch"].tolist()
         if f"trial_{t}" != trial:
             assert got == list(range(1, epochs + 1)), (t, got)  # no epoch twice, none missing
-    rows = result_rows(exp)[trial]
-    before = [r["epoch"] for r in rows if r["node_id"] == node]
-    after = [r["epoch"] for r in rows if r["node_id"] != node]
+    before, after = epochs_around(hist[trial], node)
     # from its checkpoint: the epoch after the last one it reported, or that last one again. Tune
     # logs a result, then registers the checkpoint that came with it in a second call to the
     # trial's actor (ray/tune/execution/tune_controller.py, _process_trial_result, then
