@@ -164,7 +164,7 @@ def sweep(
     scheduler: Annotated[Scheduler, typer.Option(help="Trial scheduler (asha stops poor trials early).",
                                                  rich_help_panel=SPACE_PANEL)] = Scheduler.asha,
     seed: Annotated[int, typer.Option(help="Seeds the searcher and every trial.", rich_help_panel=SPACE_PANEL)] = 0,
-    enqueue: Annotated[Optional[str], typer.Option(help="A `dlb-tune best` file: run its config first (after the space's initial: points).",
+    enqueue: Annotated[Optional[str], typer.Option(help="A `dlb-tune best` file: run its config first (before the space's initial: points).",
                                                    rich_help_panel=SPACE_PANEL)] = None,
     num_samples: _panel(NumSamples, BUDGET_PANEL) = None,
     max_epochs: _panel(MaxEpochs, BUDGET_PANEL) = None,
@@ -219,10 +219,14 @@ def resume(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
     data_dir: DataDir = None,
+    task_module: TaskModule = None,
 ) -> None:
     """Continue an interrupted sweep; finished trials are never re-run."""
     from dlb_tune.sweep import resume_sweep
+    from dlb_tune.tasks import load_task_module
 
+    if task_module:
+        _run_guarded(load_task_module, task_module)
     name, storage = _name_and_storage(name, storage)
     _run_guarded(resume_sweep, name, storage, data_dir, echo=typer.echo)
 
@@ -414,12 +418,17 @@ def status(
 def report(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
+    task_module: TaskModule = None,
 ) -> None:
     """Write report.md and its figures into the experiment folder (a stored one: its local copy,
     then uploaded to the store)."""
     from dlb_tune.experiment import cached_from, experiment_dir, is_uri
     from dlb_tune.report import _headline, upload_report, write_report
     from dlb_tune.storage import shown
+    from dlb_tune.tasks import load_task_module
+
+    if task_module:
+        _run_guarded(load_task_module, task_module)
 
     exp = _load(name, storage)
     path, figures = _guard_reading(write_report, exp)

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from dlb_tune import storage as stores
-from dlb_tune.space import SweepSpec, parse_space
+from dlb_tune.space import SweepSpec, load_yaml, parse_space
 from dlb_tune.tasks import load_task_module
 
 RESULTS_ENV = "DLB_TUNE_RESULTS"
@@ -196,11 +196,9 @@ def write_space(exp_dir: str, spec: SweepSpec) -> None:
 
 
 def read_space(exp_dir: str | Path) -> SweepSpec:
-    import yaml
-
     load_recorded_task_module(exp_dir)
     source = file_in(exp_dir, SPACE_FILE)
-    return parse_space(yaml.safe_load(read_text(source)), source=source)
+    return parse_space(load_yaml(read_text(source)), source=source)
 
 
 def load_recorded_task_module(exp_dir: str | Path) -> None:

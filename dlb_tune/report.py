@@ -476,10 +476,10 @@ def _finite(v: Any) -> bool:
 
 def plot_importance(exp: Experiment, importance: list[Importance]):
     """Bars: importance on every trial of a set; whiskers: 10th-90th percentile over bootstrap
-    resamples. With too few trials, a figure that says so instead of bars."""
-    plt = _plt()
+    resamples. None with too few trials (report.md says so: ``too_few_trials``)."""
     if not importance:
-        return _too_few_trials(exp)
+        return None
+    plt = _plt()
     params = sorted({p for imp in importance for p in imp.mean}, key=lambda p: -max(i.mean.get(p, 0) for i in importance))
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(params) * len(importance) + 2))
     h = 0.8 / len(importance)
@@ -499,16 +499,11 @@ def plot_importance(exp: Experiment, importance: list[Importance]):
     return fig
 
 
-def _too_few_trials(exp: Experiment):
-    plt = _plt()
+def too_few_trials(exp: Experiment) -> str:
+    """Why there is no importance figure, in one line."""
     done = int((exp.trials["status"] == "completed").sum())
-    fig, ax = plt.subplots(figsize=(8, 2.5))
-    ax.axis("off")
-    ax.text(0.5, 0.5, f"too few trials for parameter importance: {done} completed of {len(exp.trials)}; "
-                      f"fANOVA needs at least {MIN_IMPORTANCE_TRIALS}\n(in one set: completed trials, or all "
-                      f"trials at the first ASHA rung)", ha="center", va="center", fontsize=10, wrap=True)
-    ax.set_title(f"{exp.name}: parameter importance for {exp.metric}")
-    return fig
+    return (f"no parameter importance: fANOVA needs at least {MIN_IMPORTANCE_TRIALS} trials in one set (completed "
+            f"trials, or all trials at the first ASHA rung); this sweep has {done} completed of {len(exp.trials)}")
 
 
 def plot_pareto(exp: Experiment):
@@ -625,8 +620,9 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
         if key == "param_importance":
             lines += [f"- {imp.label} ({imp.trials}): " + ", ".join(
                 f"{k} {v:.2f} ({imp.low[k]:.2f}-{imp.high[k]:.2f})" for k, v in imp.mean.items()) for imp in importance]
-            lines += [f"- too few trials (fewer than {MIN_IMPORTANCE_TRIALS} in every set): no ranking"] if not importance else []
             lines.append("")
+    if "param_importance" not in figures:
+        lines += [f"## {titles['param_importance']}", "", too_few_trials(exp) + ".", ""]
     if task_figs:
         lines += ["## The task's figures (best checkpoint, test split)", ""]
         lines += [f"![{p.stem}]({TEST_REPORT_DIR}/{p.name})" for p in task_figs] + [""]
@@ -643,7 +639,7 @@ def _headline(exp: Experiment) -> list[str]:
         reason = final.get("test_error") or "no test evaluation in final.json (interrupted sweep?)"
         return [f"**Test result: none** ({reason})"]
     value = test.get(metric) if metric else None
-    if value is None:
+    if value is None or exp.spec.target is None:
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in test.items() if isinstance(v, (int, float)))
         return [f"**Test result** (best checkpoint, evaluated once): {shown}; no target set"]
     op = ">=" if exp.spec.mode == "max" else "<="

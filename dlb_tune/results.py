@@ -117,7 +117,7 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     if len(candidates) and not final.get("interrupted"):
         final.update(evaluate_best(grid, candidates.iloc[0], spec, data, exp_dir))
     test_s = time.time() - t_test
-    course = initial_trial(df, spec)
+    course = initial_trial(df, spec, enqueued=1 if opts.enqueue else 0)
     if course:
         final["course"] = course
     pairs = spec.objective_pairs()
@@ -165,19 +165,21 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
             test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_path, out_dir, spec.max_epochs)
     out["test"] = test
     test_metric = "test_" + spec.metric.removeprefix("val_")
-    if spec.target is not None and test_metric in test:
-        value = test[test_metric]
-        out["target_met"] = bool(value >= spec.target if spec.mode == "max" else value <= spec.target)
+    if test_metric in test:  # what `ls`, `compare` and the report show, with or without a target
         out["test_metric"] = test_metric
+        if spec.target is not None:
+            value = test[test_metric]
+            out["target_met"] = bool(value >= spec.target if spec.mode == "max" else value <= spec.target)
     return out
 
 
-def initial_trial(df: pd.DataFrame, spec) -> dict[str, Any] | None:
+def initial_trial(df: pd.DataFrame, spec, enqueued: int = 0) -> dict[str, Any] | None:
     """The trial that ran the space's first ``initial:`` point (the course's own configuration in
-    the default spaces), so the winner can be read against it on the same budget."""
-    if not spec.initial or not len(df):
+    the default spaces), so the winner can be read against it on the same budget. ``enqueued``:
+    the ``--enqueue`` points that ``spec.initial`` holds before the space's own."""
+    if len(spec.initial) <= enqueued or not len(df):
         return None
-    point = spec.initial[0]
+    point = spec.initial[enqueued]
     for _, row in df.iterrows():
         if all(_same(row.get(f"config/{k}"), v) for k, v in point.items()):
             best = row.get(f"best_{spec.metric}")

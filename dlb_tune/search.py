@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from dlb_tune.experiment import JOURNAL_FILE, is_uri
+from dlb_tune.space import search_as_run
 
 
 def journal_storage(exp_dir: str, echo: Callable[[str], None]) -> optuna.storages.JournalStorage | None:
@@ -37,15 +38,16 @@ def journal_storage(exp_dir: str, echo: Callable[[str], None]) -> optuna.storage
 
 
 def make_sampler(settings: dict[str, Any], seed: int, concurrency: int) -> optuna.samplers.BaseSampler:
-    """The sampler of the validated ``search:`` section: TPE with the constant liar on when trials
-    overlap (so concurrent trials do not all propose the same point), or random sampling."""
-    if settings.get("sampler") == "random":
+    """The sampler of a validated ``search:`` section (``space.search_as_run`` fills in what the
+    section leaves to dlb-tune): TPE or random sampling."""
+    settings = search_as_run(settings, concurrency)
+    if settings["sampler"] == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(
         seed=seed,
         multivariate=settings.get("multivariate"),
         group=settings.get("group", False),
-        constant_liar=settings.get("constant_liar", concurrency > 1),
+        constant_liar=settings["constant_liar"],
         n_startup_trials=settings.get("n_startup_trials", 10),
     )
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -37,6 +38,20 @@ from dlb_tune.tasks.base import ConfigError, config_fields
 
 class SpaceError(ValueError):
     """A search-space file or a ``--set`` override is malformed. One line, for the user."""
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that reads ``1e-3`` as a number, as YAML 1.2 and people do (PyYAML follows YAML
+    1.1, where a float needs a dot: ``1.0e-3``, and ``--set lr=1e-3`` would be the text '1e-3')."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """A space file's YAML (``yaml.safe_load`` but for exponents, ``_Loader``)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 SCALARS = (type(None), bool, int, float, str)
@@ -58,7 +73,7 @@ TOP_LEVEL = {
     "search": "Optuna sampler settings {sampler: tpe|random, multivariate, group, constant_liar, n_startup_trials}",
 }
 # The ``search:`` section: key -> (type, what it means). Defaults are Optuna's, except that the
-# constant liar follows the concurrency (dlb_tune.search.make_sampler).
+# constant liar follows the concurrency (``search_as_run``).
 SAMPLERS = ("tpe", "random")
 TPE_ONLY = ("multivariate", "group", "constant_liar", "n_startup_trials")
 SEARCH_KEYS: dict[str, tuple[type, str]] = {
@@ -451,7 +466,7 @@ def load_space(path: Path | str, overrides: list[str] = (), objective: str | Non
     """Read, override (``--set key=value``) and validate a search-space file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpaceError(f"search-space file not found: {path}") from None
     except UnicodeDecodeError as e:
@@ -544,6 +559,16 @@ def _parse_search(raw: Any, source: str) -> dict[str, Any]:
     return dict(raw)
 
 
+def search_as_run(search: dict[str, Any], concurrency: int) -> dict[str, Any]:
+    """A validated ``search:`` section with the choices dlb-tune makes filled in: the sampler by
+    name and, for TPE, the constant liar (on when trials overlap, so concurrent trials do not all
+    propose the same point). What the sampler is built from and what the experiment records."""
+    out = {"sampler": search.get("sampler", "tpe"), **search}
+    if out["sampler"] == "tpe":
+        out.setdefault("constant_liar", concurrency > 1)
+    return out
+
+
 def _parse_initial(raw: Any, spec: SweepSpec, task: type[Task], source: str) -> list[dict[str, Any]]:
     """``initial:`` points as Tune's warm start wants them: exactly the searched parameters.
 
@@ -596,7 +621,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise SpaceError(f"--set expects key=value, got '{item}'")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = load_yaml(value)
     except yaml.YAMLError:
         raise SpaceError(f"--set {key}: cannot parse value '{value}'") from None
     return key.strip(), parsed

@@ -39,8 +39,12 @@ def status_lines(exp: Experiment, now: float | None = None) -> list[str]:
 
 def _state(exp: Experiment, live: dict, now: float) -> str:
     if not exp.in_progress:
-        final = exp.final or {}
-        wall = clock(final.get("command_s", final.get("wall_s", 0.0)))
+        final = exp.final
+        if sweep_alive(live):  # results.parquet is written first: the sweep is still finishing
+            return "finishing: the winner's test evaluation and final.json"
+        if not final:
+            return "stopped before its end, with no final.json (`dlb-tune resume` continues it)"
+        wall = clock(final.get("command_s", final["wall_s"]))
         if final.get("interrupted"):
             return f"interrupted after {wall} (`dlb-tune resume` continues it)"
         return f"finished in {wall}"
@@ -101,10 +105,12 @@ def watch(name: str, storage: str | None, every_s: float | None, echo: Callable[
     """One block, or (``every_s``) a block every ``every_s`` seconds until the sweep has ended."""
     path = find_experiment(name, storage)
     while True:
+        # Asked before reading, so that the frame read after the sweep's end is the last one printed.
+        alive = sweep_alive(read_live(path))
         try:
             exp = load_experiment(path)
         except ReportError:
-            if not every_s or sweep_alive(read_live(path)) is False:
+            if not every_s or alive is False:
                 raise
             echo(f"{path.name}: waiting for the first trial to start")
             time.sleep(every_s)
@@ -114,6 +120,7 @@ def watch(name: str, storage: str | None, every_s: float | None, echo: Callable[
             echo(CLEAR + "\n".join(lines))
         else:
             echo("\n".join(([time.strftime("-- %H:%M:%S --")] if every_s else []) + lines))
-        if not every_s or not exp.in_progress or sweep_alive(read_live(exp.path)) is False:
+        # a sweep on another host (alive None) has ended once it has written final.json
+        if not every_s or alive is False or (alive is None and exp.final):
             return
         time.sleep(every_s)

@@ -15,19 +15,19 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from dlb_tune.cluster import NODE_TIMEOUT_S, ClusterError, node_watch, timed_out
 from dlb_tune.datasets import resolve_data_dir
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
-from dlb_tune.experiment import (LIVE_FILE, experiment_dir, experiment_log, file_in, read_json, read_space, read_sweep_options,
+from dlb_tune.experiment import (FINAL_FILE, LIVE_FILE, experiment_dir, experiment_log, file_in, read_json, read_space, read_sweep_options,
                                  resolve_storage, write_final, write_json, write_live, write_space, write_sweep_options)
 from dlb_tune.logs import library_logs
 from dlb_tune.progress import Progress
 from dlb_tune.results import finish
-from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space
+from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space, search_as_run
 from dlb_tune.storage import check_storage, ray_storage
 from dlb_tune.tasks import get_task, load_task_module, portable_name
 from dlb_tune.trainable import default_threads, tune_trial
@@ -77,7 +77,7 @@ class SweepOptions:
     smoke: bool = False  # tiny model, 2 epochs, 2 samples, small data
     max_failures: int = 0  # retries of a failing trial
     seeds: int = 0  # >1: at the end, re-train the top configs with this many seeds and rank them
-    enqueue: str | None = None  # a fixed space file (`dlb-tune best`): its config runs after the initial points
+    enqueue: str | None = None  # a fixed space file (`dlb-tune best`): its config runs first, before the initial points
 
     def resolved_storage(self) -> str:
         return resolve_storage(self.storage)
@@ -111,8 +111,8 @@ def prepare_spec(opts: SweepOptions) -> SweepSpec:
         spec.num_samples = opts.num_samples
     if opts.time_budget_s is not None:
         spec.time_budget_s = opts.time_budget_s
-    if opts.enqueue:
-        spec.initial.append(enqueued_point(spec, opts.enqueue))
+    if opts.enqueue:  # first: with --num-samples 1 it is the one config trained
+        spec.initial.insert(0, enqueued_point(spec, opts.enqueue))
     if opts.search not in ("optuna", "random"):
         raise SpaceError(f"unknown search '{opts.search}' (optuna, random)")
     if opts.scheduler not in ("asha", "fifo"):
@@ -368,8 +368,7 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
         concurrency, per_trial = check_resources(opts)
         warn_if_storage_not_shared(opts, echo)
         exp_dir = experiment_dir(opts.name, opts.storage)
-        if opts.search == "optuna":  # written into space.yaml, so what ran is on record
-            spec.search.setdefault("constant_liar", concurrency > 1)
+        spec = spec_as_run(spec, opts, concurrency)
         write_space(exp_dir, spec)
         write_sweep_options(exp_dir, opts)
         echo(f"results: {exp_dir}  ({concurrency} trial(s) at a time, {per_trial['cpu']:g} CPU / "
@@ -379,6 +378,14 @@ def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> It
             final = fit_and_finish(tuner, spec, opts, data, exp_dir, echo, timings)
         echo(f"next: {_command('report', opts)}; {_command('best', opts)}")
         yield final, data
+
+
+def spec_as_run(spec: SweepSpec, opts: SweepOptions, concurrency: int) -> SweepSpec:
+    """The spec with the search settings the sweep runs, as space.yaml records them; every
+    reader parses that file back (tests/test_round_trip.py)."""
+    if opts.search != "optuna":
+        return spec
+    return replace(spec, search=search_as_run(spec.search, concurrency))
 
 
 def search_name(spec: SweepSpec, opts: SweepOptions) -> str:
@@ -562,6 +569,10 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
     opts = SweepOptions(**saved)
     opts.storage = storage or opts.storage
     opts.data_dir = data_dir or opts.data_dir
+    final = read_json(file_in(exp_dir, FINAL_FILE))
+    if final and not final.get("interrupted"):  # its test split is spent: nothing may run again
+        echo(f"nothing to resume: sweep '{name}' finished; see `{_command('results', opts)}`")
+        return final
     spec = read_space(exp_dir)
     timings = {"command_start": command_start()}
     t_load = time.time()

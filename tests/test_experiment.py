@@ -2,7 +2,9 @@
 
 The literal lists below are what a small FCN sweep with ``--seeds 2`` wrote before the folder got
 its own module (issue 14): ``final.json``'s keys, ``results.parquet``'s columns and the report's
-figures and headings. A refactoring that drops or renames any of them fails here.
+figures and headings. A refactoring that drops or renames any of them fails here. (Since issue 24
+the sweep runs the shipped fcn space, shrunk: its course point adds ``course``, its parameters the
+``config/`` columns, and 6 trials draw no importance figure.)
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from dlb_tune.cli import app
 from dlb_tune.experiment import (experiment_dir, load_experiment, read_json, read_results, read_space, resolve_storage,
                                  to_jsonable, write_json, write_results, write_space)
 from dlb_tune.space import load_space
-from finished_sweep import SPACE
+from finished_sweep import write_space as write_fcn_space
 
 runner = CliRunner()
 
 FINAL_KEYS = [
-    "best", "best.checkpoint", "best.config", "best.epoch", "best.trial_id", "best.val_acc", "command_s", "errors",
+    "best", "best.checkpoint", "best.config", "best.epoch", "best.trial_id", "best.val_acc", "command_s", "course",
+    "course.config", "course.epoch", "course.epochs", "course.status", "course.trial_id", "course.val_acc", "errors",
     "experiment_dir", "max_epochs", "metric", "mode", "name", "num_samples", "optuna_states", "scheduler", "search",
     "seed", "seeds",
     "seeds.max_epochs", "seeds.metric", "seeds.mode", "seeds.ranking", "seeds.runs", "seeds.seeds", "target",
@@ -33,17 +36,18 @@ FINAL_KEYS = [
     "trials.cut_by_budget", "trials.errored", "trials.incomplete", "trials.stopped_early", "trials.total", "wall_s",
 ]
 RESULTS_COLUMNS = [
-    "trial_id", "config/activation", "config/lr", "config/momentum", "config/hidden_size", "config/batch_size",
+    "trial_id", "config/activation", "config/hidden_size", "config/num_layers", "config/lr", "config/momentum",
+    "config/weight_decay", "config/batch_size", "config/lr_schedule",
     "status", "epochs", "error", "train_loss", "train_acc", "train_lr", "val_loss", "val_acc", "params", "epoch",
     "epoch_s", "best_val_acc", "timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid",
     "time_since_restore", "iterations_since_restore", "best_epoch", "node_id", "wall_s", "path",
 ]
 OUR_FILES = ["final.json", "live.json", "results.parquet", "seeds.json", "space.yaml", "sweep.json"]
-REPORT_FIGURES = ["report/metric_vs_epoch.png", "report/best_so_far.png", "report/parallel_coordinates.png",
-                  "report/param_importance.png"]
+REPORT_FIGURES = ["report/metric_vs_epoch.png", "report/best_so_far.png", "report/parallel_coordinates.png"]
 REPORT_HEADINGS = [
     "# Sweep `s`: task `fcn`",
     "## Best configuration",
+    "## Course configuration (the space's first `initial:` point)",
     "## Top configurations re-run with 2 seeds",
     "## val_acc per epoch (dashed, ending in x: stopped early by ASHA; grey verticals: ASHA rungs)",
     "## Best so far against wall time",
@@ -67,8 +71,7 @@ def nested_keys(d: dict, prefix: str = "") -> list[str]:
 def seeded(tmp_path_factory, data_dir, ray_local):
     """The small FCN sweep of the report tests, with ``--seeds 2``, then ``dlb-tune report``."""
     root = tmp_path_factory.mktemp("seeded")
-    space = root / "space.yaml"
-    space.write_text(SPACE)
+    space = write_fcn_space(root / "space.yaml")
     sweep = runner.invoke(app, ["sweep", "fcn", "--data-dir", str(data_dir), "--space", str(space),
                                 "--storage", str(root / "runs"), "--name", "s", "--limit", "1000",
                                 "--cpus-per-trial", "2", "--seed", "3", "--seeds", "2"])
@@ -140,8 +143,7 @@ def test_files_round_trip_through_one_layer(tmp_path):
     write_results(exp_dir, df)
     back, final = read_results(exp_dir)
     assert back.equals(df) and final is None
-    (tmp_path / "space.yaml").write_text(SPACE)
-    spec = load_space(tmp_path / "space.yaml")
+    spec = load_space(write_fcn_space(tmp_path / "space.yaml"))
     write_space(exp_dir, spec)
     assert read_space(exp_dir).params == spec.params
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
-from dlb_tune.results import first_line, pareto_front, trial_table
+from dlb_tune.results import first_line, initial_trial, pareto_front, trial_table
 from dlb_tune.space import parse_space
 
 MAX_EPOCHS = 3
@@ -129,3 +129,12 @@ def test_pareto_front_keeps_exactly_the_non_dominated_trials():
     gaps = df.assign(error=[None, "boom", None, None, None])
     assert sorted(pareto_front(gaps, [("val_acc", "max"), ("params", "min")], "val_acc")["trial_id"]) == ["a", "b", "d"]
     assert pareto_front(df.drop(columns="params"), [("val_acc", "max"), ("params", "min")], "val_acc").empty
+
+
+def test_the_course_trial_is_the_spaces_first_point_when_a_config_was_enqueued_before_it():
+    s = spec()
+    s.initial = [{"lr": 0.2}, {"lr": 0.1}]  # --enqueue's point first, then the space's own
+    df = pd.DataFrame({"trial_id": ["a", "b"], "config/lr": [0.2, 0.1], "status": ["completed"] * 2,
+                       "epochs": [3, 3], "best_val_acc": [0.9, 0.8], "best_epoch": [3, 2]})
+    assert initial_trial(df, s, enqueued=1)["trial_id"] == "b"
+    assert initial_trial(df, s)["trial_id"] == "a"  # without --enqueue, the first point is the space's

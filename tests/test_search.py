@@ -15,6 +15,8 @@ from dlb_tune.space import SpaceError, default_space_file, load_space, parse_spa
 from dlb_tune.sweep import SweepOptions, prepare_spec, run_sweep
 from dlb_tune.tasks import all_tasks
 
+# Hand-written: TPE settings (multivariate, 2 start-up trials) and two initial points, which the
+# shipped fcn space (random sampling, the course's one point) lacks.
 SPACE = """
 task: fcn
 metric: val_acc
@@ -91,7 +93,7 @@ def test_search_section_is_written_back_for_resume(asha_sweep):
     final, _ = asha_sweep
     spec = read_space(final["experiment_dir"])
     # one trial at a time: no constant liar needed, and that choice is on record
-    assert spec.search == {"multivariate": True, "n_startup_trials": 2, "constant_liar": False}
+    assert spec.search == {"sampler": "tpe", "multivariate": True, "n_startup_trials": 2, "constant_liar": False}
 
 
 def test_diverging_trials_are_told_as_fail(tmp_path, data_dir, ray_local):
@@ -156,13 +158,14 @@ def test_a_point_outside_a_randint_or_naming_no_parameter_is_refused_as_it_is():
     assert str(err.value).endswith("space"), "no close name: no suggestion"
 
 
-def test_enqueue_runs_an_earlier_winner_after_the_initial_points(tmp_path):
+def test_enqueue_runs_an_earlier_winner_before_the_initial_points(tmp_path):
     space, best = tmp_path / "space.yaml", tmp_path / "best.yaml"
     space.write_text(SPACE)
     winner = {"activation": "relu", "lr": 0.02, "momentum": 0.9, "hidden_size": 32, "batch_size": 64}
     best.write_text(yaml.safe_dump({"task": "fcn", "metric": "val_acc", "mode": "max", "params": winner}))
     spec = prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))
-    assert spec.initial[-1] == {"activation": "relu", "lr": 0.02, "momentum": 0.9}  # constants dropped
+    assert spec.initial[0] == {"activation": "relu", "lr": 0.02, "momentum": 0.9}  # constants dropped
+    assert spec.initial[1:] == prepare_spec(SweepOptions(task="fcn", space=str(space))).initial
     best.write_text(yaml.safe_dump({"task": "fcn", "metric": "val_acc", "mode": "max", "params": {**winner, "lr": 0.9}}))
     with pytest.raises(SpaceError, match=r"--enqueue .*best.yaml.lr: 0.9 lies outside"):
         prepare_spec(SweepOptions(task="fcn", space=str(space), enqueue=str(best)))

@@ -11,6 +11,8 @@ from dlb_tune.space import (Choice, Constant, LogUniform, QUniform, RandInt, Spa
                             load_space, parse_space)
 from dlb_tune.tasks import all_tasks
 
+# Hand-written spaces: one per rule of the converter, and the kinds (uniform, randint, quniform)
+# no shipped space uses; test_every_task_has_a_valid_default_space reads the shipped files.
 BASE = {"task": "fcn", "metric": "val_acc", "mode": "max", "max_epochs": 4, "params": {}}
 
 
@@ -531,3 +533,12 @@ def test_an_initial_point_on_a_quniform_lies_on_its_grid(value, inside):
     else:
         with pytest.raises(SpaceError, match=rf"initial\[0\]\.momentum: {value} lies outside the space's quniform"):
             parse_space(raw)
+
+
+def test_exponents_are_numbers_in_files_and_on_the_command_line(tmp_path):
+    """PyYAML reads ``1e-3`` as text (YAML 1.1 wants ``1.0e-3``); users write it on both."""
+    path = tmp_path / "s.yaml"
+    path.write_text("task: fcn\nmetric: val_acc\nmode: max\nparams:\n  lr: {loguniform: [1e-4, 1e-1]}\n")
+    assert load_space(path).params["lr"] == LogUniform(1e-4, 1e-1)
+    assert load_space(path, overrides=["lr=3e-3", "weight_decay=1E-5"]).constants() == {"lr": 3e-3,
+                                                                                        "weight_decay": 1e-5}

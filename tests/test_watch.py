@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from typer.testing import CliRunner
 from browser import DevTools, rendered_text
 from dlb_tune.asha import SweepState
 from dlb_tune.cli import app
-from dlb_tune.experiment import JOURNAL_FILE
+from dlb_tune.experiment import JOURNAL_FILE, read_live
 from dlb_tune.progress import WIDTH, fit, short_config, summary_line
 from dlb_tune.space import load_space
 from test_interrupts import CEILING_S, CLI, ROOT, Driver
@@ -154,7 +155,12 @@ def live(tmp_path_factory, data_dir):
     seen["journal_after_sweep"] = [(t.number, t.state.name) for t in journal_trials(exp, "w")]
     gate.write_text("99")
     resume = Driver(["resume", "w", *common], root / "resume.log")
+    # `status --watch` from another terminal while the resumed sweep runs, until it has ended
+    resume.wait_for(lambda: not read_live(exp).get("ended"), "the resumed sweep's live.json")
+    watch = subprocess.Popen([*CLI, "status", "w", "--storage", str(storage), "--watch", "--every", "1"], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
     seen["resume_code"], seen["resume_output"] = resume.finish(), resume.output
+    seen["watch_output"] = watch.communicate(timeout=CEILING_S)[0]
     seen["journal_after_resume"] = journal_trials(exp, "w")
     seen["status_after"] = runner.invoke(app, ["status", "w", "--storage", str(storage)])
     return seen
@@ -237,6 +243,13 @@ def test_status_after_the_end(live):
     assert out.exit_code == 0, out.output
     assert out.output.startswith(f"w ({NAME}): finished in ")
     assert f"trials: 0 running, 0 pending, {TRIALS} completed" in out.output
+
+
+def test_watch_ends_with_the_block_status_prints_after_the_end(live):
+    """Its last frame is read after the sweep has ended: not one read while final.json was being
+    written (which said "finished in 0s")."""
+    frames = re.split(r"^-- \d\d:\d\d:\d\d --\n", live["watch_output"], flags=re.M)
+    assert frames[-1] == live["status_after"].output, live["watch_output"]
 
 
 def test_progress_lines_fit_100_columns_with_the_searched_parameters_only():
