@@ -1,5 +1,5 @@
 # The README's two commands. Each creates the environment when it is missing, then runs.
-#   make sweep   the default fcn sweep, on $DLB_TUNE_DATA or the per-user data folder
+#   make sweep   the default fcn sweep (data: see DLB_TUNE_DATA below)
 #   make test    the tests (real data from ../shared/data or $DLB_TUNE_DATA)
 #   make test-cluster  only the autoscaling-cluster tests (make test's second stage)
 PYTHON ?= python3
@@ -8,6 +8,13 @@ BIN := $(VENV)/bin
 # As if activated: tests and sweeps that start `dlb-tune` or `python` find the environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
+# Data, for `make sweep` as for `make test`: $DLB_TUNE_DATA, else ../shared/data beside the
+# checkout, else (left unset) dlb-tune's per-user folder, where it downloads what is missing.
+ifeq ($(DLB_TUNE_DATA),)
+ifneq ($(wildcard ../shared/data),)
+export DLB_TUNE_DATA := $(abspath ../shared/data)
+endif
+endif
 
 .PHONY: sweep test test-cluster
 
