@@ -25,7 +25,7 @@ from browser import CHROMIUM_FLAGS, DevTools, rendered_text
 from finished_sweep import NAME, finished_sweep
 
 runner = CliRunner()
-SEARCHED = {"activation", "lr", "momentum", "hidden_size"}
+SEARCHED = {"activation", "hidden_size", "lr", "momentum", "weight_decay"}  # the shipped fcn space's
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,8 @@ def test_hparams_experiment_has_the_space_and_the_metrics(tb):
     exp = board.get_json(url + "data/plugin/hparams/experiment", {"experimentName": ""})
     infos = {h["name"]: h for h in exp["hparamInfos"]}
     assert set(infos) == SEARCHED
-    assert sorted(infos["activation"]["domainDiscrete"]) == ["relu", "sigmoid"]
-    assert infos["lr"]["domainInterval"] == {"minValue": 0.003, "maxValue": 0.2}
+    assert sorted(infos["activation"]["domainDiscrete"]) == ["relu", "sigmoid", "tanh"]
+    assert infos["lr"]["domainInterval"] == {"minValue": 0.01, "maxValue": 0.3}
     assert all(infos[k]["differs"] for k in SEARCHED)
     tags = [m["name"]["tag"] for m in exp["metricInfos"]]
     assert tags[:2] == ["ray/tune/val_acc", "ray/tune/best_val_acc"]
@@ -151,7 +151,7 @@ def test_integer_hyperparameters_reach_hparams_as_whole_numbers(sweep):
     session and in the experiment's domain."""
     [hidden] = [h for h in _hparams_data(sweep.exp)["experiment"].hparam_infos if h.name == "hidden_size"]
     assert [v.WhichOneof("kind") for v in hidden.domain_discrete.values] == ["number_value"] * 2
-    assert [v.number_value for v in hidden.domain_discrete.values] == [32, 96]
+    assert [v.number_value for v in hidden.domain_discrete.values] == [32, 128]
     for trial in sorted(sweep.exp.glob("trial_*")):  # Ray writes the searched parameters only
         config = json.loads((trial / "params.json").read_text())
         value = _hparams_data(trial)["session_start_info"].hparams["hidden_size"]

@@ -11,28 +11,20 @@ import pytest
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from finished_sweep import small_fcn_space
+from finished_sweep import NAME, finished_sweep
 
 runner = CliRunner()
-
-SMALL_FCN_SPACE = small_fcn_space("64")
 
 
 @pytest.fixture(scope="module")
 def fcn_sweep(tmp_path_factory, data_dir, ray_local):
-    """One real sweep shared by the assertions below: 6 trials x up to 3 epochs on MNIST."""
-    root = tmp_path_factory.mktemp("sweep")
-    space = root / "space.yaml"
-    space.write_text(SMALL_FCN_SPACE)
-    result = runner.invoke(app, ["sweep", "fcn", "--data-dir", str(data_dir), "--space", str(space),
-                                 "--storage", str(root / "runs"), "--name", "t", "--limit", "6000",
-                                 "--cpus-per-trial", "2", "--seed", "1"])  # one at a time: ASHA's
-    return result, root / "runs" / "t"  # stops follow the seeded proposal order, not timing
+    """The session's finished sweep (tests/finished_sweep.py): the shipped fcn space, 6 trials x up
+    to 3 epochs on MNIST, one at a time, so ASHA's stops follow the seeded proposal order."""
+    return finished_sweep(tmp_path_factory, data_dir)
 
 
 def test_sweep_writes_results_and_final(fcn_sweep):
-    result, exp = fcn_sweep
-    assert result.exit_code == 0, result.output
+    exp, output = fcn_sweep.exp, fcn_sweep.sweep_output
     df = pd.read_parquet(exp / "results.parquet")
     assert len(df) == 6
     assert {"trial_id", "status", "epochs", "config/lr", "val_acc", "best_val_acc", "train_loss",
@@ -40,16 +32,15 @@ def test_sweep_writes_results_and_final(fcn_sweep):
     assert (df["status"] == "stopped_early").sum() >= 1, df[["trial_id", "status", "epochs"]]
     assert (df.loc[df.status == "stopped_early", "epochs"] < 3).all()
     final = json.loads((exp / "final.json").read_text())
-    assert final["test"]["test_acc"] > 0.9
-    assert final["target_met"] is True
+    assert final["test"]["test_acc"] > 0.8  # 3 epochs on 3,000 images
+    assert final["target_met"] is (final["test"]["test_acc"] >= final["target"])
     assert final["best"]["val_acc"] == pytest.approx(df["best_val_acc"].max())
     assert final["trials"]["total"] == 6 and final["trials"]["errored"] == 0
-    assert "test (evaluated once)" in result.output and "stopped early by ASHA" in result.output
+    assert "test (evaluated once)" in output and "stopped early by ASHA" in output
 
 
 def test_every_trial_keeps_a_checkpoint_and_tensorboard_events(fcn_sweep):
-    _, exp = fcn_sweep
-    trials = sorted(exp.glob("trial_*"))
+    trials = sorted(fcn_sweep.exp.glob("trial_*"))
     assert len(trials) == 6
     for trial in trials:
         assert list(trial.glob("checkpoint_*/state.pt")), trial
@@ -57,11 +48,10 @@ def test_every_trial_keeps_a_checkpoint_and_tensorboard_events(fcn_sweep):
 
 
 def test_results_command_reads_back_from_disk(fcn_sweep):
-    _, exp = fcn_sweep
-    storage = str(exp.parent)
-    table = runner.invoke(app, ["results", "t", "--storage", storage])
+    storage = str(fcn_sweep.storage)
+    table = runner.invoke(app, ["results", NAME, "--storage", storage])
     assert table.exit_code == 0 and "best_val_acc" in table.output and "test_acc" in table.output
-    csv = runner.invoke(app, ["results", "t", "--storage", storage, "--format", "csv"])
+    csv = runner.invoke(app, ["results", NAME, "--storage", storage, "--format", "csv"])
     assert csv.output.count("\n") >= 7  # header + 6 trials
 
 
@@ -85,7 +75,7 @@ def test_unknown_task(data_dir):
 
 
 def test_malformed_space_file(tmp_path, data_dir):
-    bad = tmp_path / "bad.yaml"
+    bad = tmp_path / "bad.yaml"  # hand-written: a malformed file, which no shipped one is
     bad.write_text("task: fcn\nmetric: val_acc\nmode: max\nparams:\n  lr: {loguniform: [0, 1]}\n")
     line = _one_line_error(runner.invoke(app, ["sweep", "fcn", "--data-dir", str(data_dir), "--space", str(bad)]))
     assert "loguniform needs low > 0" in line

@@ -51,7 +51,7 @@ def test_debug_shows_the_traceback(broken_results, monkeypatch):
 
 def test_non_utf8_space_file_is_a_space_error(tmp_path):
     path = tmp_path / "space.yaml"
-    path.write_bytes("task: fcn\nparams: {activation: caf\u00e9}\n".encode("latin-1"))
+    path.write_bytes("task: fcn\nparams: {activation: caf\u00e9}\n".encode("latin-1"))  # a file saved as Latin-1
     with pytest.raises(SpaceError, match=r"not UTF-8 text \(byte 34 is 0xe9\); save it as UTF-8"):
         load_space(path)
 

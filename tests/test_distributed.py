@@ -1,11 +1,10 @@
-"""Ray Train trials, multi-node placement, lost nodes, errored trials, and resume."""
+"""Ray Train trials, multi-node placement, lost nodes and errored trials. (Resume after an
+interrupt: tests/test_interrupts.py, on a driver whose every call is on record.)"""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cluster_scenarios import result_rows, wait_until
 from dlb_tune.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +91,7 @@ def test_workers_per_trial_beyond_the_cluster_fails_clearly(ray_local, data_dir,
 
 
 def test_a_diverging_trial_is_errored_and_the_sweep_goes_on(ray_local, data_dir, storage):
-    space = storage.parent / "diverge.yaml"
+    space = storage.parent / "diverge.yaml"  # hand-written: a learning rate that diverges, which no shipped space offers
     space.write_text("task: fcn\nmetric: val_acc\nmode: max\nmax_epochs: 2\nnum_samples: 4\n"
                      "params:\n  lr: {choice: [0.05, 1.0e+6]}\n  activation: relu\n  hidden_size: 32\n")
     result = runner.invoke(app, ["sweep", "fcn", "--data-dir", str(data_dir), "--space", str(space),
@@ -123,48 +121,3 @@ def test_node_lost_mid_sweep_loses_no_trial(data_dir, tmp_path):
     assert all(s in ("completed", "errored") for s in out["statuses"]), out["statuses"]
     assert out["statuses"].count("completed") >= 3  # retried from their checkpoints on the survivor
     assert out["test_acc"] > 0.9
-
-
-@pytest.mark.slow
-def test_interrupted_sweep_resumes_without_rerunning_finished_trials(data_dir, tmp_path):
-    storage = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "fcn", "--data-dir", str(data_dir),
-           "--storage", str(storage), "--name", "r", "--num-samples", "4", "--max-epochs", "5",
-           "--search", "random", "--scheduler", "fifo", "--limit", "5000",
-           "--set", "hidden_size=256", "--set", "lr=0.05", "--set", "activation=relu"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = tmp_path / "sweep.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-    def one_trial_finished() -> bool:  # its last epoch logged by the driver: "completed" from now on
-        return any(row.get("epoch", 0) >= 5 for rows in result_rows(storage / "r").values() for row in rows)
-
-    try:
-        finished_one = wait_until(one_trial_finished, ceiling_s=1200, give_up=lambda: proc.poll() is not None)
-        assert finished_one, log.read_text()[-3000:]
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    output = log.read_text()
-    assert proc.returncode == 130, output
-    assert "dlb-tune resume r" in output
-    before = pd.read_parquet(storage / "r" / "results.parquet")
-    finished = before.loc[before.status == "completed", "trial_id"].tolist()
-    assert finished and (before.status == "incomplete").any(), before[["trial_id", "status", "epochs"]]
-    assert "test" not in json.loads((storage / "r" / "final.json").read_text())  # test waits for the end
-    stamps = {t: (storage / "r" / f"trial_{t}" / "progress.csv").stat().st_mtime for t in finished}
-
-    resumed = subprocess.run([sys.executable, "-m", "dlb_tune.cli", "resume", "r", "--storage", str(storage)],
-                             capture_output=True, text=True, timeout=1200, env=env)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    after = pd.read_parquet(storage / "r" / "results.parquet")
-    assert len(after) == 4 and (after.status == "completed").all(), after[["trial_id", "status"]]
-    for t in finished:  # never re-run: untouched history
-        assert (storage / "r" / f"trial_{t}" / "progress.csv").stat().st_mtime == stamps[t]
-    for t in after.trial_id:  # resumed trials continue from their checkpoint: no epoch twice
-        epochs = pd.read_csv(storage / "r" / f"trial_{t}" / "progress.csv")["epoch"].tolist()
-        assert epochs == sorted(set(epochs)) and epochs[-1] == 5, (t, epochs)
-    final = json.loads((storage / "r" / "final.json").read_text())
-    assert final["trials"]["completed"] == 4 and final["test"]["test_acc"] > 0.9

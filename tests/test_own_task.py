@@ -1,11 +1,10 @@
 """A task of the user's own (issue 13, part 3): written by ``new-task`` outside the package, it
-passes the shared contract, sweeps through ``--task-module`` (Ray's workers cannot import it: it
-reaches them by value), the experiment folder finds it again in a fresh process, and an installed
-package exposes one through the ``dlb_tune.tasks`` entry point."""
+passes the shared contract, reaches Ray's workers by value when they cannot import it, and an
+installed package exposes one through the ``dlb_tune.tasks`` entry point. Its sweep through
+``--task-module`` and every command that reads it: tests/test_golden_path.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -40,24 +39,6 @@ def test_new_task_passes_the_contract_unchanged(own_task, data_dir):
     lines = []
     assert contract.run_checks("owntask", data_dir, lines.append, sweep=False) == 0, lines
     assert [line.split()[0] for line in lines] == ["ok"] * 7, lines
-
-
-def test_own_task_sweeps_through_task_module(own_task, data_dir, ray_local, tmp_path):
-    storage = tmp_path / "runs"
-    result = runner.invoke(app, ["sweep", "owntask", "--task-module", str(own_task), "--data-dir", str(data_dir),
-                                 "--smoke", "--limit", "256", "--storage", str(storage), "--name", "own", "--seed", "3"])
-    assert result.exit_code == 0, result.output
-    final = json.loads((storage / "own" / "final.json").read_text())
-    assert 0 <= final["test"]["test_acc"] <= 1 and not final["errors"], final  # the trials ran in Ray's workers
-    sweep = json.loads((storage / "own" / "sweep.json").read_text())
-    assert sweep["task_module"] == str(own_task.resolve())
-    assert (storage / "own" / "dlb-tune.log").exists()  # where Ray's own log lines went
-    # A fresh process knows nothing of owntask: the experiment folder brings the module back.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    best = subprocess.run([sys.executable, "-m", "dlb_tune.cli", "best", "own", "--storage", str(storage)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert best.returncode == 0, best.stderr
-    assert "task: owntask" in best.stdout and "channels:" in best.stdout
 
 
 def test_task_module_reaches_a_worker_without_the_file(tmp_path):

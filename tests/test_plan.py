@@ -152,7 +152,7 @@ def test_calibration_context_cuts_loops_and_knows_their_length(data_dir):
 def test_plan_before_the_sweep_and_report_after(sweep):
     out = sweep.plan_output
     assert "timing 2 corner(s) of hidden_size" in out
-    assert "hidden_size=32" in out and "hidden_size=96" in out
+    assert "hidden_size=32" in out and "hidden_size=128" in out
     assert "expected trial-epochs" in out and "expected wall time" in out
     plan = json.loads((sweep.exp / "plan.json").read_text())
     assert plan["concurrency"] == 1 and plan["rungs"] == [1, 2] and len(plan["corners"]) == 2

@@ -14,6 +14,8 @@ from bench.replay import (BY_NAME, Setup, default_strategy, in_process_run, make
 from bench.replay_report import summarize, time_to_target
 from bench.tables import ReplayDiverged, Table, grid_points, read_table, replay_divergence, write_table
 
+# Hand-written: the replay draws from a recorded table's grid, here a tiny one of 4 points, where
+# the shipped fcn space spans 192.
 SPACE = """
 task: fcn
 metric: val_acc
