@@ -1,14 +1,9 @@
-"""Multi-node scenarios on a simulated Ray cluster (head + 2 worker nodes on this machine).
-
-Run as a script in its own process (one Ray cluster per process); prints one JSON line.
-    python tests/cluster_scenarios.py nodekill DATA_DIR OUT_DIR
-"""
+"""What a multi-node sweep's trials report, read from its folder: per trial, each epoch and the
+node that ran it; the epochs around a killed node (the autoscaling kill test, bench autoscale)."""
 
 from __future__ import annotations
 
 import json
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -68,59 +63,3 @@ def wait_for_victim(exp: Path, epochs: int, ceiling_s: float, give_up: Callable[
 
     wait_until(victim, ceiling_s, give_up)
     return found.get("victim")
-
-
-def _reported_nodes(exp: Path, min_epoch: int) -> dict[str, str]:
-    """trial folder -> node_id of trials that have reported at least ``min_epoch`` epochs."""
-    return {trial: row["node_id"] for trial, rows in result_rows(exp).items() for row in rows
-            if row.get("epoch", 0) >= min_epoch and row.get("node_id")}
-
-
-def nodekill(data_dir: str, out: str) -> dict:
-    from ray.cluster_utils import Cluster
-
-    from dlb_tune.sweep import SweepOptions, run_sweep
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ids = [w.node_id for w in workers]
-    exp = Path(out) / "kill"
-    events: dict = {"worker_nodes": ids}
-
-    sweep_over = threading.Event()
-
-    def killer():
-        """Kill a worker node once trials have reported twice on both; a sweep that ends first
-        leaves no "killed" in the output, and the test says so."""
-        def on_both_nodes() -> bool:
-            return len(set(_reported_nodes(exp, min_epoch=2).values())) >= 2
-
-        # the sweep's end, not a clock, ends the wait; the ceiling only catches a hang
-        if not wait_until(on_both_nodes, ceiling_s=3600, give_up=sweep_over.is_set):
-            return
-        events["nodes_before_kill"] = sorted(set(_reported_nodes(exp, min_epoch=2).values()))
-        cluster.remove_node(workers[1])
-        events["killed"] = ids[1]
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    opts = SweepOptions(
-        task="fcn", data_dir=data_dir, address=cluster.address, storage=out, name="kill",
-        num_samples=4, max_epochs=6, search="random", scheduler="fifo", seed=0, limit=5000,
-        max_failures=3, overrides=["hidden_size=128", "lr=0.05", "batch_size=64"],
-    )
-    final = run_sweep(opts, echo=lambda line: print(line, file=sys.stderr))
-    sweep_over.set()
-    thread.join()
-    import pandas as pd
-
-    df = pd.read_parquet(exp / "results.parquet")
-    cluster.shutdown()
-    return {**events, "trials": final["trials"], "statuses": df["status"].tolist(),
-            "test_acc": final.get("test", {}).get("test_acc")}
-
-
-if __name__ == "__main__":
-    scenario, data_dir, out = sys.argv[1:4]
-    print(json.dumps({"nodekill": nodekill}[scenario](data_dir, out)))

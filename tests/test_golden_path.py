@@ -1,6 +1,6 @@
 """The user's path, for every registered task and for a task made by ``new-task``.
 
-One sweep per task on its shipped space file, unchanged but for size (``--smoke``), run through
+One sweep per task on its shipped space file, unchanged but for size (``SIZE``), run through
 the CLI as a user runs it, then every command that reads it back: ``ls``, ``status`` (and one
 frame of ``--watch``), ``results`` in every format, ``report``, ``best -o``, a second sweep that
 ``--enqueue``s that file, ``compare``, ``resume`` and ``tensorboard``. The task list comes from the
@@ -37,6 +37,7 @@ runner = CliRunner()
 OWN = "owntask"  # written by `dlb-tune new-task`, loaded with --task-module
 GOLDEN = [name for name, cls in all_tasks().items() if is_builtin(cls)] + [OWN]
 STANDARD_FIGURES = {"metric_vs_epoch", "best_so_far", "parallel_coordinates"}  # every sweep's report draws these
+SIZE = ["--smoke", "--limit", "128"]  # the task's tiny model, 2 trials x 2 epochs, 128 examples per split
 
 
 @dataclass
@@ -72,7 +73,7 @@ def golden(request, tmp_path_factory, data_dir, ray_local) -> Golden:
         assert made.exit_code == 0, made.output
         task_module = ["--task-module", str(root / "my_tasks" / f"{OWN}.py")]
     storage = root / "runs"
-    result = runner.invoke(app, ["sweep", task, *task_module, "--data-dir", str(data_dir), "--smoke",
+    result = runner.invoke(app, ["sweep", task, *task_module, "--data-dir", str(data_dir), *SIZE,
                                  "--storage", str(storage), "--name", "first"])
     assert result.exit_code == 0, result.output
     return Golden(task, storage, "first", result.output, task_module)
@@ -158,9 +159,9 @@ def test_best_then_a_sweep_that_enqueues_it_then_compare(golden, data_dir, tmp_p
     fixed = yaml.safe_load(best_file.read_text())["params"]
     final = golden.final()
     assert fixed == {**fixed, **final["best"]["config"]}
-    second = runner.invoke(app, ["sweep", golden.task, *golden.task_module, "--data-dir", str(data_dir), "--smoke",
-                                 "--num-samples", "1", "--enqueue", str(best_file), "--storage", str(golden.storage),
-                                 "--name", "second"])
+    second = runner.invoke(app, ["sweep", golden.task, *golden.task_module, "--data-dir", str(data_dir), *SIZE,
+                                 "--num-samples", "1", "--max-epochs", "1", "--enqueue", str(best_file),
+                                 "--storage", str(golden.storage), "--name", "second"])
     assert second.exit_code == 0, second.output
     [(trial_id, state)] = read_tune_states(golden.storage / "second").items()  # its first and only trial
     searched = yaml.safe_load((golden.exp / "space.yaml").read_text())["initial"][0]
