@@ -192,13 +192,13 @@ def test_a_key_with_dotdot_on_the_store_is_skipped_by_the_local_copy(s3, finishe
     cache = tmp_path / "a" / "b" / "c" / "cache"
     monkeypatch.setenv("DLB_TUNE_CACHE", str(cache))
     stores.upload(finished.exp, s3.uri("hostile/e"))
-    evil = "hostile/e/trial_x/" + "../" * 9 + "escaped.txt"  # from the local copy, up past the cache
+    evil = "hostile/e/trial_x/" + "../" * 9 + "escaped/x.txt"  # from the local copy, up past the cache
     boto3.client("s3", endpoint_url=s3.endpoint).put_object(Bucket=BUCKET, Key=evil, Body=b"outside")
     assert evil.removeprefix("hostile/e/") in s3.files("hostile/e")  # the store keeps such a key as it is
     result = runner.invoke(app, ["best", "e", "--storage", s3.uri("hostile")])
+    assert not list(tmp_path.rglob("escaped*"))  # neither the file nor its folder
     assert result.exit_code == 0, result.output
     assert "warning: " in result.stderr and "skipped 1 object(s) whose key would leave the local copy" in result.stderr
-    assert not list(tmp_path.rglob("escaped.txt"))
     assert (cache / "storage" / "s3" / BUCKET / "hostile" / "e" / SWEEP_FILE).is_file()  # the rest was copied
 
 
@@ -323,7 +323,7 @@ def held(tmp_path_factory, data_dir):
         driver.finish(signal.SIGTERM)
 
 
-def test_one_sweep_per_name_and_resume_refuses_an_edited_space(held, no_ray):
+def test_one_sweep_per_name_and_resume_refuses_an_edited_space(held, no_ray, data_dir):
     storage, args, driver = held
     for command in (args, ["resume", "i", "--storage", str(storage)]):
         result = runner.invoke(app, command)  # while the first sweep runs
@@ -335,11 +335,19 @@ def test_one_sweep_per_name_and_resume_refuses_an_edited_space(held, no_ray):
     assert again.exit_code == 2 and one_error_line(again) == (
         f"error: a sweep named 'i' exists in {storage}: resume i, or choose another --name")
     space = storage / "i" / SPACE_FILE
-    space.write_text(space.read_text().replace("max_epochs: 8", "max_epochs: 4"))  # another budget, same searcher
+    original = space.read_text()
+    space.write_text(original.replace("max_epochs: 8", "max_epochs: 4"))  # another budget, same searcher
     resumed = runner.invoke(app, ["resume", "i", "--storage", str(storage)])
     assert resumed.exit_code == 2 and one_error_line(resumed) == (
         f"error: {space} was edited after the sweep started (its SHA-256 differs from sweep.json's); resume runs "
         f"only what the sweep started with: put it back, or start a new sweep with --space")
+    # what sweep.json says to use is shown before it is used (here Ray is refused where it would start)
+    space.write_text(original)
+    edit_json(storage / "i" / SWEEP_FILE, address="ray://10.9.9.9:10001")
+    shown = runner.invoke(app, ["resume", "i", "--storage", str(storage)])
+    assert str(shown.exception) == "Ray was started", shown.output
+    assert f"resuming {storage}/i: task {COUNTED}, data folder {data_dir}, Ray ray://10.9.9.9:10001 (from " \
+           f"sweep.json; --data-dir replaces the folder)" in shown.output.splitlines()
 
 
 # --- 6. the smaller ones ---------------------------------------------------------------------------
@@ -399,10 +407,12 @@ def test_fetched_files_are_checked_against_the_pinned_hashes(data_dir, tmp_path)
     server = data_mirror.start(root)
     dest = tmp_path / "dest"
     try:
-        fetch = lambda target: runner.invoke(app, ["data", "fetch", target, "--dest", str(dest), "--mirror", server.url])  # noqa: E731
+        def fetch(target: str, *extra: str):
+            return runner.invoke(app, ["data", "fetch", target, "--dest", str(dest), "--mirror", server.url, *extra])
+
         emotions = fetch("emotions")  # the publisher's bytes: the pinned hashes match
         assert emotions.exit_code == 0 and (dest / "emotions" / "trainEmotions.csv").is_file(), emotions.output
-        glove = fetch("glove")  # a stand-in zip, not Stanford's: refused without a --checksums of one's own
+        glove = fetch("glove", "--glove-dim", "25")  # a stand-in zip, not Stanford's: refused without a --checksums
         assert glove.exit_code == 1 and "glove/glove.twitter.27B.zip failed its checksum" in one_error_line(glove)
         grocery = fetch("grocery")  # downscaled, trimmed images: the unpacked files are not the commit's
         assert grocery.exit_code == 1 and one_error_line(grocery).startswith(
