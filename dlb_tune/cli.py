@@ -365,8 +365,8 @@ def tensorboard(
     from dlb_tune import board
 
     if not _loopback(host):
-        typer.echo(f"warning: TensorBoard has no authentication: anyone who can reach {host}:{port} reads this "
-                   f"experiment (127.0.0.1 and an SSH tunnel keep it private)", err=True)
+        typer.echo(f"warning: TensorBoard has no authentication: on --host {host} anyone who can reach this "
+                   f"machine reads the experiment (127.0.0.1 and an SSH tunnel keep it private)", err=True)
     exp = _load(name, storage)
     written = _guard_reading(board.write_board, exp.path)
     if port and not _port_free(host, port):

@@ -373,8 +373,8 @@ def test_tensorboard_on_a_reachable_address_warns_in_one_line(host, warned, fini
     result = runner.invoke(app, ["tensorboard", NAME, "--storage", str(storage), "--host", host])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == ([f"warning: TensorBoard has no authentication: anyone who can reach {host}:6006 reads this "
-                         f"experiment (127.0.0.1 and an SSH tunnel keep it private)"] if warned else [])
+    assert warnings == ([f"warning: TensorBoard has no authentication: on --host {host} anyone who can reach this "
+                         f"machine reads the experiment (127.0.0.1 and an SSH tunnel keep it private)"] if warned else [])
 
 
 def test_cluster_yaml_starts_every_node_with_the_heads_token():
