@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from dlb_tune.experiment import REPORT_DIR, TEST_REPORT_DIR, is_uri, load_experiment
+from dlb_tune.experiment import REPORT_DIR, TEST_REPORT_DIR, is_uri, load_experiment, write_bytes
 
 # TensorBoard's protobufs and PIL are imported inside the functions that write events, to keep
 # start-up fast.
@@ -149,12 +149,10 @@ def _write_events(folder: Path, wall_time: float, summaries: list) -> Path:
     """One event file, its first event (the run's start time for TensorBoard) at ``wall_time``."""
     from tensorboard.compat.proto import event_pb2
 
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"events.out.tfevents.{int(wall_time)}{SUFFIX}"
-    with open(path, "wb") as f:
-        f.write(tf_record(event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2").SerializeToString()))
-        for summary in summaries:
-            f.write(tf_record(event_pb2.Event(wall_time=wall_time, step=0, summary=summary).SerializeToString()))
+    events = [event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2")]
+    events += [event_pb2.Event(wall_time=wall_time, step=0, summary=summary) for summary in summaries]
+    write_bytes(path, b"".join(tf_record(e.SerializeToString()) for e in events))  # TensorBoard may be reading
     return path
 
 

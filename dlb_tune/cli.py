@@ -45,12 +45,14 @@ def _fail(message: str, code: int = 2) -> None:
 
 def user_errors():
     """The errors that mean bad input: shown as one line, exit code 2, no traceback."""
+    from dlb_tune.experiment import ExperimentError, ReportError
     from dlb_tune.space import SpaceError
     from dlb_tune.storage import StorageError
     from dlb_tune.sweep import ResourceError
     from dlb_tune.tasks import DataError, TaskModuleError, UnknownTask
 
-    return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError, StorageError)
+    return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError, StorageError, ExperimentError,
+            ReportError)
 
 
 def _run_guarded(fn, *args, **kwargs):
@@ -214,21 +216,24 @@ def sweep(
         raise typer.Exit(130)
 
 
+RecordedTaskModule = Annotated[Optional[str], typer.Option(
+    help="The sweep's own task module (.py file or dotted name): sweep.json names it, but only a module given "
+         "here is imported.")]
+
+
 @app.command()
 def resume(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
     data_dir: DataDir = None,
-    task_module: TaskModule = None,
+    task_module: RecordedTaskModule = None,
 ) -> None:
-    """Continue an interrupted sweep; finished trials are never re-run."""
+    """Continue an interrupted sweep; finished trials are never re-run. Ray restores the sweep's
+    pickled state (tuner.pkl, the searcher's): resume only folders you trust."""
     from dlb_tune.sweep import resume_sweep
-    from dlb_tune.tasks import load_task_module
 
-    if task_module:
-        _run_guarded(load_task_module, task_module)
     name, storage = _name_and_storage(name, storage)
-    _run_guarded(resume_sweep, name, storage, data_dir, echo=typer.echo)
+    _run_guarded(resume_sweep, name, storage, data_dir, echo=typer.echo, task_module=task_module)
 
 
 def _name_and_storage(name: str, storage: str | None) -> tuple[str, str | None]:
@@ -258,13 +263,13 @@ def results(
     from dlb_tune.results import summary_lines
     from dlb_tune.storage import check_storage
 
-    _run_guarded(check_storage, resolve_storage(storage))
+    root = _run_guarded(resolve_storage, storage)
+    _run_guarded(check_storage, root)
     # a stored sweep is read where it lies; a local one may also be named by its folder
-    exp_dir = (experiment_dir(name, storage) if is_uri(resolve_storage(storage))
-               else _guard_reading(find_experiment, name, storage))
+    exp_dir = experiment_dir(name, storage) if is_uri(root) else _guard_reading(find_experiment, name, storage)
     try:
-        df, final = read_results(str(exp_dir))
-    except (FileNotFoundError, OSError):
+        df, final = _guard_reading(read_results, str(exp_dir))
+    except OSError:  # FileNotFoundError, or a store that cannot say more
         _fail(f"no results for '{name}' in {exp_dir} (the sweep has not finished?)")
     if format is Format.parquet:
         if output is None:
@@ -275,7 +280,7 @@ def results(
     text = {
         Format.csv: lambda: df.to_csv(index=False),
         Format.json: lambda: df.to_json(orient="records", indent=2),
-        Format.table: lambda: df.to_string(index=False) if all_ else _table(df, read_space(exp_dir)),
+        Format.table: lambda: df.to_string(index=False) if all_ else _table(df, _guard_reading(read_space, exp_dir)),
     }[format]()
     if output:
         output.write_text(text)
@@ -307,7 +312,7 @@ def list_sweeps(storage: Storage = None) -> None:
     from dlb_tune.listing import list_experiments, table_lines
 
     try:
-        rows = list_experiments(storage)
+        rows = _run_guarded(list_experiments, storage)
     except FileNotFoundError as e:
         _fail(str(e))
     if not rows:
@@ -329,13 +334,12 @@ class CompareFormat(str, Enum):
 
 
 def _guard_reading(fn, *args, **kwargs):
-    """``_run_guarded`` plus the errors of reading an experiment folder back."""
+    """``_run_guarded`` plus TensorBoard's errors."""
     from dlb_tune.board import BoardError
-    from dlb_tune.experiment import ReportError
 
     try:
         return _run_guarded(fn, *args, **kwargs)
-    except (ReportError, BoardError) as e:
+    except BoardError as e:
         _fail(str(e))
 
 
@@ -360,6 +364,9 @@ def tensorboard(
     """Start TensorBoard over an experiment: per-epoch scalars, HParams, the task's images."""
     from dlb_tune import board
 
+    if not _loopback(host):
+        typer.echo(f"warning: TensorBoard has no authentication: on --host {host} anyone who can reach this "
+                   f"machine reads the experiment (127.0.0.1 and an SSH tunnel keep it private)", err=True)
     exp = _load(name, storage)
     written = _guard_reading(board.write_board, exp.path)
     if port and not _port_free(host, port):
@@ -379,6 +386,15 @@ def tensorboard(
         proc.wait()
     except KeyboardInterrupt:
         board.stop(proc)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return host == "localhost"
 
 
 def _interrupt(*_) -> None:
@@ -418,17 +434,12 @@ def status(
 def report(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
-    task_module: TaskModule = None,
 ) -> None:
     """Write report.md and its figures into the experiment folder (a stored one: its local copy,
     then uploaded to the store)."""
     from dlb_tune.experiment import cached_from, experiment_dir, is_uri
     from dlb_tune.report import _headline, upload_report, write_report
     from dlb_tune.storage import shown
-    from dlb_tune.tasks import load_task_module
-
-    if task_module:
-        _run_guarded(load_task_module, task_module)
 
     exp = _load(name, storage)
     path, figures = _guard_reading(write_report, exp)
@@ -452,11 +463,13 @@ def best(
     top: Annotated[int, typer.Option(min=1, help="Configs to re-run with --seeds.")] = 3,
     data_dir: DataDir = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPUs the --seeds runs may use (default: the sweep's).")] = None,
+    task_module: RecordedTaskModule = None,
 ) -> None:
     """Print the best config as a space file with every parameter fixed (feed it to --space).
 
     With --seeds K, the top configs are trained again with K seeds each (progress and ranking on
-    stderr) and the printed config is the one with the best mean.
+    stderr) and the printed config is the one with the best mean; a task of your own needs
+    --task-module then.
     """
     from dlb_tune.report import best_yaml
 
@@ -465,6 +478,10 @@ def best(
     text = _guard_reading(best_yaml, exp)
     if seeds:
         from dlb_tune.seeds import rerun_seeds, ranking_lines, seed_yaml
+        from dlb_tune.tasks import load_task_module
+
+        if task_module:  # re-training runs the task's code: only a module named here
+            _run_guarded(load_task_module, task_module)
 
         err = lambda line: typer.echo(line, err=True)  # noqa: E731 - stdout stays valid YAML
         result = _guard_reading(rerun_seeds, exp, seeds, top, data_dir=data_dir, cpus=cpus, echo=err)

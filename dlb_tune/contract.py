@@ -98,7 +98,7 @@ def check_checkpoint_resume(setup: Setup) -> None:
     torch.save(a.state_dict(), buffer)
     buffer.seek(0)
     b = setup.build(seed=1)
-    b.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=False))
+    b.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))  # as trials load them
     _same(a.evaluate("val"), b.evaluate("val"), "val {key}: {a} before the checkpoint, {b} after loading it")
     b.ctx.generator.set_state(a.ctx.generator.get_state())  # the trainable restores both generators too
     after = []

@@ -57,9 +57,12 @@ def fetch(
 
 
 @data_app.command("list")
-def list_(dest: Dest = None) -> None:
+def list_(
+    dest: Dest = None,
+    verify: Annotated[bool, typer.Option(help="Check installed files against their pinned SHA-256 (exit 1 when one differs).")] = False,
+) -> None:
     """Each data set: present / partial / missing, size on disk, source, license."""
-    from dlb_tune.datasets import list_lines, resolve_data_dir
+    from dlb_tune.datasets import list_lines, resolve_data_dir, verify_lines
     from dlb_tune.tasks import DataError
 
     try:
@@ -68,3 +71,10 @@ def list_(dest: Dest = None) -> None:
         _fail(str(e), 2)
     for line in list_lines(root):
         typer.echo(line)
+    if verify:
+        lines, ok = verify_lines(root)
+        typer.echo("installed files against their pinned SHA-256:")
+        for line in lines:
+            typer.echo(line)
+        if not ok:
+            raise typer.Exit(1)

@@ -8,12 +8,19 @@ Downloads go to ``<dest>/.downloads/<data set>/<file>.part``, resume from there 
 request, and are renamed only once complete and verified. Installing unpacks into a staging folder
 beside the data and moves it into place at the end, so a failure never leaves half a data set.
 
-Checksums: the catalog pins the SHA-256 the publisher (or a well-known consumer of its files,
-such as tensorflow-datasets) published. Where none is published the catalog says so, and the
-fetch prints the hash it got. ``--checksums FILE`` (``sha256sum`` format, names as
-``<data set>/<file>``) replaces the pinned hashes of the files it lists: for a mirror that
-repackages the data (a trimmed copy, the tests' archives). The trust comes from a file the user
-chose, never from the server that sends the bytes, so a mirror cannot vouch for itself.
+Checksums: the catalog pins the SHA-256 the publisher (or well-known consumers of its files, such
+as tensorflow-datasets) published, for every file. GitHub builds the Grocery Store archive on
+request (its bytes are not stable), so its URL pins a commit and its unpacked files are checked
+against a per-file manifest (``dlb_tune/checksums/``, whose SOURCES.md says where each hash comes
+from). ``--checksums FILE`` (``sha256sum`` format, names as ``<data set>/<file>``) replaces the
+pinned hashes of the files it lists: for a mirror that repackages the data (a trimmed copy, the
+tests' archives). The trust comes from a file the user chose, never from the server that sends
+the bytes, so a mirror cannot vouch for itself. ``data list --verify`` checks installed files.
+
+What a server sends is untrusted until checked: a download stops past its catalog size (times a
+margin) or the free space; an archive member with an absolute path, '..', a link or a device
+refuses the whole archive; unpacking stops past ``UNPACK_RATIO`` times the download's size; a
+download that fails its check, or whose install fails, is deleted, never reused.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import shutil
+import stat
 import sys
 import time
 import urllib.error
@@ -38,6 +47,9 @@ DOWNLOADS = ".downloads"  # under the data folder: partial and verified download
 TIMEOUT_S = 10  # per connect and per read: an unreachable mirror fails in seconds, not minutes
 CHUNK = 1 << 20
 GLOVE_DIMS = (25, 50, 100, 200)
+DOWNLOAD_MARGIN = 1.5  # a file may exceed its catalog size this much (a mirror's repackaging), no more
+UNPACK_RATIO = 10  # unpacked bytes per downloaded byte at most: text deflates ~3x (GloVe), a zip bomb 1000x
+CHECKSUMS = Path(__file__).with_name("checksums")  # per-file SHA-256 of unpacked data sets; SOURCES.md there
 
 
 @dataclass(frozen=True)
@@ -46,8 +58,9 @@ class Remote:
 
     name: str  # file name; also its path under a mirror: <mirror>/<data set>/<name>
     url: str  # the publisher's address
-    sha256: str | None  # None: no published hash (the data set's ``note`` says why)
-    size: int | None = None  # bytes, where published; shown before downloading
+    sha256: str | None  # None: no stable bytes to pin (the data set's ``manifest`` checks what it unpacks to)
+    size: int | None = None  # bytes, where published; shown before downloading, and the download's cap
+    installed: str | None = None  # its path under the data folder when installed byte for byte
 
 
 @dataclass(frozen=True)
@@ -56,10 +69,12 @@ class DataSet:
     files: tuple[Remote, ...]
     expected: tuple[str, ...]  # glob patterns under the data folder that must all match: "present";
     #                            {dim} is the GloVe size asked for (any, in `data list`)
-    install: Callable[[dict[str, Path], Path, int], None]  # (downloaded files, staging folder, glove dim)
+    install: Callable[[dict[str, Path], Staging], None]  # (downloaded files, where to unpack them)
     source: str
     license: str
     note: str = ""  # why a file has no pinned SHA-256
+    manifest: str | None = None  # a file of CHECKSUMS: "<sha256>  <path under manifest_root>" per installed file
+    manifest_root: str = ""  # the folder under the data folder that the manifest's paths start from
 
     def status(self, root: Path, glove_dim: int | None = None) -> str:
         dim = "*" if glove_dim is None else str(glove_dim)
@@ -70,39 +85,105 @@ class DataSet:
         return "partial" if partial else "missing"
 
     def size(self, root: Path) -> int:
-        tops = {p.split("/")[0] for p in self.expected}
-        return sum(f.stat().st_size for t in tops for f in (root / t).rglob("*") if f.is_file())
+        return sum(f.stat().st_size for f in self.installed_files(root))
+
+    def installed_files(self, root: Path) -> list[Path]:
+        tops = sorted({p.split("/")[0] for p in self.expected})
+        return [f for t in tops for f in sorted((root / t).rglob("*")) if f.is_file()]
+
+    def pinned(self) -> dict[str, str]:
+        """The SHA-256 of installed files, by their path under the data folder."""
+        pins = {f.installed: f.sha256 for f in self.files if f.installed and f.sha256}
+        if self.manifest:
+            pins.update({f"{self.manifest_root}/{name}": sha for name, sha in read_checksums(CHECKSUMS / self.manifest).items()})
+        return pins
+
+
+@dataclass
+class Staging:
+    """Where a data set is unpacked before it moves into place, and how much it may write there."""
+
+    folder: Path
+    glove_dim: int
+    cap: ByteCap
+
+
+class ByteCap:
+    """What one download or one unpacking may write: its own limit, and never more than the disk
+    has free. ``take`` counts bytes as they are written (an archive's headers may lie)."""
+
+    def __init__(self, folder: Path, limit: float | None, why: str, what: str, used: int = 0):
+        free = used + shutil.disk_usage(folder).free  # what is written already is on the disk
+        self.limit, self.why = (int(limit), why) if limit is not None and limit <= free else (free, "the free disk space")
+        self.what, self.used = what, used
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise self.exceeded()
+
+    def exceeded(self) -> DataError:
+        return DataError(f"{self.what}: more than {_mb(self.limit)} ({self.why}); stopped, nothing installed")
 
 
 # --- installing: what each loader reads, from what each publisher serves -------------------------
 
 
-def _gunzip_mnist(files: dict[str, Path], stage: Path, _dim: int) -> None:
-    raw = stage / "MNIST" / "raw"
+def _gunzip_mnist(files: dict[str, Path], stage: Staging) -> None:
+    raw = stage.folder / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name, path in files.items():
-        with gzip.open(path) as src, open(raw / name.removesuffix(".gz"), "wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
+        try:
+            with gzip.open(path) as src, open(raw / name.removesuffix(".gz"), "wb") as dst:
+                _copy_capped(src, dst, stage.cap)
+        except (gzip.BadGzipFile, EOFError) as e:
+            raise DataError(f"{name} is not a readable gzip file: {e}") from None
 
 
-def _extract(archive: Path, dest: Path, keep: Callable[[str], str | None]) -> int:
-    """Members of a zip for which ``keep(name)`` gives a relative path, written there; the count."""
-    n = 0
+def _copy_capped(src, dst, cap: ByteCap) -> None:
+    while chunk := src.read(CHUNK):
+        cap.take(len(chunk))
+        dst.write(chunk)
+
+
+def _extract(archive: Path, stage: Staging, into: str, keep: Callable[[str], str | None]) -> int:
+    """Members of a zip for which ``keep(name)`` gives a relative path, written there under
+    ``stage.folder / into``; the count. Every member is checked before anything is written."""
+    dest = stage.folder / into
     try:
         with zipfile.ZipFile(archive) as z:
-            for info in z.infolist():
-                rel = None if info.is_dir() else keep(info.filename)
-                if rel:
-                    out = dest / rel
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with z.open(info) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst, CHUNK)
-                    n += 1
+            members = z.infolist()
+            for info in members:
+                _check_member(archive, info)
+            wanted = [(info, rel) for info in members if not info.is_dir() and (rel := keep(info.filename))]
+            if stage.cap.used + sum(info.file_size for info, _ in wanted) > stage.cap.limit:  # as declared
+                raise stage.cap.exceeded()
+            for info, rel in wanted:
+                out = dest / rel
+                if not out.resolve().is_relative_to(stage.folder.resolve()):
+                    raise DataError(f"{archive.name}: member {info.filename!r} would land outside the data folder; "
+                                    f"refused, nothing installed")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(out, "wb") as dst:
+                    _copy_capped(src, dst, stage.cap)
     except (zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{archive.name} is not a readable zip archive: {e}") from None
-    if not n:
+    if not wanted:
         raise DataError(f"{archive.name} holds none of the files the loaders read")
-    return n
+    return len(wanted)
+
+
+def _check_member(archive: Path, info: zipfile.ZipInfo) -> None:
+    """Only plain files and folders, at relative paths that stay inside (tarfile's "data" filter,
+    for zip): a server chose these names."""
+    name = info.filename
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in re.split(r"[/\\]", name):
+        raise DataError(f"{archive.name}: member {name!r} points outside the folder it unpacks into; "
+                        f"refused, nothing installed")
+    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0  # 3: Unix, which keeps modes
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        what = "a symbolic link" if kind == stat.S_IFLNK else "a device or other special file"
+        raise DataError(f"{archive.name}: member {name!r} is {what}, not a plain file; refused, nothing installed")
 
 
 def _grocery_member(name: str) -> str | None:
@@ -113,26 +194,27 @@ def _grocery_member(name: str) -> str | None:
     return "/".join(["grocery", "GroceryStoreDataset", *parts])
 
 
-def _install_grocery(files: dict[str, Path], stage: Path, _dim: int) -> None:
+def _install_grocery(files: dict[str, Path], stage: Staging) -> None:
     (archive,) = files.values()
-    _extract(archive, stage, _grocery_member)
+    _extract(archive, stage, "", _grocery_member)
 
 
-def _copy_into(folder: str) -> Callable[[dict[str, Path], Path, int], None]:
-    def install(files: dict[str, Path], stage: Path, _dim: int) -> None:
-        (stage / folder).mkdir(parents=True)
+def _copy_into(folder: str) -> Callable[[dict[str, Path], Staging], None]:
+    def install(files: dict[str, Path], stage: Staging) -> None:
+        (stage.folder / folder).mkdir(parents=True)
         for name, path in files.items():
             if name.endswith(".zip"):
-                _extract(path, stage / folder, lambda m: m if m.startswith("img_align_celeba/") else None)
+                _extract(path, stage, folder, lambda m: m if m.startswith("img_align_celeba/") else None)
             else:
-                shutil.copyfile(path, stage / folder / name)
+                with open(path, "rb") as src, open(stage.folder / folder / name, "wb") as dst:
+                    _copy_capped(src, dst, stage.cap)
     return install
 
 
-def _install_glove(files: dict[str, Path], stage: Path, dim: int) -> None:
+def _install_glove(files: dict[str, Path], stage: Staging) -> None:
     (archive,) = files.values()
-    wanted = f"glove.twitter.27B.{dim}d.txt"
-    _extract(archive, stage / "glove", lambda m: wanted if m.split("/")[-1] == wanted else None)
+    wanted = f"glove.twitter.27B.{stage.glove_dim}d.txt"
+    _extract(archive, stage, "glove", lambda m: wanted if m.split("/")[-1] == wanted else None)
 
 
 # --- the catalog ----------------------------------------------------------------------------------
@@ -141,6 +223,7 @@ _MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's first
 _DRIVE = "https://drive.usercontent.google.com/download?export=download&confirm=t&id="  # torchvision's CelebA ids
 _EMOTIONS = ("https://raw.githubusercontent.com/uriMen/text-classification-with-pytorch/"
              "e3f69aeed6323145ed12a0dcef9f2c820afcfc38/data/")
+_GROCERY_COMMIT = "fc80ba90f803d79d0383df52c5a4ac5de99ff6fc"  # the commit grocery.sha256 was taken at
 
 CATALOG: dict[str, DataSet] = {d.name: d for d in (
     DataSet(
@@ -161,33 +244,41 @@ CATALOG: dict[str, DataSet] = {d.name: d for d in (
     ),
     DataSet(
         "grocery",
-        files=(Remote("GroceryStoreDataset-master.zip",
-                      "https://github.com/marcusklasson/GroceryStoreDataset/archive/refs/heads/master.zip", None),),
+        files=(Remote(f"GroceryStoreDataset-{_GROCERY_COMMIT}.zip",
+                      f"https://github.com/marcusklasson/GroceryStoreDataset/archive/{_GROCERY_COMMIT}.zip", None),),
         expected=tuple(f"grocery/GroceryStoreDataset/dataset/{f}"
                        for f in ("train.txt", "val.txt", "test.txt", "classes.csv")),
         install=_install_grocery,
-        source="Klasson et al., WACV 2019: github.com/marcusklasson/GroceryStoreDataset",
+        source="Klasson et al., WACV 2019: github.com/marcusklasson/GroceryStoreDataset (pinned commit)",
         license="MIT",
-        note="GitHub builds branch archives on request; they are not byte-stable",
+        note="GitHub builds archives on request, not byte-stable: the unpacked files are checked instead",
+        manifest="grocery.sha256",  # sha256sum of every file the loader reads, at _GROCERY_COMMIT
+        manifest_root="grocery/GroceryStoreDataset",
     ),
     DataSet(
         "emotions",
-        files=(Remote("trainEmotions.csv", _EMOTIONS + "trainEmotions.csv", None),
-               Remote("testEmotions.csv", _EMOTIONS + "testEmotions.csv", None)),
+        files=tuple(  # sha256sum at the pinned commit (dlb_tune/checksums/SOURCES.md)
+            Remote(name, _EMOTIONS + name, sha, size, installed=f"emotions/{name}") for name, sha, size in (
+                ("trainEmotions.csv", "c53b7fa8d9b0fa3da96ba380998ef284e2c1e30bbfec73c8b41cc906cf8fe9d9", 1189823),
+                ("testEmotions.csv", "bf43a8178985add29afae12ad19d9e26f65b05023707aae47553f4cce9877c5e", 411109),
+            )
+        ),
         expected=("emotions/trainEmotions.csv", "emotions/testEmotions.csv"),
         install=_copy_into("emotions"),
         source="tweet-emotion course data: github.com/uriMen/text-classification-with-pytorch (pinned commit)",
         license="unstated (the repository publishes none)",
-        note="the repository publishes none; the URL pins a commit",
     ),
     DataSet(
         "glove",
-        files=(Remote("glove.twitter.27B.zip", "https://nlp.stanford.edu/data/glove.twitter.27B.zip", None),),
+        # three independent downloaders pin this hash (dlb_tune/checksums/SOURCES.md)
+        files=(Remote("glove.twitter.27B.zip", "https://nlp.stanford.edu/data/glove.twitter.27B.zip",
+                      "792af52f795d1a32c9842a3240f5f3fe5e941a8ff6df5eb0f9d668092ebc019c", 1520408563),),
         expected=("glove/glove.twitter.27B.{dim}d*.txt",),  # the subset too: *.25d.subset12k.txt
         install=_install_glove,
         source="Pennington et al. 2014: nlp.stanford.edu/projects/glove (Twitter, 27B tokens)",
         license="PDDL 1.0",
-        note="Stanford publishes none",
+        manifest="glove.sha256",  # the 50, 100 and 200-d text files too, for `data list --verify`
+        manifest_root="glove",
     ),
     DataSet(
         "celeba",
@@ -195,11 +286,14 @@ CATALOG: dict[str, DataSet] = {d.name: d for d in (
             Remote("img_align_celeba.zip", _DRIVE + "0B7EVK8r0v71pZjFTYXZWM3FlRnM",
                    "46fb89443c578308acf364d7d379fe1b9efb793042c0af734b6112e4fd3a8c74", 1443490838),
             Remote("list_eval_partition.txt", _DRIVE + "0B7EVK8r0v71pY0NSMzRuSXJEVkk",
-                   "fc955bcb3ef8fbdf7d5640d9a8693a8431b5f2ee291a5c1449a1549e7e073fe7", 2836386),
+                   "fc955bcb3ef8fbdf7d5640d9a8693a8431b5f2ee291a5c1449a1549e7e073fe7", 2836386,
+                   installed="celeba/list_eval_partition.txt"),
             Remote("identity_CelebA.txt", _DRIVE + "1_ee_0u7vcNLOfNLegJRHmolfH5ICW-XS",
-                   "c6143857c3e2630ac2da9f782e9c1232e5e59be993a9d44e8a7916c78a6158c0", 3424458),
+                   "c6143857c3e2630ac2da9f782e9c1232e5e59be993a9d44e8a7916c78a6158c0", 3424458,
+                   installed="celeba/identity_CelebA.txt"),
             Remote("list_attr_celeba.txt", _DRIVE + "0B7EVK8r0v71pblRyaVFSWGxPY0U",
-                   "f0e5da289d5ccf75ffe8811132694922b60f2af59256ed362afa03fefba324d0", 26721026),
+                   "f0e5da289d5ccf75ffe8811132694922b60f2af59256ed362afa03fefba324d0", 26721026,
+                   installed="celeba/list_attr_celeba.txt"),
         ),
         expected=("celeba/list_eval_partition.txt", "celeba/img_align_celeba/*.jpg"),
         install=_copy_into("celeba"),
@@ -280,13 +374,17 @@ class Fetch:
         folder = self.dest / DOWNLOADS / ds.name
         final, part = folder / f.name, folder / f"{f.name}.part"
         if final.is_file():
-            return final  # verified by an earlier run
+            self._verify(ds, f, final)  # left by an earlier run that stopped before installing: checked again
+            return final
         folder.mkdir(parents=True, exist_ok=True)
         url = self.url(ds, f)
         self._transfer(url, part, f.size)
         self._verify(ds, f, part)
         os.replace(part, final)
         return final
+
+    def expected_sha256(self, ds: DataSet, f: Remote) -> str | None:
+        return self.checksums.get(f"{ds.name}/{f.name}", f.sha256)
 
     def _transfer(self, url: str, part: Path, size: int | None) -> None:
         have = part.stat().st_size if part.exists() else 0
@@ -310,9 +408,11 @@ class Fetch:
                                 f"try again later or use --mirror")
             length = response.headers.get("Content-Length")
             total = have + int(length) if length else size
-            self._copy(response, part, have, total, url)
+            cap = ByteCap(part.parent, size and size * DOWNLOAD_MARGIN, f"{DOWNLOAD_MARGIN:g} x its catalog size",
+                          url, used=have)
+            self._copy(response, part, have, total, url, cap)
 
-    def _copy(self, response, part: Path, have: int, total: int | None, url: str) -> None:
+    def _copy(self, response, part: Path, have: int, total: int | None, url: str, cap: ByteCap) -> None:
         bar = Progress(part.name.removesuffix(".part"), total, have, self.echo, self.tty)
         with open(part, "ab" if have else "wb") as out:
             while True:
@@ -322,6 +422,11 @@ class Fetch:
                     raise self._interrupted(url, part, total, e) from None
                 if not chunk:
                     break
+                try:
+                    cap.take(len(chunk))
+                except DataError:
+                    part.unlink()  # a server that sent too much is not resumed
+                    raise
                 out.write(chunk)
                 self.bytes_downloaded += len(chunk)
                 bar.update(len(chunk))
@@ -337,12 +442,13 @@ class Fetch:
 
     def _verify(self, ds: DataSet, f: Remote, part: Path) -> None:
         key = f"{ds.name}/{f.name}"
-        want = self.checksums.get(key, f.sha256)
+        want = self.expected_sha256(ds, f)
         got = sha256_of(part)
         if want is None:
-            self.echo(f"warning: {key} has no published SHA-256 ({ds.note}); got {got}")
+            self.echo(f"{key}: SHA-256 {got}; no stable bytes to pin ({ds.note})")
         elif got != want:
             part.unlink()  # a corrupt file must not be resumed
+            _prune(part.parent, self.dest)
             raise DataError(f"{key} failed its checksum: SHA-256 {got}, expected {want}; "
                             f"deleted it, nothing installed")
 
@@ -350,15 +456,66 @@ class Fetch:
         stage = self.dest / DOWNLOADS / f"{ds.name}.staging"
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
+        size = sum(path.stat().st_size for path in files.values())
+        cap = ByteCap(stage, size * UNPACK_RATIO, f"{UNPACK_RATIO} x the download's size", f"{ds.name}: unpacking")
+        downloads, interrupted = self.dest / DOWNLOADS, False
         try:
-            ds.install(files, stage, self.glove_dim)
+            ds.install(files, Staging(stage, self.glove_dim, cap))
+            if any(self.expected_sha256(ds, f) is None for f in ds.files):
+                check_unpacked(ds, stage)
             _merge(stage, self.dest)
+        except KeyboardInterrupt:
+            interrupted = True  # verified and whole: the same command installs it
+            raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        shutil.rmtree(self.dest / DOWNLOADS / ds.name, ignore_errors=True)
-        if not any((self.dest / DOWNLOADS).iterdir()):
-            (self.dest / DOWNLOADS).rmdir()
+            if not interrupted:  # installed, or failed to install: never reused unchecked
+                shutil.rmtree(downloads / ds.name, ignore_errors=True)
+            _prune(downloads, self.dest)
         self.echo(f"{ds.name}: installed in {self.dest} ({_mb(ds.size(self.dest))})")
+
+
+def check_unpacked(ds: DataSet, stage: Path) -> None:
+    """A download with no hash to check (GitHub's archives) is checked by what it unpacks to: every
+    file of the manifest, each with its pinned SHA-256, and nothing else."""
+    pins = {rel: sha for rel, sha in ds.pinned().items() if rel.startswith(f"{ds.manifest_root}/")}
+    got = {f.relative_to(stage).as_posix(): f for f in stage.rglob("*") if f.is_file()}
+    differ = sorted(rel for rel in set(got) & set(pins) if sha256_of(got[rel]) != pins[rel])
+    missing, extra = sorted(set(pins) - set(got)), sorted(set(got) - set(pins))
+    if differ or missing or extra:
+        first = (differ or missing or extra)[0]
+        raise DataError(f"{ds.name}: unpacked files do not match {CHECKSUMS.name}/{ds.manifest} ({len(differ)} differ, "
+                        f"{len(missing)} missing, {len(extra)} not listed; first: {first}); deleted, nothing installed")
+
+
+def verify_lines(root: Path) -> tuple[list[str], bool]:
+    """Each installed data set's files against their pinned SHA-256; whether all that are pinned match."""
+    lines, ok = [], True
+    for ds in CATALOG.values():
+        if ds.status(root) == "missing":
+            continue
+        pins = ds.pinned()
+        match, differ, unpinned = 0, [], 0
+        for f in ds.installed_files(root):
+            want = pins.get(f.relative_to(root).as_posix())
+            if want is None:
+                unpinned += 1
+            elif sha256_of(f) == want:
+                match += 1
+            else:
+                differ.append(f.relative_to(root).as_posix())
+        parts = [f"{match} match"] + ([f"{len(differ)} DIFFER (first: {differ[0]})"] if differ else [])
+        parts += [f"{unpinned} without a pinned hash"] if unpinned else []
+        lines.append(f"  {ds.name:9} " + ", ".join(parts))
+        ok = ok and not differ
+    return lines, ok
+
+
+def _prune(folder: Path, stop: Path) -> None:
+    """``folder`` and its parents below ``stop`` removed while they are empty."""
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def _merge(src: Path, dest: Path) -> None:

@@ -17,14 +17,23 @@ Storage is a local folder or a URI (s3://, gs://, ``dlb_tune.storage``); every f
 pyarrow's filesystems, which open both. Reading a finished sweep back (``Experiment``) needs a
 local folder, since the reports read Ray's per-trial files and write figures beside them: a stored
 sweep is first copied into a local cache folder (``fetch_stored_experiment``).
+
+Experiment folders are shared, so reading one runs nothing from it: its files are data (JSON,
+YAML through ``safe_load``, Parquet), its space is read without importing the task recorded in
+``sweep.json``, and a file that does not parse stops the reader with one line naming it. Files
+are written whole or not at all (a temporary name, then a rename), and one process at a time
+owns an experiment (``claimed``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
+import secrets
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -35,8 +44,8 @@ from typing import Any, Iterator
 import pandas as pd
 
 from dlb_tune import storage as stores
+from dlb_tune.logs import one_line, user_log_dir
 from dlb_tune.space import SweepSpec, load_yaml, parse_space
-from dlb_tune.tasks import load_task_module
 
 RESULTS_ENV = "DLB_TUNE_RESULTS"
 DEFAULT_STORAGE = "dlb-tune-runs"  # relative to the working folder
@@ -52,10 +61,26 @@ LIVE_FILE = "live.json"
 JOURNAL_FILE = "optuna.journal"  # Optuna's JournalStorage: `optuna-dashboard <exp>/optuna.journal`
 REPORT_DIR = "report"  # the report's figures
 TEST_REPORT_DIR = "test_report"  # the task's figures from the one test-split evaluation
+LOCK_FILE = ".lock"  # held by the one process that runs the sweep (``claimed``)
+SPACE_SHA256 = "space_sha256"  # sweep.json's record of space.yaml, so resume can tell an edited one
+# A folder name on every file system and in every URI: no separators, no "..", no leading dot or dash
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class ReportError(RuntimeError):
     """An experiment folder that cannot be read, or lacks what was asked of it. One line, for the user."""
+
+
+class DamagedFile(ReportError):
+    """A file of an experiment folder that does not parse (cut short by a crash, or not ours)."""
+
+    def __init__(self, path: str | Path, kind: str, error: Exception):
+        self.file = Path(stores.split_query(str(path))[0]).name
+        super().__init__(f"{stores.shown(str(path))}: not valid {kind}, damaged or cut short ({one_line(error)})")
+
+
+class ExperimentError(ValueError):
+    """An experiment name that cannot be used now: malformed, taken, in use, or its space edited."""
 
 
 # --- where ------------------------------------------------------------------------------------
@@ -64,7 +89,17 @@ class ReportError(RuntimeError):
 def resolve_storage(storage: str | None) -> str:
     """``--storage``, else $DLB_TUNE_RESULTS, else ./dlb-tune-runs; a local one made absolute."""
     storage = storage or os.environ.get(RESULTS_ENV) or DEFAULT_STORAGE
-    return storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
+    if is_uri(storage):
+        stores.refuse_credentials(storage)  # before the URI is printed or written anywhere
+        return storage
+    return str(Path(storage).expanduser().resolve())
+
+
+def check_name(name: str) -> None:
+    """``--name`` becomes a folder under the storage (Ray's too): one plain folder name."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ExperimentError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or "
+                              f"digit (it names one folder under --storage)")
 
 
 def experiment_dir(name: str, storage: str | None) -> str:
@@ -146,16 +181,41 @@ def _filesystem(path: str | Path):
 
 
 def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """The whole file or, after a crash, the previous one: readers never see half of it."""
+    with _atomic(path) as (fs, p):
+        with fs.open_output_stream(p) as f:
+            f.write(data)
+
+
+@contextmanager
+def _atomic(path: str | Path) -> Iterator[tuple[Any, str]]:
+    """pyarrow's filesystem and a path to write ``path``'s new content to, in place at the end.
+
+    Locally a temporary name beside it, renamed over it; an object store publishes an object only
+    once its upload completes, so there the path itself."""
     fs, p = _filesystem(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(p) as f:
-        f.write(text.encode())
+    folder = p.rpartition("/")[0]
+    fs.create_dir(folder, recursive=True)
+    if is_uri(path):
+        yield fs, p
+        return
+    # a name no reader looks for (TensorBoard reads any file named *tfevents*), made with the
+    # umask's mode as the file itself would be (mkstemp's would be 0600)
+    tmp = f"{folder}/.dlb-tune-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        yield fs, tmp
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def read_text(path: str | Path) -> str:
-    fs, p = _filesystem(path)
-    with fs.open_input_stream(p) as f:
-        return f.read().decode()
+    return _read_bytes(path).decode()
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -163,11 +223,31 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:
-    """The file's content, or None when it is not there (yet)."""
+    """The file's content, or None when it is not there (yet); ``DamagedFile`` when it does not parse."""
     try:
-        return json.loads(read_text(path))
+        text = _read_bytes(path)
     except OSError:  # FileNotFoundError, or a remote store that cannot say more
         return None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:  # cut short, or not UTF-8
+        raise DamagedFile(path, "JSON", e) from None
+    if not isinstance(obj, dict):
+        raise DamagedFile(path, "JSON", TypeError(f"an object expected, got {type(obj).__name__}"))
+    return obj
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    fs, p = _filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def _exists(path: str | Path) -> bool:
+    import pyarrow.fs
+
+    fs, p = _filesystem(path)
+    return fs.get_file_info(p).type != pyarrow.fs.FileType.NotFound
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -195,46 +275,101 @@ def write_space(exp_dir: str, spec: SweepSpec) -> None:
     write_text(file_in(exp_dir, SPACE_FILE), spec.to_yaml())
 
 
-def read_space(exp_dir: str | Path) -> SweepSpec:
-    load_recorded_task_module(exp_dir)
+def read_space(exp_dir: str | Path, checked: bool = False) -> SweepSpec:
+    """``space.yaml`` as the sweep wrote it. Read as data: the task recorded with it is not imported
+    (it may be code from wherever the folder came from). ``checked``: also against the task's
+    class, which the caller has made importable (``resume``, which runs it)."""
+    import yaml
+
     source = file_in(exp_dir, SPACE_FILE)
-    return parse_space(load_yaml(read_text(source)), source=source)
-
-
-def load_recorded_task_module(exp_dir: str | Path) -> None:
-    """A task from outside the package (``--task-module``) is imported again from where
-    ``sweep.json`` recorded it, before anything asks for the task by name."""
     try:
-        module = read_sweep_options(exp_dir).get("task_module")
-    except (OSError, ValueError):  # no sweep.json (a plan only): nothing recorded
-        return
-    if module:
-        load_task_module(module)
+        raw = load_yaml(read_text(source))
+    except (yaml.YAMLError, ValueError) as e:
+        raise DamagedFile(source, "YAML", e) from None
+    return parse_space(raw, source=stores.shown(source), recorded=not checked)
+
+
+def space_sha256(exp_dir: str | Path) -> str:
+    return hashlib.sha256(_read_bytes(file_in(exp_dir, SPACE_FILE))).hexdigest()
 
 
 def write_sweep_options(exp_dir: str, options: Any) -> None:
-    """``sweep.json``: the run-level options (a ``SweepOptions``), what ``resume`` starts from."""
-    write_json(file_in(exp_dir, SWEEP_FILE), options)
+    """``sweep.json``: the run-level options (a ``SweepOptions``), what ``resume`` starts from, and
+    the SHA-256 of the ``space.yaml`` written before it."""
+    write_json(file_in(exp_dir, SWEEP_FILE), {**to_jsonable(options), SPACE_SHA256: space_sha256(exp_dir)})
 
 
 def read_sweep_options(exp_dir: str | Path) -> dict[str, Any]:
     """``sweep.json`` as a dict; FileNotFoundError when there is no sweep here."""
-    return json.loads(read_text(file_in(exp_dir, SWEEP_FILE)))
+    path = file_in(exp_dir, SWEEP_FILE)
+    options = read_json(path)
+    if options is None:
+        raise FileNotFoundError(path)
+    return options
+
+
+def check_space_unchanged(exp_dir: str | Path, recorded: str | None) -> None:
+    """``resume`` goes on with the searcher and scheduler the sweep started with: an edited
+    ``space.yaml`` (another metric, other epochs) would be run against them."""
+    if recorded is not None and space_sha256(exp_dir) != recorded:
+        raise ExperimentError(f"{stores.shown(file_in(exp_dir, SPACE_FILE))} was edited after the sweep started "
+                              f"(its SHA-256 differs from sweep.json's); resume runs only what the sweep started "
+                              f"with: put it back, or start a new sweep with --space")
+
+
+@contextmanager
+def claimed(exp_dir: str, name: str, resuming: bool = False) -> Iterator[None]:
+    """The experiment for this process alone while the block runs (a sweep or its resume): a
+    second one under the same name stops before Ray starts, as does a new sweep under a name
+    already swept (it would add its trials to the old study)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(_lock_path(exp_dir), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ExperimentError(f"experiment '{name}' is in use: another dlb-tune process runs it (it holds "
+                              f"{lock.lock_file}); wait for it to end, or choose another --name") from None
+    try:
+        if not resuming and _exists(file_in(exp_dir, SWEEP_FILE)):
+            raise ExperimentError(f"a sweep named '{name}' exists in {stores.shown(str(exp_dir).rpartition('/')[0])}: "
+                                  f"resume {name}, or choose another --name")
+        yield
+    finally:
+        lock.release()
+
+
+def _lock_path(exp_dir: str) -> Path:
+    """Beside the sweep's files; for a stored experiment, a local file named after its URI (an
+    object store has no locks: two machines can still both start one)."""
+    if not is_uri(exp_dir):
+        Path(exp_dir).mkdir(parents=True, exist_ok=True)
+        return Path(exp_dir) / LOCK_FILE
+    locks = user_log_dir().with_name("locks")  # beside the logs, in the per-user cache
+    locks.mkdir(parents=True, exist_ok=True)
+    return locks / f"{hashlib.sha256(stores.shown(exp_dir).encode()).hexdigest()[:32]}.lock"
 
 
 def write_results(exp_dir: str, df: pd.DataFrame) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, p = _filesystem(file_in(exp_dir, RESULTS_FILE))
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p, filesystem=fs)
+    with _atomic(file_in(exp_dir, RESULTS_FILE)) as (fs, p):
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p, filesystem=fs)
 
 
 def read_trials(exp_dir: str | Path) -> pd.DataFrame:
+    """``results.parquet``; FileNotFoundError before the sweep has written it."""
     import pyarrow.parquet as pq
 
-    fs, p = _filesystem(file_in(exp_dir, RESULTS_FILE))
-    return pq.read_table(p, filesystem=fs).to_pandas()
+    path = file_in(exp_dir, RESULTS_FILE)
+    if not _exists(path):
+        raise FileNotFoundError(path)
+    fs, p = _filesystem(path)
+    try:
+        return pq.read_table(p, filesystem=fs).to_pandas()
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, its IO errors OSErrors
+        raise DamagedFile(path, "Parquet", e) from None
 
 
 def write_final(exp_dir: str, final: dict[str, Any]) -> None:
@@ -307,7 +442,10 @@ def read_live_trials(path: Path, spec: SweepSpec) -> pd.DataFrame:
 
 
 def _live_row(folder: Path, trial_id: str, state: dict[str, Any], spec: SweepSpec) -> dict[str, Any]:
-    config = read_json(folder / "params.json") or state.get("config", {})
+    try:
+        config = read_json(folder / "params.json") or state.get("config", {})
+    except DamagedFile:  # Ray's, being written right now: its experiment state has the config too
+        config = state.get("config", {})
     row: dict[str, Any] = {"trial_id": trial_id, **{f"config/{k}": v for k, v in config.items()}}
     hist = _progress(folder / "progress.csv")
     epochs = int(hist["epoch"].max()) if "epoch" in hist and len(hist) else 0

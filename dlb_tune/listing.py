@@ -1,8 +1,8 @@
 """``dlb-tune ls``: the experiments under a storage folder or URI, one row each.
 
 Everything is read through ``dlb_tune.experiment`` (its files, local or remote); a folder counts
-as an experiment when it holds a ``space.yaml``. A folder that cannot be read is listed with its
-problem rather than hiding the others.
+as an experiment when it holds a ``space.yaml``. A folder with a damaged file is listed as such
+(``damaged final.json``) rather than hiding the others.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, _filesystem, experiment_dir, file_in, read_json, read_space,
-                                 read_trials, resolve_storage)
+from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, DamagedFile, _filesystem, experiment_dir, file_in, read_json,
+                                 read_space, read_trials, resolve_storage)
+from dlb_tune.space import SpaceError
 
 COLUMNS = ["name", "task", "state", "trials", "best", "test", "date"]  # best: on validation, by the task's metric
 
@@ -39,10 +40,18 @@ def list_experiments(storage: str | None) -> list[dict[str, Any]]:
 def _row(exp_dir: str, name: str, started: datetime | None) -> dict[str, Any]:
     row = {"name": name, "task": "?", "state": "?", "trials": "-", "best": "-", "test": "-",
            "date": started.astimezone().strftime("%Y-%m-%d %H:%M") if started else "?"}
-    try:
-        spec = read_space(exp_dir)
-    except Exception as e:  # noqa: BLE001 - one broken folder must not hide the others
-        return {**row, "state": f"unreadable {SPACE_FILE} ({type(e).__name__})"}
+    try:  # one broken folder must not hide the others: it is listed as such
+        return _filled(row, exp_dir)
+    except DamagedFile as e:
+        return {**row, "state": f"damaged {e.file}"}
+    except SpaceError:
+        return {**row, "state": f"unreadable {SPACE_FILE}"}
+    except Exception as e:  # noqa: BLE001 - files that parse but hold what no sweep writes
+        return {**row, "state": f"unreadable ({type(e).__name__})"}
+
+
+def _filled(row: dict[str, Any], exp_dir: str) -> dict[str, Any]:
+    spec = read_space(exp_dir)
     row["task"] = spec.task
     final = read_json(file_in(exp_dir, FINAL_FILE))
     try:

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from dlb_tune.storage import shown
+
 CACHE_ENV = "XDG_CACHE_HOME"
 
 _debug = False
@@ -50,11 +52,20 @@ def current_log_file() -> Path:
 
 
 def record_crash(exc: BaseException, argv: list[str]) -> Path:
-    """Append the command and the traceback of ``exc`` to the current log; returns the file."""
+    """Append the command and the traceback of ``exc`` to the current log; returns the file.
+
+    A log of our own (no sweep running) is readable by its user alone, in a folder only they can
+    list: tracebacks show paths, options and values."""
     path = current_log_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent == user_log_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)  # made before with the umask's mode
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(f"\n{dt.datetime.now().isoformat(timespec='seconds')}  dlb-tune {' '.join(argv)}\n")
+        # a URI's user:secret@ never reaches a file (storage refuses such URIs, after this may have run)
+        f.write(f"\n{dt.datetime.now().isoformat(timespec='seconds')}  dlb-tune {' '.join(map(shown, argv))}\n")
         f.write("".join(traceback.format_exception(exc)))
     return path
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from dlb_tune.asha import estimate, rungs
-from dlb_tune.experiment import experiment_dir, write_plan
+from dlb_tune.experiment import check_name, experiment_dir, write_plan
 from dlb_tune.space import SpaceError, SweepSpec
 from dlb_tune.sweep import ResourceError, load_data, prepare_spec
 from dlb_tune.tasks import TrialContext
@@ -175,6 +175,8 @@ def concurrency_for(opts) -> int:
 def plan_sweep(opts, *, vary: list[str] | None = None, max_corners: int = 4, calibration_batches: int = 20,
                echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Calibrate, simulate, print; write ``plan.json`` into the experiment folder when named."""
+    if opts.name:
+        check_name(opts.name)
     spec = prepare_spec(opts)
     concurrency = concurrency_for(opts)
     varied = size_params(spec, vary)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlb_tune.experiment import REPORT_DIR, REPORT_FILE, TEST_REPORT_DIR, Experiment, ReportError, to_jsonable
+from dlb_tune.experiment import REPORT_DIR, REPORT_FILE, TEST_REPORT_DIR, Experiment, ReportError, to_jsonable, write_text
 from dlb_tune.plan import rungs
 from dlb_tune.space import Distribution, SweepSpec
 
@@ -123,7 +123,13 @@ def fixed_space_yaml(exp: Experiment, config: dict[str, Any], comments: list[str
     doc.update(max_epochs=spec.max_epochs, grace_period=spec.grace_period,
                reduction_factor=spec.reduction_factor, num_samples=1)
     doc["params"] = {k: to_jsonable(v) for k, v in config.items()}
-    return "".join(f"# {c}\n" for c in comments) + yaml.safe_dump(doc, sort_keys=False)
+    return "".join(f"# {_one_line(c)}\n" for c in comments) + yaml.safe_dump(doc, sort_keys=False)
+
+
+def _one_line(text: str) -> str:
+    """A comment stays one line: a line break in final.json's values (a checkpoint path) would
+    start YAML of its own. Such characters are shown escaped, as Python writes them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _fmt(v: Any) -> str:
@@ -556,7 +562,7 @@ def write_report(exp: Experiment) -> tuple[Path, list[Path]]:
     figures = {k: _save(fig, fig_dir / f"{k}.png") for k, fig in plots.items() if fig is not None}
     task_figs = sorted((exp.path / TEST_REPORT_DIR).glob("*.png"))
     path = exp.path / REPORT_FILE
-    path.write_text(_markdown(exp, figures, importance, task_figs))
+    write_text(path, _markdown(exp, figures, importance, task_figs))
     return path, list(figures.values()) + task_figs
 
 

@@ -83,6 +83,8 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
     single = {"workers_per_trial": 1, **({"ray_train": False} if "ray_train" in known else {})}
     opts = dataclasses.replace(opts, name=exp.name, storage=str(exp.path.parent), data_dir=data_dir or opts.data_dir,
                                cpus=cpus if cpus is not None else opts.cpus, **single)
+    if opts.address:  # recorded by whoever wrote the folder: say where the trials will run
+        echo(f"Ray: {opts.address} (from sweep.json)")
     spec = exp.spec
     data = load_data(spec, opts) if data is None else data
     echo(f"re-running the top {len(candidates)} config(s) of {exp.name} with {seeds} seeds each, "

@@ -481,7 +481,11 @@ def load_space(path: Path | str, overrides: list[str] = (), objective: str | Non
     return parse_space(raw, source=str(path), overrides=overrides, objective=objective)
 
 
-def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str | None = None) -> SweepSpec:
+def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str | None = None,
+                recorded: bool = False) -> SweepSpec:
+    """A space file's content, checked. ``recorded``: an experiment's ``space.yaml``, as its sweep
+    wrote it, read as data: without the task's class (a reader imports no task module), so the
+    distributions are checked against their own rules only."""
     if not isinstance(raw, dict):
         raise SpaceError(f"{source}: expected a mapping at the top level")
     unknown = set(raw) - set(TOP_LEVEL)
@@ -490,10 +494,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
     for key in ("task", "metric", "mode"):
         if key not in raw:
             raise SpaceError(f"{source}: missing required key '{key}'")
-    try:
-        task = get_task(str(raw["task"]))
-    except UnknownTask as e:
-        raise SpaceError(f"{source}: {e.args[0]}") from None
+    task = None if recorded else _task(str(raw["task"]), source)
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         raise SpaceError(f"{source}: 'params' must be a mapping of field -> value or distribution, got {params!r}")
@@ -502,7 +503,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         key, value = _parse_override(item)
         params[key] = value
     spec = SweepSpec(
-        task=task.name,
+        task=str(raw["task"]),
         metric=str(raw["metric"]),
         mode=str(raw["mode"]),
         params=_parse_params(params, task, source),
@@ -521,6 +522,13 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
     _validate(spec, source)
     spec.initial = _parse_initial(raw.get("initial"), spec, task, source)
     return spec
+
+
+def _task(name: str, source: str) -> type[Task]:
+    try:
+        return get_task(name)
+    except UnknownTask as e:
+        raise SpaceError(f"{source}: {e.args[0]}") from None
 
 
 def _number(raw: dict, key: str, source: str, default, minimum=None):
@@ -569,15 +577,18 @@ def search_as_run(search: dict[str, Any], concurrency: int) -> dict[str, Any]:
     return out
 
 
-def _parse_initial(raw: Any, spec: SweepSpec, task: type[Task], source: str) -> list[dict[str, Any]]:
+def _parse_initial(raw: Any, spec: SweepSpec, task: type[Task] | None, source: str) -> list[dict[str, Any]]:
     """``initial:`` points as Tune's warm start wants them: exactly the searched parameters.
 
     A value must be one its distribution can give. A constant wins over a point's value (so
-    ``--set`` and ``--smoke`` can fix a parameter the points name) and is dropped from it."""
+    ``--set`` and ``--smoke`` can fix a parameter the points name) and is dropped from it.
+    Without the task (a recorded space), the points as the sweep wrote them."""
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
         raise SpaceError(f"{source}: 'initial' must be a list of {{param: value}} mappings")
+    if task is None:
+        return [dict(p) for p in raw]
     fields = config_fields(task)
     points = [_parse_point(point, spec, fields, task, f"{source}: initial[{i}]") for i, point in enumerate(raw)]
     return [p for p in points if p]
@@ -635,7 +646,9 @@ def _validate(spec: SweepSpec, source: str) -> None:
     _validate_objectives(spec, source)
 
 
-def _parse_params(params: dict, task: type[Task], source: str) -> dict[str, Distribution]:
+def _parse_params(params: dict, task: type[Task] | None, source: str) -> dict[str, Distribution]:
+    if task is None:
+        return {str(name): _distribution_or_constant(raw, f"{source}: params.{name}") for name, raw in params.items()}
     fields = config_fields(task)
     out = {}
     for name, raw in params.items():
@@ -653,14 +666,9 @@ def parse_param(raw: Any, fld: dataclasses.Field, task: type[Task], where: str) 
     """A constant or ``{kind: args}`` from YAML, checked against its kind's rules, the field's
     type and the task's own ``validate``; ``where`` (source and ``params.<name>``) starts every error."""
     raw = _text_for_text_field(raw, fld)
-    if isinstance(raw, dict):
-        if fld.name in task.data_fields:
-            raise SpaceError(f"{where}: shapes the data, which is loaded once per sweep; give a constant")
-        dist = parse_distribution(raw, where)
-    elif isinstance(raw, SCALARS):
-        dist = Constant(raw)
-    else:
-        raise SpaceError(f"{where}: give a value or one {{distribution: [args]}} mapping, got {raw!r}")
+    if isinstance(raw, dict) and fld.name in task.data_fields:
+        raise SpaceError(f"{where}: shapes the data, which is loaded once per sweep; give a constant")
+    dist = _distribution_or_constant(raw, where)
     _check_field_type(dist, fld, where)
     for value in dist.candidates():
         try:
@@ -668,6 +676,14 @@ def parse_param(raw: Any, fld: dataclasses.Field, task: type[Task], where: str) 
         except ConfigError as e:
             raise SpaceError(f"{where}: {e}") from None
     return dist
+
+
+def _distribution_or_constant(raw: Any, where: str) -> Distribution:
+    if isinstance(raw, dict):
+        return parse_distribution(raw, where)
+    if isinstance(raw, SCALARS):
+        return Constant(raw)
+    raise SpaceError(f"{where}: give a value or one {{distribution: [args]}} mapping, got {raw!r}")
 
 
 def parse_distribution(raw: dict, where: str) -> Distribution:

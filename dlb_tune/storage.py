@@ -17,6 +17,8 @@ seconds (``check_storage``, before Ray starts) rather than after minutes of retr
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
@@ -51,16 +53,23 @@ def join(uri: str, *parts: str) -> str:
 
 
 def shown(uri: str) -> str:
-    """The URI for messages: without any user:secret@ part."""
-    scheme, netloc, path, query, _ = urlsplit(uri)
-    host = netloc.rpartition("@")[2]
-    return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+    """The URI for messages: without any user:secret@ part (a secret may hold '/'), of the store
+    or of an endpoint in the query."""
+    return re.sub(r"//[^@?&]*@", "//", uri)
+
+
+def refuse_credentials(uri: str) -> None:
+    """A URI is printed, logged and written into sweep.json: credentials must never be in it."""
+    if "@" in uri:
+        raise StorageError(f"{shown(uri)}: the storage URI holds user info (KEY:SECRET@); put credentials in the "
+                           f"environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or ~/.aws, never in the URI")
 
 
 def filesystem(uri: str, attempts: int = S3_ATTEMPTS):
     """pyarrow's filesystem for a storage URI, and the path inside it (``bucket/prefix/...``)."""
     import pyarrow.fs
 
+    refuse_credentials(uri)
     scheme, netloc, path, query, _ = urlsplit(uri)
     if scheme != "s3":
         try:
@@ -78,7 +87,7 @@ def filesystem(uri: str, attempts: int = S3_ATTEMPTS):
         **options, connect_timeout=CONNECT_TIMEOUT_S, request_timeout=REQUEST_TIMEOUT_S,
         retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=attempts),
     )
-    return fs, f"{netloc.rpartition('@')[2]}{path}".rstrip("/")
+    return fs, f"{netloc}{path}".rstrip("/")
 
 
 def located(uri: str, fs_path: str) -> str:
@@ -123,7 +132,10 @@ def cache_folder_root() -> Path:
 def cache_folder(uri: str) -> Path:
     """The local copy of one stored folder: its scheme, bucket and path under the cache root."""
     _, path = filesystem(uri)
-    return cache_folder_root() / urlsplit(uri).scheme / path
+    folder = _inside(cache_folder_root(), f"{urlsplit(uri).scheme}/{path}")
+    if folder is None:
+        raise StorageError(f"{shown(uri)}: a path with '..' or empty parts has no place in the local cache")
+    return folder
 
 
 def fetch(uri: str, echo: Callable[[str], None] | None = None) -> Path:
@@ -141,21 +153,36 @@ def fetch(uri: str, echo: Callable[[str], None] | None = None) -> Path:
         infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
     except OSError as e:
         raise StorageError(f"{shown(uri)}: cannot list: {_first_line(e)}") from None
-    copied = 0
+    copied, unsafe = 0, []
     for info in infos:
         rel = info.path[len(root):].lstrip("/")
         if info.type != pyarrow.fs.FileType.File or any(part.startswith(NOT_CACHED) for part in rel.split("/")):
             continue
-        target = local / rel
+        target = _inside(local, rel)
+        if target is None:
+            unsafe.append(rel)
+            continue
         if _is_current(target, info):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         with fs.open_input_stream(info.path) as src:
             target.write_bytes(src.read())
         copied += 1
+    if unsafe:  # written by someone else: never a file of ours
+        print(f"warning: {shown(uri)}: skipped {len(unsafe)} object(s) whose key would leave the local copy "
+              f"({unsafe[0]!r})", file=sys.stderr)
     if echo is not None:
         echo(f"{shown(uri)}: {copied} file(s) fetched into {local} (checkpoints stay in the store)")
     return local
+
+
+def _inside(local: Path, rel: str) -> Path | None:
+    """Where object ``rel`` goes under ``local``; None for a key with '..', '.' or empty parts, or one
+    that would land outside ``local`` all the same."""
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return None
+    target = local / rel
+    return target if target.resolve().is_relative_to(local.resolve()) else None
 
 
 def _is_current(target: Path, info) -> bool:

@@ -15,21 +15,23 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from dlb_tune.cluster import NODE_TIMEOUT_S, ClusterError, node_watch, timed_out
 from dlb_tune.datasets import resolve_data_dir
 from dlb_tune.distributed import DRIVER_CPU, ddp_trial, release_placement_group_callback
-from dlb_tune.experiment import (FINAL_FILE, LIVE_FILE, experiment_dir, experiment_log, file_in, read_json, read_space, read_sweep_options,
-                                 resolve_storage, write_final, write_json, write_live, write_space, write_sweep_options)
+from dlb_tune.experiment import (FINAL_FILE, LIVE_FILE, SPACE_SHA256, SWEEP_FILE, ReportError, check_name,
+                                 check_space_unchanged, claimed, experiment_dir, experiment_log, file_in, read_json,
+                                 read_space, read_sweep_options, resolve_storage, write_final, write_json, write_live,
+                                 write_space, write_sweep_options)
 from dlb_tune.logs import library_logs
 from dlb_tune.progress import Progress
 from dlb_tune.results import finish
 from dlb_tune.space import SpaceError, SweepSpec, default_space_file, enqueued_point, load_space, search_as_run
-from dlb_tune.storage import check_storage, ray_storage
-from dlb_tune.tasks import get_task, load_task_module, portable_name
+from dlb_tune.storage import check_storage, ray_storage, shown
+from dlb_tune.tasks import TaskModuleError, UnknownTask, get_task, load_task_module, portable_name
 from dlb_tune.trainable import default_threads, tune_trial
 
 # Ray, Optuna and torch are imported inside the functions that use them, to keep start-up fast:
@@ -350,11 +352,19 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[s
 @contextmanager
 def sweep_session(opts: SweepOptions, echo: Callable[[str], None] = print) -> Iterator[tuple[dict[str, Any], Any]]:
     """Run a sweep; inside the block, what ``final.json`` holds and the loaded data, Ray still up
-    (``--seeds`` re-runs on both)."""
-    spec = prepare_spec(opts)
-    opts.name = opts.name or f"{spec.task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    check_local_request(opts)
+    (``--seeds`` re-runs on both). The name is checked and the experiment claimed first."""
+    opts.name = opts.name or f"{opts.task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    check_name(opts.name)
     check_storage(opts.resolved_storage())
+    with claimed(experiment_dir(opts.name, opts.storage), opts.name), _claimed_session(opts, echo) as session:
+        yield session
+
+
+@contextmanager
+def _claimed_session(opts: SweepOptions, echo: Callable[[str], None]) -> Iterator[tuple[dict[str, Any], Any]]:
+    """``sweep_session`` once the experiment is this process's."""
+    spec = prepare_spec(opts)
+    check_local_request(opts)
     timings = {"command_start": command_start()}
     t_load = time.time()
     data = load_data(spec, opts)
@@ -556,24 +566,33 @@ def _asha_stopped(tuner) -> set[str]:
     return set(getattr(sched, "stopped", set()))
 
 
-def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=print) -> dict[str, Any]:
-    """Continue an interrupted sweep: unfinished trials resume from their last checkpoint."""
-    check_storage(resolve_storage(storage))
-    from ray import tune
+def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=print,
+                 task_module: str | None = None) -> dict[str, Any]:
+    """Continue an interrupted sweep: unfinished trials resume from their last checkpoint.
 
+    What ``sweep.json`` recorded is shown before it is used (the Ray address, the data folder), and
+    a task module it names is imported only when given again here (``task_module``)."""
+    check_storage(resolve_storage(storage))
     exp_dir = experiment_dir(name, storage)
-    try:
-        saved = read_sweep_options(exp_dir)
-    except (FileNotFoundError, OSError):
-        raise SpaceError(f"no sweep named '{name}' in {resolve_storage(storage)}") from None
-    opts = SweepOptions(**saved)
-    opts.storage = storage or opts.storage
-    opts.data_dir = data_dir or opts.data_dir
+    opts, space_sha = recorded_options(exp_dir, name, storage)
     final = read_json(file_in(exp_dir, FINAL_FILE))
     if final and not final.get("interrupted"):  # its test split is spent: nothing may run again
         echo(f"nothing to resume: sweep '{name}' finished; see `{_command('results', opts)}`")
         return final
-    spec = read_space(exp_dir)
+    with claimed(exp_dir, name, resuming=True):
+        check_space_unchanged(exp_dir, space_sha)
+        opts.storage = storage or opts.storage
+        opts.data_dir = data_dir or opts.data_dir
+        import_recorded_task(opts, name, task_module)
+        spec = read_space(exp_dir, checked=True)
+        echo(f"resuming {shown(exp_dir)}: task {spec.task}, data folder {opts.resolved_data_dir()}, "
+             f"Ray {opts.address or 'started here (local)'} (from sweep.json; --data-dir replaces the folder)")
+        return _resumed(spec, opts, exp_dir, echo)
+
+
+def _resumed(spec: SweepSpec, opts: SweepOptions, exp_dir: str, echo) -> dict[str, Any]:
+    from ray import tune
+
     timings = {"command_start": command_start()}
     t_load = time.time()
     data = load_data(spec, opts)
@@ -583,7 +602,35 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
         concurrency, per_trial = check_resources(opts)
         if not tune.Tuner.can_restore(*ray_storage(exp_dir)):
             raise SpaceError(f"{exp_dir} holds no Tune experiment state to resume")
-        echo(f"resuming {exp_dir}")
         with library_logs(experiment_log(exp_dir)), live_sweep(exp_dir, opts, concurrency, echo):
             tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo, restore_path=exp_dir)
             return fit_and_finish(tuner, spec, opts, data, exp_dir, echo, timings)
+
+
+def recorded_options(exp_dir: str, name: str, storage: str | None) -> tuple[SweepOptions, str | None]:
+    """``sweep.json``'s options, and the SHA-256 of space.yaml recorded with them."""
+    try:
+        saved = read_sweep_options(exp_dir)
+    except (FileNotFoundError, OSError):
+        raise SpaceError(f"no sweep named '{name}' in {shown(resolve_storage(storage))}") from None
+    space_sha = saved.pop(SPACE_SHA256, None)
+    unknown = sorted(set(saved) - {f.name for f in fields(SweepOptions)})
+    if unknown:
+        raise ReportError(f"{shown(file_in(exp_dir, SWEEP_FILE))}: unknown option(s) {', '.join(unknown)} "
+                          f"(written by another version of dlb-tune?)")
+    return SweepOptions(**saved), space_sha
+
+
+def import_recorded_task(opts: SweepOptions, name: str, task_module: str | None) -> None:
+    """The task to run: from ``--task-module`` when given; installed code otherwise. A module that
+    sweep.json merely names is not imported: whoever wrote the folder chose it."""
+    if task_module:
+        opts.task_module = load_task_module(task_module)
+        return
+    try:
+        get_task(opts.task)
+    except UnknownTask:
+        if not opts.task_module:
+            raise
+        raise TaskModuleError(f"task '{opts.task}' of '{name}' comes from {opts.task_module} (sweep.json); resuming "
+                              f"runs it: add --task-module {opts.task_module} if you trust that file") from None

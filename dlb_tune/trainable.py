@@ -82,6 +82,9 @@ def load_state(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as e:  # torch's message is a page; the line naming the culprit is enough
         culprit = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "not a weights-only file")
         raise TrialError(f"{path}: refused, it holds more than tensors and plain values ({culprit})") from None
+    except (RuntimeError, EOFError) as e:  # torch's zip reader on a cut file; the unpickler on an empty one
+        why = str(e).split(". ")[0] or type(e).__name__
+        raise TrialError(f"{path}: not a checkpoint, damaged or cut short ({why})") from None
 
 
 def epoch_loop(

@@ -17,6 +17,8 @@ import threading
 import zipfile
 from pathlib import Path
 
+from dlb_tune.datasets import CATALOG
+
 def idx_head(src: Path, n: int) -> bytes:
     """The first ``n`` items of an IDX file, with its count rewritten."""
     data = src.read_bytes()
@@ -37,19 +39,23 @@ def build_mnist(data: Path, out: Path, step: int) -> None:
         (out / f"{name}.gz").write_bytes(gzip.compress(idx_head(data / "MNIST/raw" / name, n), compresslevel=1))
 
 
+GROCERY_ZIP = CATALOG["grocery"].files[0].name  # GroceryStoreDataset-<commit>.zip
+
+
 def build_grocery(data: Path, out: Path, step: int) -> None:
     """GitHub's archive layout: ``<repo>-<ref>/dataset/...``; the iconic images stand in as one file."""
     src = data / "grocery/GroceryStoreDataset/dataset"
-    with zipfile.ZipFile(out / "GroceryStoreDataset-master.zip", "w") as z:
-        z.write(src / "classes.csv", "GroceryStoreDataset-master/dataset/classes.csv")
-        z.writestr("GroceryStoreDataset-master/README.md", "not needed by the loader")
-        z.writestr("GroceryStoreDataset-master/dataset/iconic-images-and-descriptions/x.txt", "not needed")
+    top = GROCERY_ZIP.removesuffix(".zip")
+    with zipfile.ZipFile(out / GROCERY_ZIP, "w") as z:
+        z.write(src / "classes.csv", f"{top}/dataset/classes.csv")
+        z.writestr(f"{top}/README.md", "not needed by the loader")
+        z.writestr(f"{top}/dataset/iconic-images-and-descriptions/x.txt", "not needed")
         for split in ("train", "val", "test"):
             lines = (src / f"{split}.txt").read_text().splitlines()[::step]
-            z.writestr(f"GroceryStoreDataset-master/dataset/{split}.txt", "\n".join(lines) + "\n")
+            z.writestr(f"{top}/dataset/{split}.txt", "\n".join(lines) + "\n")
             for line in lines:
                 rel = line.split(",")[0].strip().lstrip("/")
-                z.write(src / rel, f"GroceryStoreDataset-master/dataset/{rel}")
+                z.write(src / rel, f"{top}/dataset/{rel}")
 
 
 def build_celeba(data: Path, out: Path, step: int) -> None:

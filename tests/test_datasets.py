@@ -100,13 +100,13 @@ def test_every_task_sweeps_on_what_fetch_all_installed(fetched, tmp_path, ray_lo
 
 
 def test_corrupt_archive_fails_its_checksum_and_installs_nothing(mirror, tmp_path):
-    mirror.corrupt.add("/grocery/GroceryStoreDataset-master.zip")
+    mirror.corrupt.add(f"/grocery/{data_mirror.GROCERY_ZIP}")
     try:
         result = fetch(mirror, tmp_path, "cnn")
     finally:
         mirror.corrupt.clear()
     assert result.exit_code == 1
-    assert "grocery/GroceryStoreDataset-master.zip failed its checksum" in one_error_line(result)
+    assert f"grocery/{data_mirror.GROCERY_ZIP} failed its checksum" in one_error_line(result)
     assert not (tmp_path / "grocery").exists()
     assert not list((tmp_path / DOWNLOADS).rglob("*.part"))  # a corrupt file is never resumed
     assert "grocery   partial" not in runner.invoke(app, ["data", "list", "--dest", str(tmp_path)]).output

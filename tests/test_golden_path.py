@@ -139,7 +139,7 @@ def drawn(path: Path) -> bool:
 
 
 def test_report_draws_every_figure_and_names_the_winner(golden):
-    out = golden.cli("report", "first", task_module=True).output
+    out = golden.cli("report", "first").output
     listed = [golden.exp / line.strip() for line in out.splitlines() if line.startswith("  ")]
     md = (golden.exp / "report.md").read_text()
     drawn_figures = {p.stem for p in (golden.exp / "report").glob("*.png")}
