@@ -577,6 +577,7 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
     opts, space_sha = recorded_options(exp_dir, name, storage)
     final = read_json(file_in(exp_dir, FINAL_FILE))
     if final and not final.get("interrupted"):  # its test split is spent: nothing may run again
+        read_space(exp_dir)  # read as data, so that a damaged folder says so, finished or not
         echo(f"nothing to resume: sweep '{name}' finished; see `{_command('results', opts)}`")
         return final
     with claimed(exp_dir, name, resuming=True):

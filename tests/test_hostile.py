@@ -93,6 +93,7 @@ def test_resume_imports_a_recorded_task_module_only_when_given_again(finished, t
     marker, payload = tmp_path / "code-ran", tmp_path / "payload_resume.py"
     payload.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
     edit_json(storage / NAME / SWEEP_FILE, task="ghost", task_module=str(payload))
+    edit_json(storage / NAME / "final.json", interrupted=True)  # a finished sweep has nothing to resume
     result = runner.invoke(app, ["resume", NAME, "--storage", str(storage)])
     assert result.exit_code == 2 and one_error_line(result) == (
         f"error: task 'ghost' of '{NAME}' comes from {payload} (sweep.json); resuming runs it: "

@@ -2,10 +2,11 @@
 
 The sweep records the space it ran as the experiment's ``space.yaml`` (``sweep.spec_as_run``,
 then ``experiment.write_space``), and every reading command parses that file back
-(``experiment.read_space``). Property: for every shipped space file, any valid ``search:``
-section, ``initial:`` points, ``--set`` overrides, ``--enqueue`` point, ``--smoke`` and size
-flags, and any concurrency, the file read back is the spec the sweep ran. A user's invalid
-``search:`` section is refused by ``prepare_spec``, before Ray starts.
+(``experiment.read_space``; ``resume`` also against the task's class). Property: for every
+shipped space file, any valid ``search:`` section, ``initial:`` points, ``--set`` overrides,
+``--enqueue`` point, ``--smoke`` and size flags, and any concurrency, the file read back is the
+spec the sweep ran. A user's invalid ``search:`` section is refused by ``prepare_spec``, before
+Ray starts.
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ def test_the_recorded_space_reads_back_as_the_spec_that_ran(run):
         ran = spec_as_run(prepare_spec(opts), opts, concurrency)
         exp_dir = Path(tmp) / "exp"
         write_space(str(exp_dir), ran)
-        read = read_space(exp_dir)
+        read = read_space(exp_dir)  # as every reader reads it: data, the task not consulted
+        resumed = read_space(exp_dir, checked=True)  # as resume reads it: against the task's class
     assert dataclasses.replace(read, source=ran.source) == ran
+    assert dataclasses.replace(resumed, source=ran.source) == ran
 
 
 def test_the_search_settings_that_ran_are_on_record():
