@@ -24,14 +24,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dlb_tune import places
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-DATA_ENV = "DLB_TUNE_DATA"
 
 
 def default_data_dir() -> str:
-    """``$DLB_TUNE_DATA``, else ``../shared/data`` beside the checkout (the course machine's layout)."""
-    return os.environ.get(DATA_ENV) or str(ROOT.parent / "shared" / "data")
+    """``$DLB_TUNE_DATA``, else ``../shared/data`` beside the checkout (``places.checkout_data_dir``)."""
+    return str(places.checkout_data_dir(ROOT))
 
 
 def mode_dir(quick: bool) -> Path:

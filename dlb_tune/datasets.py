@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from dlb_tune import places
 from dlb_tune.tasks.base import DataError
 
-DATA_ENV = "DLB_TUNE_DATA"
 DOWNLOADS = ".downloads"  # under the data folder: partial and verified downloads
 TIMEOUT_S = 10  # per connect and per read: an unreachable mirror fails in seconds, not minutes
 CHUNK = 1 << 20
@@ -307,18 +307,17 @@ CATALOG: dict[str, DataSet] = {d.name: d for d in (
 
 
 def default_data_dir(echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Path:
-    """``$XDG_CACHE_HOME/dlb-tune/data`` (``~/.cache/...``): created, and named once, on first use."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
-    path = cache / "dlb-tune" / "data"
+    """``places.default_data_dir()``: created, and named once, on first use."""
+    path = places.default_data_dir()
     if not path.is_dir():
         path.mkdir(parents=True)
-        echo(f"data folder: {path} (first use; --data-dir or ${DATA_ENV} picks another)")
+        echo(f"data folder: {path} (first use; --data-dir or ${places.DATA_ENV} picks another)")
     return path
 
 
 def resolve_data_dir(given: str | None) -> Path:
     """``given``, else ``$DLB_TUNE_DATA``, else the per-user default folder."""
-    chosen = given or os.environ.get(DATA_ENV)
+    chosen = given or os.environ.get(places.DATA_ENV)
     if not chosen:
         return default_data_dir()
     path = Path(chosen).expanduser()

@@ -44,7 +44,8 @@ from typing import Any, Iterator
 import pandas as pd
 
 from dlb_tune import storage as stores
-from dlb_tune.logs import one_line, user_log_dir
+from dlb_tune import places
+from dlb_tune.logs import one_line
 from dlb_tune.space import SweepSpec, load_yaml, parse_space
 
 RESULTS_ENV = "DLB_TUNE_RESULTS"
@@ -345,7 +346,7 @@ def _lock_path(exp_dir: str) -> Path:
     if not is_uri(exp_dir):
         Path(exp_dir).mkdir(parents=True, exist_ok=True)
         return Path(exp_dir) / LOCK_FILE
-    locks = user_log_dir().with_name("locks")  # beside the logs, in the per-user cache
+    locks = places.locks_dir()
     locks.mkdir(parents=True, exist_ok=True)
     return locks / f"{hashlib.sha256(stores.shown(exp_dir).encode()).hexdigest()[:32]}.lock"
 

@@ -20,9 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from dlb_tune import places
 from dlb_tune.storage import shown
-
-CACHE_ENV = "XDG_CACHE_HOME"
 
 _debug = False
 _log_file: Path | None = None  # the running sweep's log, once it has one
@@ -39,8 +38,7 @@ def debug() -> bool:
 
 def user_log_dir() -> Path:
     """Per-user folder for logs of commands that have no experiment folder (yet)."""
-    cache = os.environ.get(CACHE_ENV) or Path.home() / ".cache"
-    return Path(cache) / "dlb-tune" / "logs"
+    return places.log_dir()
 
 
 def current_log_file() -> Path:

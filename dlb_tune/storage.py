@@ -123,10 +123,10 @@ def check_storage(storage: str) -> None:
 
 
 def cache_folder_root() -> Path:
-    """Where the reading commands keep local copies of stored folders, beside the data caches."""
-    from dlb_tune.tasks._common import cache_dir  # imports torch: only when a copy is read
+    """Where the reading commands keep local copies of stored folders."""
+    from dlb_tune.places import storage_copies_dir
 
-    return cache_dir() / "storage"
+    return storage_copies_dir()
 
 
 def cache_folder(uri: str) -> Path:

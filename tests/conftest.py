@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from dlb_tune import places
+
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -73,7 +75,7 @@ def _deselect_unrunnable(config, items):
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """Real data: $DLB_TUNE_DATA, else ../shared/data beside the project (as CI lays it out)."""
-    path = Path(os.environ.get("DLB_TUNE_DATA") or ROOT.parent / "shared" / "data")
+    path = places.checkout_data_dir(ROOT)
     if not path.is_dir():
         pytest.skip(f"real data not found at {path}; set DLB_TUNE_DATA")
     return path

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dlb_tune import cli, logs
+from dlb_tune import cli, logs, places
 from dlb_tune.space import SpaceError, default_space_file, load_space
 
 
@@ -31,7 +31,7 @@ def broken_results(tmp_path, monkeypatch):
         raise RuntimeError("nobody anticipated this")
 
     monkeypatch.setattr(pyarrow.parquet, "read_table", unanticipated)
-    monkeypatch.setenv(logs.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(places.CACHE_ENV, str(tmp_path / "cache"))
     (tmp_path / "runs" / "x").mkdir(parents=True)
     (tmp_path / "runs" / "x" / "results.parquet").write_text("not read")
     (tmp_path / "runs" / "x" / "final.json").write_text("{}")

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dlb_tune import logs
+from dlb_tune import logs, places
 from dlb_tune import storage as stores
 from dlb_tune.cli import app
 from dlb_tune.datasets import CATALOG, DOWNLOADS, UNPACK_RATIO
@@ -234,7 +234,7 @@ def test_credentials_in_a_storage_uri_exit_2_and_reach_no_file(command, s3, tmp_
 
 
 def test_a_crash_log_is_private_and_names_no_credentials(tmp_path, monkeypatch):
-    monkeypatch.setenv(logs.CACHE_ENV, str(tmp_path / "xdg"))
+    monkeypatch.setenv(places.CACHE_ENV, str(tmp_path / "xdg"))
     logs.user_log_dir().mkdir(parents=True, mode=0o755)  # made earlier, with the umask's mode
     path = logs.record_crash(RuntimeError("boom"), ["sweep", "fcn", "--storage", "s3://KEY:SECRET@b/runs"])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from dlb_tune import places
 from dlb_tune.tasks.base import DataError, TrialError, fetch_hint
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -115,8 +116,8 @@ def decode_rgb(path: Path, resize: Callable[[Any], Any], listed_in: str = "") ->
 
 
 def cache_dir() -> Path:
-    """Where decoded datasets are kept: ``$DLB_TUNE_CACHE``, or ``~/.cache/dlb_tune``."""
-    return Path(os.environ.get("DLB_TUNE_CACHE", "~/.cache/dlb_tune")).expanduser()
+    """Where decoded datasets are kept (``places.decoded_dir``)."""
+    return places.decoded_dir()
 
 
 def load_cached(path: Path) -> Any | None:
