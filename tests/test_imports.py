@@ -87,3 +87,14 @@ def test_imports_inside_functions_count(tmp_path):
     assert find_cycle(import_graph(pkg)) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     (pkg / "c.py").write_text("def g():\n    import os\n")
     assert find_cycle(import_graph(pkg)) is None
+
+
+def test_the_public_surface_resolves_without_importing_torch():
+    """``from dlb_tune import NAME`` for every public name; ``import dlb_tune`` alone stays light."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dlb_tune\nassert 'torch' not in sys.modules and 'ray' not in sys.modules\n"
+            "for name in dlb_tune.__all__: getattr(dlb_tune, name)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
