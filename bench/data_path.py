@@ -39,9 +39,9 @@ def nbytes(obj: Any) -> int:
 
 def spec_and_opts(task: str, data_dir: str):
     """The sweep's own spec (space-file constants shape the data), or the config defaults."""
-    from dlb_tune.space import SweepSpec
-    from dlb_tune.sweep import SweepOptions, prepare_spec
-    from dlb_tune.tasks import get_task
+    from dlb_tune import SweepSpec
+    from dlb_tune import SweepOptions, prepare_spec
+    from dlb_tune import get_task
 
     opts = SweepOptions(task=task, data_dir=data_dir)
     try:
@@ -52,7 +52,7 @@ def spec_and_opts(task: str, data_dir: str):
 
 
 def timed_load(spec, opts, cache: str) -> tuple[Any, float]:
-    from dlb_tune.sweep import load_data
+    from dlb_tune import load_data
 
     previous = os.environ.get("DLB_TUNE_CACHE")
     os.environ["DLB_TUNE_CACHE"] = cache
@@ -115,8 +115,8 @@ def measure(task: str, data_dir: str) -> dict[str, Any]:
 def figure(quick: bool, data_dir: str) -> dict[str, Any]:
     import ray
 
-    from dlb_tune.sweep import SweepOptions, start_ray
-    from dlb_tune.tasks import all_tasks
+    from dlb_tune import SweepOptions, start_ray
+    from dlb_tune import all_tasks
 
     rows, skipped = [], {}
     start_ray(SweepOptions(task="fcn", cpus=2))

@@ -207,7 +207,7 @@ def run_one(table_path: Path, workers: int, trials: int, scale: float, search: s
     import ray
     from ray import tune
 
-    from dlb_tune.sweep import SweepOptions, make_scheduler, make_searcher, prepare_spec
+    from dlb_tune import SweepOptions, make_scheduler, make_searcher, prepare_spec
     from bench.tables import replay_trainable
 
     table = read_table(table_path)
@@ -252,7 +252,7 @@ def start_ray_patiently(cpus: int, tries: int = 3) -> None:
 
     import ray
 
-    from dlb_tune.sweep import loopback_only, quiet_libraries
+    from dlb_tune import loopback_only, quiet_libraries
 
     loopback_only()
     quiet_libraries()

@@ -52,8 +52,8 @@ FULL = [  # the default sweeps' trial counts and epochs (search_spaces/*.yaml)
 
 def available(task: str) -> str | None:
     """None if the task and its space file exist, else why not."""
-    from dlb_tune.space import default_space_file
-    from dlb_tune.tasks import get_task
+    from dlb_tune import default_space_file
+    from dlb_tune import get_task
 
     try:
         get_task(task)
@@ -64,7 +64,7 @@ def available(task: str) -> str | None:
 
 
 def options(w: Workload, data_dir: str, cpus: int, seed: int, search: str, scheduler: str, storage: str):
-    from dlb_tune.sweep import SweepOptions
+    from dlb_tune import SweepOptions
 
     return SweepOptions(task=w.task, data_dir=data_dir, overrides=list(w.overrides), cpus=cpus, seed=seed,
                         search=search, scheduler=scheduler, num_samples=w.num_samples, max_epochs=w.max_epochs,
@@ -74,11 +74,11 @@ def options(w: Workload, data_dir: str, cpus: int, seed: int, search: str, sched
 
 def tune_run(spec, opts, data, target: float) -> dict[str, Any]:
     from bench.probes import StopAtTarget, TrialClock, attach
-    from dlb_tune.sweep import build_tuner, check_resources
+    from dlb_tune import sweep_tuner, check_resources
 
     concurrency, per_trial = check_resources(opts)
     clock = TrialClock(spec.metric, spec.mode, target)
-    tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo=lambda line: None)
+    tuner = sweep_tuner(spec, opts, data, concurrency, per_trial, echo=lambda line: None)
     attach(tuner, callbacks=[clock], stop=StopAtTarget(clock))
     clock.restart()
     t = time.perf_counter()
@@ -116,8 +116,8 @@ def optuna_run(spec, data, target: float, seed: int, n_jobs: int, budget_s: floa
     import optuna
     import torch
 
-    from dlb_tune.tasks import TrialContext, TrialError
-    from dlb_tune.trainable import build_task, trial_seed
+    from dlb_tune import TrialContext, TrialError
+    from dlb_tune import build_task, trial_seed
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     key = spec.metric.removeprefix("val_")
@@ -175,7 +175,7 @@ def _best(values: list[float], mode: str) -> float | None:
 
 
 def run_workload(w: Workload, data_dir: str, seeds: int, cpus: int, storage: str) -> dict[str, Any]:
-    from dlb_tune.sweep import load_data, prepare_spec
+    from dlb_tune import load_data, prepare_spec
 
     base = prepare_spec(options(w, data_dir, cpus, 0, "optuna", "asha", storage))
     target = w.target if w.target is not None else base.target
@@ -235,7 +235,7 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], budget_s: float) -
 def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2, tasks: list[str] | None = None) -> dict[str, Any]:
     import ray
 
-    from dlb_tune.sweep import SweepOptions, start_ray
+    from dlb_tune import SweepOptions, start_ray
 
     workloads, results, skipped = [w for w in (QUICK if quick else FULL) if not tasks or w.task in tasks], [], {}
     t = time.perf_counter()

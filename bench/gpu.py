@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
     if not torch.cuda.is_available():
         print("gpu check: no CUDA device here (torch.cuda.is_available() is False); nothing to check")
         return
-    from dlb_tune.tasks import all_tasks
+    from dlb_tune import all_tasks
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

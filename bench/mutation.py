@@ -37,7 +37,7 @@ MODULES: dict[str, tuple[str, list[str] | None]] = {
     "space": ("dlb_tune/space.py", None),  # search-space validation
     # trial classification; the rest of results.py (finish, the test evaluation) runs only in
     # Ray sweeps, which mutation runs skip
-    "results": ("dlb_tune/results.py", ["trial_table", "first_line", "pareto_front"]),
+    "results": ("dlb_tune/finish.py", ["trial_table"]),
     "trainable": ("dlb_tune/trainable.py", None),  # epoch loop, checkpointing
     "fcn": ("dlb_tune/tasks/fcn.py", None),  # hand-written forward/backward, SGD with momentum
     # the data-parallel test checkpoint's choice; the rest (the TorchTrainer driver, its workers,

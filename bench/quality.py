@@ -59,7 +59,7 @@ def read_task(task: str) -> dict[str, Any]:
 
 
 def figure(quick: bool, data_dir: str, tasks: list[str] | None = None) -> dict[str, Any]:
-    from dlb_tune.tasks import all_tasks
+    from dlb_tune import all_tasks
 
     out: dict[str, Any] = {}
     for task in tasks or list(all_tasks()):

@@ -24,7 +24,7 @@ OVERRIDES = ["activation=relu", "hidden_size=256", "num_layers=1", "lr=0.05", "m
 
 def bare_loop(data_dir: Path, epochs: int, limit: int) -> float:
     """The same training in this process: no Ray at all."""
-    from dlb_tune.tasks import TrialContext
+    from dlb_tune import TrialContext
     from dlb_tune.tasks.fcn import FCN, FCNConfig
 
     torch.set_num_threads(1)
@@ -39,7 +39,7 @@ def bare_loop(data_dir: Path, epochs: int, limit: int) -> float:
 
 
 def through_sweep(data_dir: Path, epochs: int, limit: int, workers: int, storage: Path, ray_train: bool) -> dict:
-    from dlb_tune.sweep import SweepOptions, run_sweep
+    from dlb_tune import SweepOptions, run_sweep
 
     opts = SweepOptions(task="fcn", data_dir=str(data_dir), overrides=OVERRIDES, num_samples=1,
                         max_epochs=epochs, search="random", scheduler="fifo", limit=limit,

@@ -80,7 +80,7 @@ class RecordError(Exception):
 def spaced(dist: Any, count: int) -> list[float]:
     """``count`` values from ``dist.low`` to ``dist.high``, log-spaced for a loguniform range;
     4 significant digits, so the table's values read as they were meant."""
-    from dlb_tune.space import LogUniform
+    from dlb_tune import LogUniform
 
     if count < 2:
         raise RecordError(f"a range needs at least 2 grid values, got {count}")
@@ -92,7 +92,7 @@ def spaced(dist: Any, count: int) -> list[float]:
 
 def resolve(spec: Any, definition: dict[str, Any]) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
     """(grid, log params, fixed config) of a grid definition over the task's space."""
-    from dlb_tune.space import Choice, LogUniform, Uniform
+    from dlb_tune import Choice, LogUniform, Uniform
 
     grid, log = {}, []
     for name, values in definition["params"].items():
@@ -121,7 +121,7 @@ _DATA: dict[tuple[str, str, int | None], Any] = {}  # per process: the data load
 
 
 def load(task: str, data_dir: str, limit: int | None) -> Any:
-    from dlb_tune.space import default_space_file, load_space
+    from dlb_tune import default_space_file, load_space
 
     key = (task, data_dir, limit)
     if key not in _DATA:
@@ -135,7 +135,7 @@ def train_point(task: str, index: int, point: dict[str, Any], fixed: dict[str, A
     """One grid point, every epoch: the rows of the table (module docstring)."""
     import torch
 
-    from dlb_tune.trainable import start_trial, trial_seed
+    from dlb_tune import start_trial, trial_seed
 
     data = load(task, data_dir, limit)
     trainer, _, _ = start_trial(task, {**fixed, **point}, data, seed=trial_seed(seed, f"point-{index}"),
@@ -191,7 +191,7 @@ def append(path: Path, record: Any) -> None:
 def record(task: str, grid_name: str, *, limit: int | None, epochs: int | None, jobs: int, out: Path | None,
            data_dir: str, seed: int = SEED, command: str = "", echo=print) -> Path:
     """Record the table (resuming from its partial file); returns its path."""
-    from dlb_tune.space import default_space_file, load_space
+    from dlb_tune import default_space_file, load_space
 
     definition = GRIDS.get(task, {}).get(grid_name)
     if definition is None:
@@ -272,7 +272,7 @@ def _cpu_model() -> str:
 
 def main(argv: list[str]) -> None:
     from bench.common import default_data_dir
-    from dlb_tune.tasks import DataError
+    from dlb_tune import DataError
 
     p = argparse.ArgumentParser(prog="python -m bench record", description=__doc__.splitlines()[0])
     p.add_argument("task")

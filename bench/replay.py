@@ -149,7 +149,7 @@ def replay_spec(table: Table, space_path: Path | None = None):
     """The task's default space file narrowed to the table: see the module docstring."""
     import yaml
 
-    from dlb_tune.space import default_space_file, parse_space
+    from dlb_tune import default_space_file, parse_space
 
     path = space_path or default_space_file(table.meta["task"])
     raw = yaml.safe_load(path.read_text())
@@ -207,7 +207,7 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     if scale is None:  # 2 significant digits, so the runs file's key reads as it was meant
         scale = float(f"{EPOCH_WALL_S / float(table.frame['epoch_s'].mean()):.2g}")
-    from dlb_tune.space import default_space_file
+    from dlb_tune import default_space_file
 
     spec = dataclasses.replace(replay_spec(table), **BASELINE)
     return Setup(table, spec, scale, digest, default_strategy(default_space_file(task)))
@@ -216,7 +216,7 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
 def default_strategy(space_path: Path) -> str:
     """The strategy `dlb-tune sweep` runs with this space file (two trials at a time): dlb-tune's
     ASHA with the file's sampler, and the file's rungs and TPE settings."""
-    from dlb_tune.space import load_space
+    from dlb_tune import load_space
 
     space = load_space(space_path)
     base = BY_NAME[DEFAULT_RANDOM if space.search.get("sampler") == "random" else DEFAULT]
@@ -293,7 +293,7 @@ def budget_stop(clock, wall_budget_s: float):
 
 def searcher_and_scheduler(strategy: Strategy, setup: Setup, seed: int, name: str, storage: Path):
     """dlb-tune's own construction for its strategies; Ray's classes as documented for the rest."""
-    from dlb_tune.sweep import SweepOptions, make_scheduler, make_searcher
+    from dlb_tune import SweepOptions, make_scheduler, make_searcher
 
     spec = setup.spec
     opts = SweepOptions(task=spec.task, name=name, storage=str(storage), seed=seed,
@@ -320,7 +320,7 @@ def ray_optuna_search(spec, seed: int):
     """Ray's plain OptunaSearch with the same sampler dlb-tune builds: only the telling differs."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from dlb_tune.search import make_sampler
+    from dlb_tune import make_sampler
 
     return OptunaSearch(metric=spec.metric, mode=spec.mode, points_to_evaluate=spec.initial or None,
                         sampler=make_sampler(spec.search, seed, CONCURRENCY))
@@ -375,7 +375,7 @@ def in_process_run(setup: Setup, seed: int, plain: bool = False) -> tuple[list[l
     import optuna
 
     from bench.early_stopping import suggest
-    from dlb_tune.search import make_sampler
+    from dlb_tune import make_sampler
 
     spec, table, scale = setup.spec, setup.table, setup.scale
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -494,7 +494,7 @@ def driver_pool(jobs: int, with_ray: bool):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from dlb_tune.sweep import loopback_only
+    from dlb_tune import loopback_only
 
     loopback_only()  # before Ray is imported and the drivers forked: all of them use 127.0.0.1
     if jobs == 1:  # no driver processes: the runs go in this one
@@ -529,7 +529,7 @@ def run_in_driver(ray_at: tuple[str, dict[str, str]] | None, strategy: Strategy,
         os.environ.update(auth)
         import logging
 
-        from dlb_tune.sweep import quiet_libraries
+        from dlb_tune import quiet_libraries
 
         quiet_libraries()
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -554,7 +554,7 @@ def start_ray(jobs: int) -> str:
 
     import ray
 
-    from dlb_tune.sweep import loopback_only, quiet_libraries
+    from dlb_tune import loopback_only, quiet_libraries
 
     loopback_only()
     quiet_libraries()

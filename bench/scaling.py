@@ -79,7 +79,7 @@ EXTRAPOLATE = (1, 2, 4, 8, 16, 32)  # slots (GPUs, or 1-GPU nodes) in the paper 
 
 def default_shape() -> dict[str, int]:
     """The default fcn sweep's shape (search_spaces/fcn.yaml): trials, epochs, ASHA's rungs."""
-    from dlb_tune.space import default_space_file, load_space
+    from dlb_tune import default_space_file, load_space
 
     spec = load_space(default_space_file("fcn"))
     return {"n": spec.num_samples, "epochs": spec.max_epochs, "grace": spec.grace_period, "eta": spec.reduction_factor}
@@ -209,7 +209,7 @@ def run_grid(space, data_dir: str, limit: int | None, grid: dict[str, list], sto
     from ray.tune.stopper import TimeoutStopper
 
     from bench.probes import TrialClock, attach, overheads, timeline
-    from dlb_tune.sweep import build_tuner, check_resources, load_data, prepare_spec
+    from dlb_tune import sweep_tuner, check_resources, load_data, prepare_spec
 
     opts = sweep_options(space, data_dir, limit, cpus=None, storage=storage, name=name, address=address)
     opts.workers_per_trial = workers
@@ -217,7 +217,7 @@ def run_grid(space, data_dir: str, limit: int | None, grid: dict[str, list], sto
     data = load_data(spec, opts)
     concurrency, per_trial = check_resources(opts)
     clock = TrialClock(spec.metric, spec.mode)
-    tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo=lambda line: None)
+    tuner = sweep_tuner(spec, opts, data, concurrency, per_trial, echo=lambda line: None)
     attach(tuner, callbacks=[clock], param_space=grid_param_space(spec, grid), stop=TimeoutStopper(timeout_s))
     clock.restart()
     t = time.perf_counter()
@@ -279,7 +279,7 @@ def figure(quick: bool, data_dir: str) -> dict[str, Any]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from dlb_tune.sweep import quiet_libraries
+    from dlb_tune import quiet_libraries
 
     s = QUICK if quick else FULL
     cores = os.cpu_count() or 1

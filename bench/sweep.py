@@ -56,9 +56,9 @@ class Extras:
 def plan(task: str, args: argparse.Namespace) -> list[Run]:
     """The sweeps to run: the default one, then each chosen baseline (one trial, one CPU, FIFO);
     each checked against its space file here, before the first one starts."""
-    from dlb_tune.space import default_space_file, load_space
-    from dlb_tune.sweep import SweepOptions, prepare_spec
-    from dlb_tune.tasks import get_task
+    from dlb_tune import default_space_file, load_space
+    from dlb_tune import SweepOptions, prepare_spec
+    from dlb_tune import get_task
 
     task_cls, extras = get_task(task), EXTRAS.get(task, Extras())
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -91,7 +91,7 @@ def output_path(args: argparse.Namespace) -> Path:
 
 def outcome(final: dict[str, Any], wall: float, tag: str, out: Path) -> dict[str, Any]:
     """One sweep's winner: validation and test metrics, parameters, config, figures."""
-    from dlb_tune.experiment import read_results
+    from dlb_tune import read_results
 
     best, test = final.get("best") or {}, dict(final.get("test") or {})
     report = test.pop("test_report", None) or {}
@@ -137,7 +137,7 @@ def execute(run: Run, reuse: str | None) -> tuple[dict[str, Any], float]:
     if reuse:
         final = json.loads((Path(reuse) / "final.json").read_text())
         return final, final["wall_s"]
-    from dlb_tune.sweep import run_sweep
+    from dlb_tune import run_sweep
 
     say(f"sweep {run.opts.task}: {run.tag} ({run.opts.name})")
     t0 = time.time()
@@ -159,9 +159,9 @@ def best_checkpoint(trial_path: str, metric: str) -> Path:
 
 def test_small_winner(report: dict[str, Any], opts) -> dict[str, Any]:
     """cnn: the best trial under 100K parameters, tested (the sweep tests only its winner)."""
-    from dlb_tune.experiment import read_results
-    from dlb_tune.sweep import load_data, prepare_spec
-    from dlb_tune.trainable import evaluate_checkpoint
+    from dlb_tune import read_results
+    from dlb_tune import load_data, prepare_spec
+    from dlb_tune import evaluate_checkpoint
 
     small = (report.get("task_summary") or {}).get("best_under_100k_params")
     if not small:

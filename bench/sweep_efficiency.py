@@ -71,7 +71,7 @@ def write_space(path: Path, epochs: int, grid: dict[str, list] = GRID) -> Path:
 
 def sweep_options(space: Path, data_dir: str, limit: int | None, cpus: int, storage: Path, name: str,
                   address: str | None = None):
-    from dlb_tune.sweep import SweepOptions
+    from dlb_tune import SweepOptions
 
     return SweepOptions(task="fcn", data_dir=data_dir, space=str(space), cpus=cpus, search="random",
                         scheduler="fifo", limit=limit, storage=str(storage), name=name, seed=0,
@@ -85,9 +85,9 @@ def leg_bare(args: argparse.Namespace) -> dict[str, Any]:
     """The plain loop: build each config's task, train and validate every epoch, nothing else."""
     import torch
 
-    from dlb_tune.sweep import load_data, prepare_spec
-    from dlb_tune.tasks import TrialContext
-    from dlb_tune.trainable import build_task, trial_seed
+    from dlb_tune import load_data, prepare_spec
+    from dlb_tune import TrialContext
+    from dlb_tune import build_task, trial_seed
 
     torch.set_num_threads(args.threads)
     opts = sweep_options(Path(args.space), args.data_dir, args.limit, args.cpus, Path(args.storage), "bare")
@@ -117,7 +117,7 @@ def leg_sweep(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
     from bench.probes import TrialClock, attach, overheads, timeline
-    from dlb_tune.sweep import build_tuner, check_resources, load_data, prepare_spec, start_ray
+    from dlb_tune import sweep_tuner, check_resources, load_data, prepare_spec, start_ray
 
     opts = sweep_options(Path(args.space), args.data_dir, args.limit, args.cpus, Path(args.storage), "sweep")
     spec = prepare_spec(opts)
@@ -130,7 +130,7 @@ def leg_sweep(args: argparse.Namespace) -> dict[str, Any]:
     try:
         concurrency, per_trial = check_resources(opts)
         clock = TrialClock(spec.metric, spec.mode)
-        tuner = build_tuner(spec, opts, data, concurrency, per_trial, echo=lambda line: None)
+        tuner = sweep_tuner(spec, opts, data, concurrency, per_trial, echo=lambda line: None)
         attach(tuner, callbacks=[clock], param_space=grid_param_space(spec))
         clock.restart()
         t = time.perf_counter()

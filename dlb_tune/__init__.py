@@ -14,18 +14,22 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _PUBLIC = {
-    # the search space
+    # the search space, and which value is better
     "SweepSpec": "dlb_tune.space", "SpaceError": "dlb_tune.space", "load_space": "dlb_tune.space",
-    "parse_space": "dlb_tune.space", "default_space_file": "dlb_tune.space", "Choice": "dlb_tune.space",
-    "Uniform": "dlb_tune.space", "LogUniform": "dlb_tune.space",
+    "parse_space": "dlb_tune.space", "default_space_file": "dlb_tune.space", "Choice": "dlb_tune.distributions",
+    "Uniform": "dlb_tune.distributions", "LogUniform": "dlb_tune.distributions", "Objective": "dlb_tune.objective",
+    "TrialStatus": "dlb_tune.objective",
     # tasks
     "Task": "dlb_tune.tasks", "TrialContext": "dlb_tune.tasks", "TrialError": "dlb_tune.tasks",
     "DataError": "dlb_tune.tasks", "all_tasks": "dlb_tune.tasks", "get_task": "dlb_tune.tasks",
     # running a sweep
-    "SweepOptions": "dlb_tune.sweep", "prepare_spec": "dlb_tune.sweep", "load_data": "dlb_tune.sweep",
-    "run_sweep": "dlb_tune.sweep", "start_ray": "dlb_tune.sweep", "loopback_only": "dlb_tune.sweep",
-    "quiet_libraries": "dlb_tune.sweep", "check_resources": "dlb_tune.sweep", "build_tuner": "dlb_tune.sweep",
-    "make_searcher": "dlb_tune.sweep", "make_scheduler": "dlb_tune.sweep", "make_sampler": "dlb_tune.search",
+    "SweepOptions": "dlb_tune.options", "ResourceError": "dlb_tune.options", "prepare_spec": "dlb_tune.prepare",
+    "load_data": "dlb_tune.prepare", "run_sweep": "dlb_tune.sweep", "resume_sweep": "dlb_tune.sweep",
+    # its Ray side
+    "start_ray": "dlb_tune.engine", "ray_session": "dlb_tune.engine", "loopback_only": "dlb_tune.engine",
+    "quiet_libraries": "dlb_tune.engine", "check_resources": "dlb_tune.engine", "sweep_tuner": "dlb_tune.engine",
+    "tuner": "dlb_tune.engine", "fit": "dlb_tune.engine", "make_searcher": "dlb_tune.engine",
+    "make_scheduler": "dlb_tune.engine", "make_sampler": "dlb_tune.search",
     # one trial, outside Tune
     "start_trial": "dlb_tune.trainable", "build_task": "dlb_tune.trainable", "trial_seed": "dlb_tune.trainable",
     "evaluate_checkpoint": "dlb_tune.trainable",

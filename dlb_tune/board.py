@@ -19,7 +19,6 @@ Files written here end in ``.dlb-tune`` and are replaced on every call, so re-ru
 
 from __future__ import annotations
 
-import math
 import socket
 import struct
 import subprocess
@@ -29,7 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from dlb_tune.experiment import REPORT_DIR, TEST_REPORT_DIR, is_uri, load_experiment, write_bytes
+from dlb_tune.experiment import REPORT_DIR, TEST_REPORT_DIR, load_experiment
+from dlb_tune.storage import is_uri, write_bytes
 
 # TensorBoard's protobufs and PIL are imported inside the functions that write events, to keep
 # start-up fast.
@@ -102,7 +102,7 @@ def _metric_names(spec, trials) -> list[str]:
     """The sweep metric and its best first, then the other objectives, val_*, train_*, the rest."""
     numeric = [c for c in trials.columns
                if not c.startswith("config/") and c not in BOOKKEEPING and trials[c].dtype.kind in "if"]
-    first = [spec.metric, f"best_{spec.metric}"] + [m for m, _ in spec.objective_pairs()]
+    first = [spec.metric, f"best_{spec.metric}"] + [g.metric for g in spec.goals()]
 
     def order(name: str) -> tuple[int, str]:
         if name in first:
@@ -249,32 +249,3 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # --- reading back through TensorBoard's HTTP API (what its frontend calls) -----------------------
-
-
-def get_json(url: str, payload: dict | None = None) -> Any:
-    """GET, or POST ``payload`` the way TensorBoard's frontend does (the XSRF header it needs)."""
-    import json
-
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json",
-                                                          "X-XSRF-Protected": "1"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
-
-
-def session_groups(base_url: str, metric: str, mode: str, limit: int = 1000) -> list[dict[str, Any]]:
-    """HParams sessions sorted by ``metric`` (a Ray tag such as ``ray/tune/best_val_acc``)."""
-    order = "ORDER_DESC" if mode == "max" else "ORDER_ASC"
-    payload = {
-        "experimentName": "", "startIndex": 0, "sliceSize": limit, "aggregationType": "AGGREGATION_AVG",
-        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
-        "colParams": [{"metric": {"tag": metric, "group": ""}, "order": order, "excludeMissingValues": False}],
-    }
-    return get_json(base_url + "data/plugin/hparams/session_groups", payload)["sessionGroups"]
-
-
-def metric_value(group: dict[str, Any], tag: str) -> float:
-    for mv in group.get("metricValues", []):
-        if mv["name"]["tag"] == tag:
-            return mv["value"]
-    return math.nan

@@ -8,19 +8,18 @@ order: the cluster config the GCS holds (KubeRay and autoscaler v2 report one), 
 config file (the ``--autoscaling-config`` of the head's monitor process, or ``ray up``'s
 ``~/ray_bootstrap_config.yaml``), and, with no autoscaler, the nodes that are up.
 
-``NodeWatch`` is the Tune callback that says when trials wait for nodes, announces nodes that
-join, and ends the sweep (resumable, like Ctrl-C) when trials have waited ``--node-timeout``
-seconds with nothing running and no node joining.
+``WatchState`` decides what the engine's ``NodeWatch`` callback says: when trials wait for nodes,
+which nodes join, and when to end the sweep (resumable, like Ctrl-C) because trials have waited
+``--node-timeout`` seconds with nothing running and no node joining.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 NODE_TIMEOUT_S = 600.0  # default --node-timeout: cloud GPU nodes take minutes to boot
 WAIT_NOTICE_S = 5.0  # a trial pending longer than this is waiting for a node, not for its actor
@@ -106,13 +105,13 @@ def types_from_gcs() -> list[NodeType] | None:
 def types_from_nodes() -> list[NodeType]:
     import ray
 
-    return [NodeType(n["NodeID"][-12:], _plain(n["Resources"]), 1) for n in ray.nodes() if n.get("Alive")]
+    return [NodeType(n["NodeID"][-12:], plain_resources(n["Resources"]), 1) for n in ray.nodes() if n.get("Alive")]
 
 
 def autoscaling_config_path(gcs_address: str) -> Path | None:
     """The config file the autoscaler of this cluster reads, when it runs on this machine."""
-    import ray  # noqa: F401
     import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
+    import ray  # noqa: F401
 
     port = gcs_address.rsplit(":", 1)[-1]
     for proc in psutil.process_iter(["cmdline"]):
@@ -227,50 +226,6 @@ class WatchState:
         return fmt_bundle(gone or self.bundle)
 
 
-def node_watch(per_trial: dict[str, float], timeout_s: float, echo: Callable[[str], None]):
-    """The Tune callback: 'waiting for nodes' lines, joined nodes, and the --node-timeout stop."""
-    import signal
-
-    import ray
-    from ray import tune
-    from ray.tune.experiment import Trial
-
-    class NodeWatch(tune.Callback):
-        def __init__(self):
-            self.state = WatchState(timeout_s, trial_bundle(per_trial["cpu"], per_trial["gpu"]))
-            self.t0 = time.time()
-            self.polled = -math.inf
-            self.stopped = False
-
-        def on_step_begin(self, iteration, trials, **info):
-            now = time.monotonic()
-            nodes = None
-            if now - self.polled >= NODE_POLL_S:
-                self.polled = now
-                # a node counts once it shows what it holds (a booting one shows nothing yet)
-                nodes = {n["NodeID"]: _plain(n["Resources"]) for n in ray.nodes() if n.get("Alive")}
-                nodes = {k: v for k, v in nodes.items() if v}
-            pending = [t.trial_id for t in trials if t.status == Trial.PENDING]
-            running = any(t.status == Trial.RUNNING for t in trials)
-            for line in self.state.step(now, pending, running, nodes):
-                echo(f"[{time.time() - self.t0:6.0f}s] {'cluster':>12}  {line}")
-            if self.state.timed_out and not self.stopped:
-                self.stopped = True
-                os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop: resumable, like Ctrl-C
-
-    return NodeWatch()
-
-
-def _plain(resources: dict[str, float]) -> dict[str, float]:
+def plain_resources(resources: dict[str, float]) -> dict[str, float]:
     """CPU and GPU only, in that order: Ray's memory and node-id resources would drown the message."""
     return {k: float(resources[k]) for k in ("CPU", "GPU") if k in resources}
-
-
-def timed_out(tuner) -> str | None:
-    """The NodeWatch verdict of a finished ``tuner.fit()``, if it ended the sweep."""
-    callbacks = getattr(getattr(tuner._local_tuner, "_run_config", None), "callbacks", None) or []
-    for cb in callbacks:
-        state = getattr(cb, "state", None)
-        if isinstance(state, WatchState) and state.timed_out:
-            return state.timed_out
-    return None

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from dlb_tune.options import SweepOptions
 from dlb_tune.space import SweepSpec, default_space_file, load_space
 from dlb_tune.tasks import DataError, Task, TrialContext, TrialError, get_task
 from dlb_tune.tasks._common import LR_SCHEDULES
@@ -172,10 +173,10 @@ def check_data_errors(task_cls: type[Task]) -> None:
             raise AssertionError("an empty data folder loaded without a DataError")
 
 
-def check_smoke_sweep(name: str, data_dir: Path, storage: Path, task_module: str | None = None) -> dict[str, Any]:
-    """A real ``--smoke`` sweep (Ray, Optuna, ASHA, checkpoints, the test evaluation) finishes."""
-    from dlb_tune.sweep import SweepOptions, run_sweep
-
+def check_smoke_sweep(run_sweep: Callable[..., dict[str, Any]], name: str, data_dir: Path, storage: Path,
+                      task_module: str | None = None) -> dict[str, Any]:
+    """A real ``--smoke`` sweep (Ray, Optuna, ASHA, checkpoints, the test evaluation) finishes;
+    ``run_sweep`` is ``dlb_tune.sweep.run_sweep``, given by the caller that runs it."""
     opts = SweepOptions(task=name, task_module=task_module, data_dir=str(data_dir), storage=str(storage),
                         name=f"check-{name}", smoke=True, search="random")
     final = run_sweep(opts, echo=lambda line: None)
@@ -185,9 +186,10 @@ def check_smoke_sweep(name: str, data_dir: Path, storage: Path, task_module: str
     return final
 
 
-def run_checks(name: str, data_dir: Path, echo: Callable[[str], None], sweep: bool = True,
-               task_module: str | None = None) -> int:
-    """Every check on one task, one line each; returns the number that failed."""
+def run_checks(name: str, data_dir: Path, echo: Callable[[str], None],
+               sweep: Callable[..., dict[str, Any]] | None = None, task_module: str | None = None) -> int:
+    """Every check on one task, one line each; returns the number that failed. ``sweep``: the
+    sweep runner (``dlb_tune.sweep.run_sweep``) for the last check, a real smoke sweep."""
     task_cls = get_task(name)
     setup: list[Setup] = []
 
@@ -203,10 +205,10 @@ def run_checks(name: str, data_dir: Path, echo: Callable[[str], None], sweep: bo
         ("checkpoint resume", with_setup(check_checkpoint_resume)),
         ("lr schedule", with_setup(check_lr_schedule)),
     ]
-    if not sweep:
+    if sweep is None:
         return _run(checks, echo)
     with tempfile.TemporaryDirectory() as storage:
-        smoke = with_setup(lambda _: check_smoke_sweep(name, data_dir, Path(storage), task_module))
+        smoke = with_setup(lambda _: check_smoke_sweep(sweep, name, data_dir, Path(storage), task_module))
         return _run(checks + [("smoke sweep", smoke)], echo)
 
 

@@ -36,7 +36,8 @@ def fetch(
     glove_dim: Annotated[GloveDim, typer.Option(help="Which GloVe Twitter vectors to unpack.")] = GloveDim.d100,
 ) -> None:
     """Download data sets from their publishers, check their SHA-256, install what the loaders read."""
-    from dlb_tune.datasets import Fetch, data_sets_for, read_checksums, resolve_data_dir
+    from dlb_tune.datasets import read_checksums, resolve_data_dir
+    from dlb_tune.fetch import Fetch, data_sets_for
     from dlb_tune.tasks import DataError
 
     try:
@@ -62,7 +63,8 @@ def list_(
     verify: Annotated[bool, typer.Option(help="Check installed files against their pinned SHA-256 (exit 1 when one differs).")] = False,
 ) -> None:
     """Each data set: present / partial / missing, size on disk, source, license."""
-    from dlb_tune.datasets import list_lines, resolve_data_dir, verify_lines
+    from dlb_tune.datasets import resolve_data_dir
+    from dlb_tune.fetch import list_lines, verify_lines
     from dlb_tune.tasks import DataError
 
     try:

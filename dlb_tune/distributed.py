@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
+from dlb_tune.objective import Objective
 from dlb_tune.tasks import portable_name
 from dlb_tune.trainable import epoch_loop, node_label, pick_device, start_trial, trial_seed
 
@@ -96,37 +96,6 @@ def cuda_here() -> bool:
     return torch.cuda.is_available()
 
 
-def release_placement_group_callback():
-    """A Tune callback that frees a data-parallel trial's workers when the trial ends.
-
-    Ray 2.60 leaves the Train workers' placement group reserved when Tune stops the trial (ASHA,
-    or reaching ``max_t``) before ``TorchTrainer.fit()`` returns: its reservation is never freed
-    and later trials wait forever. The trial's rank 0 reports the group's id; this removes it.
-    """
-    from ray import tune
-
-    class ReleaseTrainPlacementGroup(tune.Callback):
-        def _release(self, trial) -> None:
-            from ray._raylet import PlacementGroupID
-            from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-            group = (trial.last_result or {}).get(PLACEMENT_GROUP_KEY)
-            if not group:
-                return
-            try:
-                remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(group))))
-            except Exception:  # noqa: BLE001 - already removed by Ray Train: nothing to free
-                pass
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._release(trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._release(trial)
-
-    return ReleaseTrainPlacementGroup()
-
-
 def best_train_checkpoint(history, metric: str, mode: str) -> str | None:
     """The checkpoint folder of a data-parallel trial's best epoch, from its metric history."""
     if history is None or CHECKPOINT_PATH_KEY not in history or metric not in history:
@@ -134,6 +103,6 @@ def best_train_checkpoint(history, metric: str, mode: str) -> str | None:
     rows = history.dropna(subset=[metric, CHECKPOINT_PATH_KEY])
     if rows.empty:
         return None
-    row = rows.loc[rows[metric].idxmax() if mode == "max" else rows[metric].idxmin()]
+    row = rows.loc[Objective(metric, mode).best_index(rows[metric])]
     path = str(row[CHECKPOINT_PATH_KEY])
     return path if Path(path).exists() else None

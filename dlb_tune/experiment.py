@@ -27,15 +27,11 @@ owns an experiment (``claimed``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
-import secrets
 import socket
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,13 +39,13 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from dlb_tune import storage as stores
 from dlb_tune import places
-from dlb_tune.logs import one_line
+from dlb_tune import storage as stores
+from dlb_tune.objective import Objective, TrialStatus
 from dlb_tune.space import SweepSpec, load_yaml, parse_space
+from dlb_tune.storage import (DamagedFile, ReportError, atomic, exists, filesystem, is_uri, read_bytes, read_json,
+                              read_text, resolve_storage, to_jsonable, write_json, write_text)
 
-RESULTS_ENV = "DLB_TUNE_RESULTS"
-DEFAULT_STORAGE = "dlb-tune-runs"  # relative to the working folder
 SPACE_FILE = "space.yaml"
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.parquet"
@@ -68,32 +64,11 @@ SPACE_SHA256 = "space_sha256"  # sweep.json's record of space.yaml, so resume ca
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class ReportError(RuntimeError):
-    """An experiment folder that cannot be read, or lacks what was asked of it. One line, for the user."""
-
-
-class DamagedFile(ReportError):
-    """A file of an experiment folder that does not parse (cut short by a crash, or not ours)."""
-
-    def __init__(self, path: str | Path, kind: str, error: Exception):
-        self.file = Path(stores.split_query(str(path))[0]).name
-        super().__init__(f"{stores.shown(str(path))}: not valid {kind}, damaged or cut short ({one_line(error)})")
-
-
 class ExperimentError(ValueError):
     """An experiment name that cannot be used now: malformed, taken, in use, or its space edited."""
 
 
 # --- where ------------------------------------------------------------------------------------
-
-
-def resolve_storage(storage: str | None) -> str:
-    """``--storage``, else $DLB_TUNE_RESULTS, else ./dlb-tune-runs; a local one made absolute."""
-    storage = storage or os.environ.get(RESULTS_ENV) or DEFAULT_STORAGE
-    if is_uri(storage):
-        stores.refuse_credentials(storage)  # before the URI is printed or written anywhere
-        return storage
-    return str(Path(storage).expanduser().resolve())
 
 
 def check_name(name: str) -> None:
@@ -116,8 +91,6 @@ def experiment_log(exp_dir: str) -> Path | None:
     Path(exp_dir).mkdir(parents=True, exist_ok=True)
     return Path(exp_dir) / LOG_FILE
 
-
-is_uri = stores.is_uri
 
 
 def find_experiment(name: str, storage: str | None = None) -> Path:
@@ -160,115 +133,6 @@ def file_in(exp_dir: str | Path, name: str) -> str:
     return stores.join(str(exp_dir), name) if is_uri(exp_dir) else f"{exp_dir}/{name}"
 
 
-@contextmanager
-def local_folder(folder: str | Path) -> Iterator[Path]:
-    """A local folder to write into: ``folder`` itself, or for a URI a temporary one whose files
-    are uploaded there at the end (figures are drawn by libraries that write local files)."""
-    if not is_uri(folder):
-        yield Path(folder)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        yield Path(tmp)
-        stores.upload(Path(tmp), str(folder))
-
-
-def _filesystem(path: str | Path):
-    """pyarrow's filesystem for a local path or a storage URI, and the path inside it."""
-    import pyarrow.fs
-
-    if is_uri(path):
-        return stores.filesystem(str(path))
-    return pyarrow.fs.LocalFileSystem(), str(Path(path).expanduser().absolute())
-
-
-def write_text(path: str | Path, text: str) -> None:
-    write_bytes(path, text.encode())
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    """The whole file or, after a crash, the previous one: readers never see half of it."""
-    with _atomic(path) as (fs, p):
-        with fs.open_output_stream(p) as f:
-            f.write(data)
-
-
-@contextmanager
-def _atomic(path: str | Path) -> Iterator[tuple[Any, str]]:
-    """pyarrow's filesystem and a path to write ``path``'s new content to, in place at the end.
-
-    Locally a temporary name beside it, renamed over it; an object store publishes an object only
-    once its upload completes, so there the path itself."""
-    fs, p = _filesystem(path)
-    folder = p.rpartition("/")[0]
-    fs.create_dir(folder, recursive=True)
-    if is_uri(path):
-        yield fs, p
-        return
-    # a name no reader looks for (TensorBoard reads any file named *tfevents*), made with the
-    # umask's mode as the file itself would be (mkstemp's would be 0600)
-    tmp = f"{folder}/.dlb-tune-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    try:
-        yield fs, tmp
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def read_text(path: str | Path) -> str:
-    return _read_bytes(path).decode()
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(to_jsonable(obj), indent=2))
-
-
-def read_json(path: str | Path) -> dict[str, Any] | None:
-    """The file's content, or None when it is not there (yet); ``DamagedFile`` when it does not parse."""
-    try:
-        text = _read_bytes(path)
-    except OSError:  # FileNotFoundError, or a remote store that cannot say more
-        return None
-    try:
-        obj = json.loads(text)
-    except ValueError as e:  # cut short, or not UTF-8
-        raise DamagedFile(path, "JSON", e) from None
-    if not isinstance(obj, dict):
-        raise DamagedFile(path, "JSON", TypeError(f"an object expected, got {type(obj).__name__}"))
-    return obj
-
-
-def _read_bytes(path: str | Path) -> bytes:
-    fs, p = _filesystem(path)
-    with fs.open_input_stream(p) as f:
-        return f.read()
-
-
-def _exists(path: str | Path) -> bool:
-    import pyarrow.fs
-
-    fs, p = _filesystem(path)
-    return fs.get_file_info(p).type != pyarrow.fs.FileType.NotFound
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain Python for ``json``: numpy scalars unwrapped, dataclasses as dicts, NaN and inf as None."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            obj = obj.item()
-        except (ValueError, AttributeError):  # an array of several values: left to json to refuse
-            return obj
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 # --- the files of a sweep ---------------------------------------------------------------------
 
 
@@ -291,7 +155,7 @@ def read_space(exp_dir: str | Path, checked: bool = False) -> SweepSpec:
 
 
 def space_sha256(exp_dir: str | Path) -> str:
-    return hashlib.sha256(_read_bytes(file_in(exp_dir, SPACE_FILE))).hexdigest()
+    return hashlib.sha256(read_bytes(file_in(exp_dir, SPACE_FILE))).hexdigest()
 
 
 def write_sweep_options(exp_dir: str, options: Any) -> None:
@@ -332,7 +196,7 @@ def claimed(exp_dir: str, name: str, resuming: bool = False) -> Iterator[None]:
         raise ExperimentError(f"experiment '{name}' is in use: another dlb-tune process runs it (it holds "
                               f"{lock.lock_file}); wait for it to end, or choose another --name") from None
     try:
-        if not resuming and _exists(file_in(exp_dir, SWEEP_FILE)):
+        if not resuming and exists(file_in(exp_dir, SWEEP_FILE)):
             raise ExperimentError(f"a sweep named '{name}' exists in {stores.shown(str(exp_dir).rpartition('/')[0])}: "
                                   f"resume {name}, or choose another --name")
         yield
@@ -355,7 +219,7 @@ def write_results(exp_dir: str, df: pd.DataFrame) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with _atomic(file_in(exp_dir, RESULTS_FILE)) as (fs, p):
+    with atomic(file_in(exp_dir, RESULTS_FILE)) as (fs, p):
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p, filesystem=fs)
 
 
@@ -364,9 +228,9 @@ def read_trials(exp_dir: str | Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     path = file_in(exp_dir, RESULTS_FILE)
-    if not _exists(path):
+    if not exists(path):
         raise FileNotFoundError(path)
-    fs, p = _filesystem(path)
+    fs, p = filesystem(path)
     try:
         return pq.read_table(p, filesystem=fs).to_pandas()
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, its IO errors OSErrors
@@ -414,9 +278,7 @@ def sweep_alive(live: dict[str, Any]) -> bool | None:
     return True
 
 
-# --- a running sweep, from what Ray has written so far ----------------------------------------
-
-FINISHED_STATES = ("completed", "stopped_early", "errored")
+# --- a running sweep, from what Ray has written so far --------------------------------------
 
 
 def read_tune_states(path: Path) -> dict[str, dict[str, Any]]:
@@ -450,12 +312,12 @@ def _live_row(folder: Path, trial_id: str, state: dict[str, Any], spec: SweepSpe
     row: dict[str, Any] = {"trial_id": trial_id, **{f"config/{k}": v for k, v in config.items()}}
     hist = _progress(folder / "progress.csv")
     epochs = int(hist["epoch"].max()) if "epoch" in hist and len(hist) else 0
-    row.update(status=_live_status(state.get("status"), epochs, spec.max_epochs), epochs=epochs, path=str(folder))
+    row.update(status=live_status(state.get("status"), epochs, spec.max_epochs), epochs=epochs, path=str(folder))
     if len(hist):
         row.update({k: v for k, v in hist.iloc[-1].items() if isinstance(v, (int, float)) and k not in row})
     if spec.metric in hist and hist[spec.metric].notna().any():
         series = hist[spec.metric]
-        best = series.idxmax() if spec.mode == "max" else series.idxmin()
+        best = spec.goal.best_index(series)
         row[f"best_{spec.metric}"], row["best_epoch"] = float(series[best]), int(hist.loc[best, "epoch"])
     return row
 
@@ -467,16 +329,11 @@ def _progress(csv: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _live_status(ray_status: str | None, epochs: int, max_epochs: int) -> str:
-    """Ray's trial status in the words of results.parquet; a folder Ray's state does not list
-    yet belongs to a trial that has just started."""
-    if ray_status == "ERROR":
-        return "errored"
-    if ray_status == "TERMINATED":
-        return "completed" if epochs >= max_epochs else "stopped_early"
-    if ray_status in ("PENDING", "PAUSED"):
-        return "pending"
-    return "running"
+def live_status(ray_status: str | None, epochs: int, max_epochs: int) -> TrialStatus:
+    """A trial's status from Ray's word for it; a folder Ray's state does not list yet belongs to a
+    trial that has just started (running)."""
+    return TrialStatus.classify(epochs=epochs, max_epochs=max_epochs, errored=ray_status == "ERROR",
+                                ended=ray_status in ("TERMINATED", "ERROR"), queued=ray_status in ("PENDING", "PAUSED"))
 
 
 # --- a sweep read back ------------------------------------------------------------------------
@@ -503,12 +360,8 @@ class Experiment:
         return self.spec.metric
 
     @property
-    def better(self):
-        """max or min over a pandas Series, as the sweep's mode says."""
-        return max if self.spec.mode == "max" else min
-
-    def reached(self, value: float, target: float) -> bool:
-        return value >= target if self.spec.mode == "max" else value <= target
+    def goal(self) -> Objective:
+        return self.spec.goal
 
     def history(self) -> pd.DataFrame:
         """Every epoch of every trial: progress.csv rows plus ``trial_id``, ``status``, ``t_s``."""
@@ -522,7 +375,7 @@ class Experiment:
         if trial_id is None or hist.empty or "checkpoint_dir_name" not in hist:
             return None
         h = hist[hist["trial_id"] == trial_id].dropna(subset=[self.metric, "checkpoint_dir_name"])
-        h = h.sort_values(self.metric, ascending=self.spec.mode == "min")
+        h = self.goal.sort(h, self.metric)
         for name in h["checkpoint_dir_name"]:
             path = self.path / f"trial_{trial_id}" / name
             if path.is_dir():
@@ -530,7 +383,7 @@ class Experiment:
         return None
 
     def finished_trials(self) -> int:
-        return int(self.trials["status"].isin(FINISHED_STATES).sum()) if len(self.trials) else 0
+        return int(self.trials["status"].map(lambda s: TrialStatus(s).ended).sum()) if len(self.trials) else 0
 
     def progress_line(self) -> str | None:
         """"running: N of M trials finished" for a sweep still under way (None once it has ended)."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, DamagedFile, _filesystem, experiment_dir, file_in, read_json,
-                                 read_space, read_trials, resolve_storage)
-from dlb_tune.space import SpaceError
+from dlb_tune.distributions import SpaceError
+from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, experiment_dir, file_in, read_space, read_trials,
+                                 resolve_storage)
+from dlb_tune.storage import DamagedFile, filesystem, read_json
 
 COLUMNS = ["name", "task", "state", "trials", "best", "test", "date"]  # best: on validation, by the task's metric
 
@@ -22,7 +23,7 @@ def list_experiments(storage: str | None) -> list[dict[str, Any]]:
     import pyarrow.fs
 
     root = resolve_storage(storage)
-    fs, base = _filesystem(root)
+    fs, base = filesystem(root)
     try:
         entries = fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
     except OSError as e:
@@ -64,9 +65,8 @@ def _filled(row: dict[str, Any], exp_dir: str) -> dict[str, Any]:
     if best and best.get(spec.metric) is not None:
         row["best"] = f"{best[spec.metric]:.4g}"
     elif trials is not None and f"best_{spec.metric}" in trials and trials[f"best_{spec.metric}"].notna().any():
-        col = trials[f"best_{spec.metric}"]
-        row["best"] = f"{(col.max() if spec.mode == 'max' else col.min()):.4g}"
-    row["test"] = _test(final or {}, spec.mode)
+        row["best"] = f"{spec.goal.best(trials[f'best_{spec.metric}']):.4g}"
+    row["test"] = _test(final or {})
     return row
 
 
@@ -77,7 +77,7 @@ def _state(final: dict[str, Any] | None, has_results: bool) -> str:
     return "no final" if has_results else "no results"
 
 
-def _test(final: dict[str, Any], mode: str) -> str:
+def _test(final: dict[str, Any]) -> str:
     """The test split's value of the task's metric and, with a target, whether it was met."""
     metric, test = final.get("test_metric"), final.get("test") or {}
     if metric not in test:

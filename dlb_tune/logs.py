@@ -68,12 +68,6 @@ def record_crash(exc: BaseException, argv: list[str]) -> Path:
     return path
 
 
-def one_line(exc: BaseException) -> str:
-    """``TypeName: first line of the message``, what the user sees of an unexpected error."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 @contextmanager
 def library_logs(path: Path | None) -> Iterator[None]:
     """Ray's log records go to ``path`` (the experiment's log) for the length of the block.

@@ -36,9 +36,11 @@ import numpy as np
 import torch
 
 from dlb_tune.asha import estimate, rungs
+from dlb_tune.distributions import SpaceError
 from dlb_tune.experiment import check_name, experiment_dir, write_plan
-from dlb_tune.space import SpaceError, SweepSpec
-from dlb_tune.sweep import ResourceError, load_data, prepare_spec
+from dlb_tune.options import ResourceError
+from dlb_tune.space import SweepSpec
+from dlb_tune.prepare import load_data, prepare_spec
 from dlb_tune.tasks import TrialContext
 from dlb_tune.trainable import default_threads, pick_device, save_state, start_trial
 

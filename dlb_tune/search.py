@@ -22,19 +22,20 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from dlb_tune.experiment import JOURNAL_FILE, is_uri
+from dlb_tune.storage import is_uri
 from dlb_tune.space import search_as_run
 
 
-def journal_storage(exp_dir: str, echo: Callable[[str], None]) -> optuna.storages.JournalStorage | None:
-    """The study's journal file in the experiment folder; None (said in one line) for a URI."""
-    if is_uri(exp_dir):
-        echo(f"no Optuna journal: {exp_dir} is not a local folder, and Optuna's journal file needs one")
+def journal_storage(path: str, echo: Callable[[str], None]) -> optuna.storages.JournalStorage | None:
+    """The study's journal file (the experiment folder's ``optuna.journal``); None (said in one
+    line) when it would be on object storage."""
+    if is_uri(path):
+        echo(f"no Optuna journal: {path} is not on a local disk, and Optuna's journal file needs one")
         return None
     from optuna.storages.journal import JournalFileBackend
 
-    Path(exp_dir).mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(Path(exp_dir) / JOURNAL_FILE)))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
 def make_sampler(settings: dict[str, Any], seed: int, concurrency: int) -> optuna.samplers.BaseSampler:

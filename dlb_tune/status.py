@@ -15,10 +15,11 @@ import time
 from typing import Callable
 
 from dlb_tune.asha import SweepState, time_left
-from dlb_tune.experiment import Experiment, ReportError, find_experiment, load_experiment, read_live, sweep_alive
-from dlb_tune.progress import clock, fit, short_config
+from dlb_tune.experiment import Experiment, find_experiment, load_experiment, read_live, sweep_alive
+from dlb_tune.storage import ReportError
+from dlb_tune.objective import TrialStatus
+from dlb_tune.show import clock, fit, short_config
 
-STATES = ("running", "pending", "completed", "stopped_early", "errored")
 CLEAR = "\x1b[2J\x1b[H"  # clear the terminal, cursor home
 
 
@@ -27,7 +28,7 @@ def status_lines(exp: Experiment, now: float | None = None) -> list[str]:
     live = read_live(exp.path)
     lines = [fit(f"{exp.name} ({exp.spec.task}): {_state(exp, live, now)}"), _counts_line(exp)]
     lines += _best_lines(exp)
-    running = exp.trials[exp.trials["status"] == "running"] if len(exp.trials) else exp.trials
+    running = exp.trials[exp.trials["status"] == TrialStatus.RUNNING] if len(exp.trials) else exp.trials
     for row in running.itertuples():
         value = getattr(row, exp.metric, None)
         shown = f"{exp.metric} {value:.4f}" if isinstance(value, float) and value == value else "no result yet"
@@ -56,13 +57,12 @@ def _state(exp: Experiment, live: dict, now: float) -> str:
 
 def _counts_line(exp: Experiment) -> str:
     t = exp.trials
-    counts = {s: int((t["status"] == s).sum()) if len(t) else 0 for s in STATES}
+    counts = {s: int((t["status"] == s).sum()) if len(t) else 0 for s in TrialStatus}
     # Trials the searcher has not proposed yet are pending too.
-    counts["pending"] += max(0, exp.spec.num_samples - len(t)) if exp.in_progress else 0
-    cut = {s: int((t["status"] == s).sum()) for s in ("cut_by_budget", "incomplete")} if len(t) else {}
-    extra = "".join(f", {n} {s.replace('_', ' ')}" for s, n in cut.items() if n)
-    return fit(f"trials: {counts['running']} running, {counts['pending']} pending, {counts['completed']} completed, "
-               f"{counts['stopped_early']} stopped early, {counts['errored']} errored{extra}")
+    counts[TrialStatus.PENDING] += max(0, exp.spec.num_samples - len(t)) if exp.in_progress else 0
+    shown = [TrialStatus.RUNNING, TrialStatus.PENDING, TrialStatus.COMPLETED, TrialStatus.STOPPED_EARLY,
+             TrialStatus.ERRORED] + [s for s in (TrialStatus.CUT_BY_BUDGET, TrialStatus.INCOMPLETE) if counts[s]]
+    return fit("trials: " + ", ".join(f"{counts[s]} {s.words}" for s in shown))
 
 
 def _best_lines(exp: Experiment) -> list[str]:
@@ -70,10 +70,10 @@ def _best_lines(exp: Experiment) -> list[str]:
     ranked = exp.trials.dropna(subset=[col]) if col in exp.trials else exp.trials.iloc[0:0]
     if ranked.empty:
         return [f"best so far: none yet ({exp.metric})"]
-    best = ranked.loc[ranked[col].idxmax() if exp.spec.mode == "max" else ranked[col].idxmin()]
+    best = ranked.loc[exp.goal.best_index(ranked[col])]
     config = {k.removeprefix("config/"): v for k, v in best.items() if k.startswith("config/")}
     return [fit(f"best so far: trial {best['trial_id']}, {exp.metric} {best[col]:.4f} (epoch {int(best['best_epoch'])})"),
-            fit(f"  config: {short_config(config, exp.spec)}")]
+            fit(f"  config: {short_config(config, exp.spec.searched())}")]
 
 
 def _time_line(exp: Experiment, live: dict, now: float) -> str:
@@ -95,8 +95,8 @@ def sweep_state(exp: Experiment) -> SweepState:
     if not len(t):
         return SweepState([], [], exp.spec.num_samples)
     epochs = t["epochs"].fillna(0).astype(int)
-    running = epochs[t["status"] == "running"].tolist()
-    finished = epochs[~t["status"].isin(["running", "pending"])].tolist()
+    running = epochs[t["status"] == TrialStatus.RUNNING].tolist()
+    finished = epochs[t["status"].map(lambda s: TrialStatus(s).ended)].tolist()
     return SweepState(finished, running, max(0, exp.spec.num_samples - len(finished) - len(running)))
 
 

@@ -1,4 +1,5 @@
-"""Object storage: ``--storage`` URIs, their pyarrow filesystem, checking them, and a local copy.
+"""Where experiments are stored: ``--storage`` folders and URIs, their pyarrow filesystems, checking
+them, a local copy of a stored one, and reading and writing an experiment's files safely.
 
 A URI is ``s3://BUCKET/PREFIX`` (or any scheme pyarrow opens, such as ``gs://``). An
 S3-compatible store other than AWS (MinIO, Ceph, a local test server) is named in the query,
@@ -13,15 +14,29 @@ environment (``AWS_ACCESS_KEY_ID``...), as the AWS SDK reads them; they are neve
 
 The S3 filesystem has short timeouts and few retries, so that a wrong endpoint fails in
 seconds (``check_storage``, before Ray starts) rather than after minutes of retries.
+
+An experiment's files go through the same filesystems, local or stored: each is written whole or
+not at all (a temporary name, then a rename: a crash leaves the previous one), and a file that
+does not parse is one error naming it (``DamagedFile``): experiment folders are shared, and a
+reader must neither trust nor choke on what it finds there.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import os
 import re
+import secrets
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qsl, urlsplit
+
+from dlb_tune.show import one_line
 
 S3_OPTIONS = ("endpoint_override", "scheme", "region")  # the query keys an s3:// URI may carry
 CONNECT_TIMEOUT_S = 5.0  # a reachable endpoint answers a TCP connect well within this
@@ -29,6 +44,10 @@ REQUEST_TIMEOUT_S = 30.0  # a checkpoint upload is one request; this bounds a st
 S3_ATTEMPTS = 3  # the AWS SDK's default is 10 with back-off: minutes against a dead endpoint
 CHECK_ATTEMPTS = 1  # the check before a sweep: a refused or timed-out connection is the answer
 NOT_CACHED = ("checkpoint_",)  # folders the reading commands never open: they stay in the store
+
+
+RESULTS_ENV = "DLB_TUNE_RESULTS"
+DEFAULT_STORAGE = "dlb-tune-runs"  # relative to the working folder
 
 
 class StorageError(RuntimeError):
@@ -58,6 +77,15 @@ def shown(uri: str) -> str:
     return re.sub(r"//[^@?&]*@", "//", uri)
 
 
+def resolve_storage(storage: str | None) -> str:
+    """``--storage``, else $DLB_TUNE_RESULTS, else ./dlb-tune-runs; a local one made absolute."""
+    storage = storage or os.environ.get(RESULTS_ENV) or DEFAULT_STORAGE
+    if is_uri(storage):
+        refuse_credentials(storage)  # before the URI is printed or written anywhere
+        return storage
+    return str(Path(storage).expanduser().resolve())
+
+
 def refuse_credentials(uri: str) -> None:
     """A URI is printed, logged and written into sweep.json: credentials must never be in it."""
     if "@" in uri:
@@ -65,10 +93,14 @@ def refuse_credentials(uri: str) -> None:
                            f"environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or ~/.aws, never in the URI")
 
 
-def filesystem(uri: str, attempts: int = S3_ATTEMPTS):
-    """pyarrow's filesystem for a storage URI, and the path inside it (``bucket/prefix/...``)."""
+def filesystem(uri: str | Path, attempts: int = S3_ATTEMPTS):
+    """pyarrow's filesystem for a local path or a storage URI, and the path inside it (an absolute
+    local path, or ``bucket/prefix/...``)."""
     import pyarrow.fs
 
+    if not is_uri(uri):
+        return pyarrow.fs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
+    uri = str(uri)
     refuse_credentials(uri)
     scheme, netloc, path, query, _ = urlsplit(uri)
     if scheme != "s3":
@@ -211,3 +243,119 @@ def upload(local: Path, uri: str, files: list[Path] | None = None) -> int:
 def _first_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return lines[0] if lines else type(e).__name__
+
+
+# --- an experiment's files, whole or not at all ------------------------------------------------
+
+
+class ReportError(RuntimeError):
+    """An experiment folder that cannot be read, or lacks what was asked of it. One line, for the user."""
+
+
+class DamagedFile(ReportError):
+    """A file of an experiment folder that does not parse (cut short by a crash, or not ours)."""
+
+    def __init__(self, path: str | Path, kind: str, error: Exception):
+        self.file = Path(split_query(str(path))[0]).name
+        super().__init__(f"{shown(str(path))}: not valid {kind}, damaged or cut short ({one_line(error)})")
+
+
+
+@contextmanager
+def local_folder(folder: str | Path) -> Iterator[Path]:
+    """A local folder to write into: ``folder`` itself, or for a URI a temporary one whose files
+    are uploaded there at the end (figures are drawn by libraries that write local files)."""
+    if not is_uri(folder):
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+        upload(Path(tmp), str(folder))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """The whole file or, after a crash, the previous one: readers never see half of it."""
+    with atomic(path) as (fs, p):
+        with fs.open_output_stream(p) as f:
+            f.write(data)
+
+
+@contextmanager
+def atomic(path: str | Path) -> Iterator[tuple[Any, str]]:
+    """pyarrow's filesystem and a path to write ``path``'s new content to, in place at the end.
+
+    Locally a temporary name beside it, renamed over it; an object store publishes an object only
+    once its upload completes, so there the path itself."""
+    fs, p = filesystem(path)
+    folder = p.rpartition("/")[0]
+    fs.create_dir(folder, recursive=True)
+    if is_uri(path):
+        yield fs, p
+        return
+    # a name no reader looks for (TensorBoard reads any file named *tfevents*), made with the
+    # umask's mode as the file itself would be (mkstemp's would be 0600)
+    tmp = f"{folder}/.dlb-tune-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        yield fs, tmp
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_text(path: str | Path) -> str:
+    return read_bytes(path).decode()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(to_jsonable(obj), indent=2))
+
+
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """The file's content, or None when it is not there (yet); ``DamagedFile`` when it does not parse."""
+    try:
+        text = read_bytes(path)
+    except OSError:  # FileNotFoundError, or a remote store that cannot say more
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:  # cut short, or not UTF-8
+        raise DamagedFile(path, "JSON", e) from None
+    if not isinstance(obj, dict):
+        raise DamagedFile(path, "JSON", TypeError(f"an object expected, got {type(obj).__name__}"))
+    return obj
+
+
+def read_bytes(path: str | Path) -> bytes:
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def exists(path: str | Path) -> bool:
+    import pyarrow.fs
+
+    fs, p = filesystem(path)
+    return fs.get_file_info(p).type != pyarrow.fs.FileType.NotFound
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain Python for ``json``: numpy scalars unwrapped, dataclasses as dicts, NaN and inf as None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (ValueError, AttributeError):  # an array of several values: left to json to refuse
+            return obj
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from dlb_tune.objective import Objective
 from dlb_tune.tasks import TrialContext, TrialError, get_task
 
 # Ray is imported inside the functions that run under it: importing it takes seconds, and the
@@ -104,6 +105,7 @@ def epoch_loop(
     Tune or Ray Train. Every epoch is checkpointed so a resumed trial loses nothing; Tune keeps
     the latest and the best by ``metric``.
     """
+    goal = Objective(metric, mode)
     start, best = 0, None
     if start_state is not None:
         task.load_state_dict(start_state["task"])
@@ -124,7 +126,7 @@ def epoch_loop(
             raise TrialError(f"the task reported no '{metric}'; it reports {sorted(metrics)}")
         if not all(math.isfinite(v) for v in (metrics["train_loss"], value)):
             raise TrialError(f"non-finite loss or {metric} at epoch {epoch + 1}: training diverged")
-        improved = best is None or (value > best if mode == "max" else value < best)
+        improved = goal.better(value, best)
         if improved:
             best = value
         metrics.update({"epoch": epoch + 1, "epoch_s": time.perf_counter() - t0, f"best_{metric}": best})

@@ -17,7 +17,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-from dlb_tune.datasets import CATALOG
+from dlb_tune.tasks.cnn import GROCERY_DATA
 
 def idx_head(src: Path, n: int) -> bytes:
     """The first ``n`` items of an IDX file, with its count rewritten."""
@@ -39,7 +39,7 @@ def build_mnist(data: Path, out: Path, step: int) -> None:
         (out / f"{name}.gz").write_bytes(gzip.compress(idx_head(data / "MNIST/raw" / name, n), compresslevel=1))
 
 
-GROCERY_ZIP = CATALOG["grocery"].files[0].name  # GroceryStoreDataset-<commit>.zip
+GROCERY_ZIP = GROCERY_DATA.files[0].name  # GroceryStoreDataset-<commit>.zip
 
 
 def build_grocery(data: Path, out: Path, step: int) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from dlb_tune.space import default_space_file, parse_distribution
+from dlb_tune.distributions import parse_distribution
+from dlb_tune.space import default_space_file
 
 SIZES = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "time_budget_s")
 

@@ -14,15 +14,16 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import board_client
 import pandas as pd
 import pytest
+from browser import CHROMIUM_FLAGS, DevTools, rendered_text
+from finished_sweep import NAME, finished_sweep
 from PIL import Image
 from typer.testing import CliRunner
 
 from dlb_tune import board
 from dlb_tune.cli import app
-from browser import CHROMIUM_FLAGS, DevTools, rendered_text
-from finished_sweep import NAME, finished_sweep
 
 runner = CliRunner()
 SEARCHED = {"activation", "hidden_size", "lr", "momentum", "weight_decay"}  # the shipped fcn space's
@@ -93,11 +94,11 @@ def test_url_is_local_only(tb):
 def test_scalars_per_epoch_for_every_trial(tb):
     url, exp = tb
     trials = pd.read_parquet(exp / "results.parquet")
-    runs = board.get_json(url + "data/runs")
+    runs = board_client.get_json(url + "data/runs")
     for row in trials.itertuples():
         run = f"trial_{row.trial_id}"
         assert run in runs
-        points = board.get_json(f"{url}data/plugin/scalars/scalars?run={run}&tag={quote('ray/tune/val_acc')}")
+        points = board_client.get_json(f"{url}data/plugin/scalars/scalars?run={run}&tag={quote('ray/tune/val_acc')}")
         progress = pd.read_csv(exp / run / "progress.csv")
         assert [p[1] for p in points] == list(progress["training_iteration"])  # one point per epoch
         assert [p[2] for p in points] == pytest.approx(list(progress["val_acc"]), abs=1e-6)
@@ -105,7 +106,7 @@ def test_scalars_per_epoch_for_every_trial(tb):
 
 def test_hparams_experiment_has_the_space_and_the_metrics(tb):
     url, _ = tb
-    exp = board.get_json(url + "data/plugin/hparams/experiment", {"experimentName": ""})
+    exp = board_client.get_json(url + "data/plugin/hparams/experiment", {"experimentName": ""})
     infos = {h["name"]: h for h in exp["hparamInfos"]}
     assert set(infos) == SEARCHED
     assert sorted(infos["activation"]["domainDiscrete"]) == ["relu", "sigmoid", "tanh"]
@@ -120,18 +121,18 @@ def test_hparams_sessions_for_every_trial_sortable_by_metric(tb):
     url, exp = tb
     trials = pd.read_parquet(exp / "results.parquet").set_index("trial_id")
     final = json.loads((exp / "final.json").read_text())
-    groups = board.session_groups(url, "ray/tune/best_val_acc", "max")
+    groups = board_client.session_groups(url, "ray/tune/best_val_acc", "max")
     assert len(groups) == len(trials)  # ASHA-stopped trials included
     assert groups[0]["name"] == f"trial_{final['best']['trial_id']}"
-    values = [board.metric_value(g, "ray/tune/best_val_acc") for g in groups]
+    values = [board_client.metric_value(g, "ray/tune/best_val_acc") for g in groups]
     assert values == sorted(values, reverse=True)
     for g in groups:
         row = trials.loc[g["name"].removeprefix("trial_")]
         assert g["hparams"]["activation"] == row["config/activation"]
         assert g["hparams"]["lr"] == pytest.approx(row["config/lr"])
         assert g["hparams"]["hidden_size"] == row["config/hidden_size"]
-        assert board.metric_value(g, "ray/tune/epoch") == row["epochs"]  # fewer where ASHA stopped it
-        assert board.metric_value(g, "ray/tune/best_val_acc") == pytest.approx(row["best_val_acc"], abs=1e-6)
+        assert board_client.metric_value(g, "ray/tune/epoch") == row["epochs"]  # fewer where ASHA stopped it
+        assert board_client.metric_value(g, "ray/tune/best_val_acc") == pytest.approx(row["best_val_acc"], abs=1e-6)
 
 
 def _hparams_data(folder: Path) -> dict[str, object]:
@@ -162,10 +163,10 @@ def test_integer_hyperparameters_reach_hparams_as_whole_numbers(sweep):
 
 def test_task_and_report_figures_are_images(tb):
     url, exp = tb
-    tags = board.get_json(url + "data/plugin/images/tags")
+    tags = board_client.get_json(url + "data/plugin/images/tags")
     assert "task_figure" in tags["test_report"]
     assert {"metric_vs_epoch", "best_so_far", "parallel_coordinates"} <= set(tags["report"])
-    [entry] = board.get_json(f"{url}data/plugin/images/images?run=test_report&tag=task_figure")
+    [entry] = board_client.get_json(f"{url}data/plugin/images/images?run=test_report&tag=task_figure")
     import urllib.request
 
     with urllib.request.urlopen(f"{url}data/plugin/images/individualImage?{entry['query']}") as r:

@@ -13,12 +13,12 @@ import shutil
 
 import pytest
 import yaml
+from conftest import ROOT
+from finished_sweep import finished_sweep
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from dlb_tune.cli import app
 from dlb_tune.space import default_space_file, load_space, parse_space
-from finished_sweep import finished_sweep
 
 runner = CliRunner()
 
@@ -56,10 +56,10 @@ def test_sweep_help_groups_its_options_and_shows_three_examples(columns):
 def test_plan_and_sweep_give_a_trial_a_gpu_when_the_sweep_has_gpus(command, monkeypatch):
     """`plan --gpus 1` timed on the CPU while `sweep --gpus 1` ran on the GPU: one default rule."""
     import dlb_tune.plan
-    import dlb_tune.seeds
+    import dlb_tune.sweep
 
     seen = []
-    target = (dlb_tune.seeds, "sweep_with_seeds") if command == "sweep" else (dlb_tune.plan, "plan_sweep")
+    target = (dlb_tune.sweep, "run_sweep") if command == "sweep" else (dlb_tune.plan, "plan_sweep")
     monkeypatch.setattr(*target, lambda opts, **kw: seen.append(opts) or {})
     for gpus, expected in [(["--gpus", "1"], 1.0), ([], 0.0), (["--gpus", "2", "--gpus-per-trial", "0.5"], 0.5)]:
         seen.clear()
@@ -70,9 +70,9 @@ def test_plan_and_sweep_give_a_trial_a_gpu_when_the_sweep_has_gpus(command, monk
 
 @pytest.mark.parametrize("args", [["sweep", "fcn", "--seeds", "1"], ["best", "anything", "--seeds", "1"]])
 def test_one_seed_is_refused_in_one_line(args, monkeypatch):
-    import dlb_tune.seeds
+    import dlb_tune.sweep
 
-    monkeypatch.setattr(dlb_tune.seeds, "sweep_with_seeds", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(dlb_tune.sweep, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran"))
     line = _one_line_error(runner.invoke(app, args))
     assert "--seeds 1" in line and "--seeds 2" in line
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from dlb_tune import cli, logs, places
-from dlb_tune.space import SpaceError, default_space_file, load_space
+from dlb_tune.distributions import SpaceError
+from dlb_tune.space import default_space_file, load_space
 
 
 def run_main(monkeypatch, *args: str) -> int:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlb_tune.cluster import (WAIT_NOTICE_S, _plain, Capacity, ClusterError, NodeType, WatchState, plan_concurrency,
-                              trial_bundle, types_from_config)
-from dlb_tune.sweep import SweepOptions, make_searcher, prepare_spec
+from dlb_tune.cluster import (WAIT_NOTICE_S, Capacity, ClusterError, NodeType, WatchState, plain_resources,
+                              plan_concurrency, trial_bundle, types_from_config)
+from dlb_tune.engine import make_searcher
+from dlb_tune.options import SweepOptions
+from dlb_tune.prepare import prepare_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +99,8 @@ def test_watch_says_when_trials_wait_announces_nodes_and_times_out():
     assert state.step(10.0, ["a", "b"], False, None) == [
         "waiting for nodes: 2 trial(s) pending, each needs 1 CPU + 1 GPU; 1 node(s) up"]
     assert state.step(11.0, ["a", "b"], False, None) == []  # said once, not every step
-    joined = state.step(50.0, ["a", "b"], False, {**head, "f" * 51 + "00001": _plain({"GPU": 1, "memory": 9, "CPU": 1})})
+    gpu_node = plain_resources({"GPU": 1, "memory": 9, "CPU": 1})
+    joined = state.step(50.0, ["a", "b"], False, {**head, "f" * 51 + "00001": gpu_node})
     assert joined == ["node joined: fffffff00001 (1 CPU + 1 GPU)"]
     assert state.step(100.0, ["b"], True, None) == ["waiting for nodes: 1 trial(s) pending, each needs 1 CPU + 1 GPU; 2 node(s) up"]
     assert state.step(150.0, ["b"], False, None) == [] and not state.timed_out  # 50 s since a trial ran

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from dlb_tune.space import Choice, Constant, SpaceError, load_space, parse_space
-from dlb_tune.tasks import DataError, TrialContext, Trials
-from dlb_tune.tasks import cnn
+from dlb_tune.distributions import Choice, Constant, SpaceError
+from dlb_tune.space import load_space, parse_space
+from dlb_tune.tasks import DataError, TrialContext, Trials, cnn
 from dlb_tune.tasks.cnn import CNNConfig, CNNTask
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "cnn.yaml"

@@ -15,13 +15,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from finished_sweep import write_space as write_fcn_space
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from dlb_tune.experiment import (experiment_dir, load_experiment, read_json, read_results, read_space, resolve_storage,
-                                 to_jsonable, write_json, write_results, write_space)
+from dlb_tune.experiment import (experiment_dir, load_experiment, read_results, read_space, resolve_storage,
+                                 write_results, write_space)
+from dlb_tune.storage import read_json, to_jsonable, write_json
 from dlb_tune.space import load_space
-from finished_sweep import write_space as write_fcn_space
 
 runner = CliRunner()
 

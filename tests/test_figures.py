@@ -14,18 +14,18 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from finished_sweep import finished_sweep
 from matplotlib import colormaps
 from matplotlib.colors import Normalize, to_rgba
 from matplotlib.container import BarContainer
-
 from optuna.distributions import CategoricalDistribution
 
 from dlb_tune.experiment import Experiment, load_experiment
-from dlb_tune.report import (MAX_PARALLEL_AXES, MIN_IMPORTANCE_TRIALS, asha_rungs, best_trial_id, optuna_distributions,
-                             param_importance, plot_best_so_far, plot_importance, plot_metric_vs_epoch, plot_parallel,
-                             time_to_best_val, too_few_trials)
+from dlb_tune.figures import (MAX_PARALLEL_AXES, MIN_IMPORTANCE_TRIALS, asha_rungs, best_trial_id, optuna_distributions,
+                              param_importance, plot_best_so_far, plot_importance, plot_metric_vs_epoch, plot_parallel,
+                              too_few_trials)
+from dlb_tune.report_numbers import time_to_best_val
 from dlb_tune.space import default_space_file, load_space
-from finished_sweep import finished_sweep
 
 
 @pytest.fixture(scope="module")

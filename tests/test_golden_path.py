@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import board_client
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,7 +29,6 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from dlb_tune import board
 from dlb_tune.cli import app
 from dlb_tune.experiment import read_tune_states
 from dlb_tune.tasks import all_tasks, is_builtin
@@ -113,7 +113,7 @@ def test_status_and_the_last_frame_of_watch_agree(golden):
 
 
 def _clock(seconds: float) -> str:
-    from dlb_tune.progress import clock
+    from dlb_tune.show import clock
 
     return clock(seconds)
 
@@ -194,7 +194,7 @@ def test_tensorboard_lists_every_trial_and_stops_cleanly(golden):
             if seen[-1].startswith("TensorBoard on "):
                 url = seen[-1].split()[2]
         assert url, f"no URL printed (exit code {proc.poll()}): {''.join(seen)}"
-        runs = board.get_json(url + "data/runs")
+        runs = board_client.get_json(url + "data/runs")
         trials = pd.read_parquet(golden.exp / "results.parquet")["trial_id"]
         assert {f"trial_{t}" for t in trials} <= set(runs), runs
     finally:

@@ -28,7 +28,8 @@ from typer.testing import CliRunner
 from dlb_tune import logs, places
 from dlb_tune import storage as stores
 from dlb_tune.cli import app
-from dlb_tune.datasets import CATALOG, DOWNLOADS, UNPACK_RATIO
+from dlb_tune.datasets import DOWNLOADS, UNPACK_RATIO
+from dlb_tune.tasks._common import MNIST_DATA
 from dlb_tune.experiment import SPACE_FILE, SWEEP_FILE
 from dlb_tune.tasks import TrialError
 from finished_sweep import NAME, finished_sweep
@@ -174,7 +175,7 @@ def test_a_bomb_stops_at_ten_times_its_download_and_installs_nothing(kind, serve
                         zipped(lambda z: z.writestr(f"{GROCERY_TOP}/dataset/train.txt", BOMB))}, "grocery")
     else:
         files = {f"mnist/{f.name}": gzip.compress(BOMB if f.name.startswith("train-images") else b"idx")
-                 for f in CATALOG["mnist"].files}
+                 for f in MNIST_DATA.files}
         sums = tmp_path / "SHA256SUMS"
         sums.write_text("".join(f"{hashlib.sha256(data).hexdigest()}  {rel}\n" for rel, data in files.items()))
         result = serve(files, "mnist", "--checksums", str(sums))

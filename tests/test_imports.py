@@ -17,10 +17,21 @@ def module_name(path: Path, root: Path = PACKAGE) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:``, which never run."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def imported_names(tree: ast.Module, module: str, is_package: bool) -> set[str]:
-    """Every module name an import statement anywhere in ``tree`` may load (``from a import b``: a and a.b)."""
+    """Every module name an import statement anywhere in ``tree`` may load (``from a import b``: a
+    and a.b); imports for type checkers only do not count."""
     names = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -98,3 +109,48 @@ def test_the_public_surface_resolves_without_importing_torch():
             "for name in dlb_tune.__all__: getattr(dlb_tune, name)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- the two halves: reading a sweep never reaches the code that runs one ----------------------------
+
+READERS = ("report", "report_numbers", "figures", "status", "listing", "summary", "board", "best")
+RUNNERS = ("sweep", "engine", "prepare", "plan", "reruns", "finish", "progress", "trainable", "distributed", "search")
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_modules_that_read_a_sweep_import_nothing_that_runs_one():
+    graph = import_graph()
+    for reader in READERS:
+        reached = {m.removeprefix("dlb_tune.") for m in reachable(graph, f"dlb_tune.{reader}")}
+        assert not reached & set(RUNNERS), f"{reader} reaches {sorted(reached & set(RUNNERS))}"
+
+
+def longest_chain(graph: dict[str, set[str]]) -> list[str]:
+    memo: dict[str, list[str]] = {}
+
+    def chain(m: str) -> list[str]:
+        if m not in memo:
+            memo[m] = [m] + max((chain(n) for n in graph.get(m, ())), key=len, default=[])
+        return memo[m]
+
+    return max((chain(m) for m in graph), key=len)
+
+
+def test_the_import_chain_is_at_most_8_modules_tall():
+    chain = longest_chain(import_graph())
+    assert len(chain) <= 8, " -> ".join(chain)
+
+
+def test_no_module_is_over_500_lines():
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long

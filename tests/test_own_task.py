@@ -37,7 +37,7 @@ def test_new_task_passes_the_contract_unchanged(own_task, data_dir):
     assert load_task_module(str(own_task)) == str(own_task.resolve())
     assert default_space_file("owntask") == own_task.with_suffix(".yaml")  # the space beside the module
     lines = []
-    assert contract.run_checks("owntask", data_dir, lines.append, sweep=False) == 0, lines
+    assert contract.run_checks("owntask", data_dir, lines.append) == 0, lines
     assert [line.split()[0] for line in lines] == ["ok"] * 7, lines
 
 

@@ -8,13 +8,14 @@ import random
 
 import pandas as pd
 import pytest
+from finished_sweep import NAME, finished_sweep
 from typer.testing import CliRunner
 
-from dlb_tune.cli import app
 from dlb_tune.asha import SweepState, estimate, rungs, simulate, time_left
+from dlb_tune.cli import app
+from dlb_tune.distributions import SpaceError
 from dlb_tune.plan import CalibrationContext, corners, size_params
-from dlb_tune.space import SpaceError, parse_space
-from finished_sweep import NAME, finished_sweep
+from dlb_tune.space import parse_space
 
 runner = CliRunner()
 

@@ -22,8 +22,9 @@ import torch
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from dlb_tune.seeds import sweep_with_seeds
-from dlb_tune.sweep import SweepOptions
+from dlb_tune.options import SweepOptions
+from dlb_tune.reruns import after_sweep
+from dlb_tune.sweep import run_sweep
 from tests.counting_task import NAME, ensure_registered, read_calls, weights_fingerprint
 
 runner = CliRunner()
@@ -43,7 +44,7 @@ def sweep_in_process(root: Path, name: str, space: str, data_dir: Path, **opts) 
     options = SweepOptions(**{"task": NAME, "data_dir": str(data_dir), "space": str(root / f"{name}.yaml"),
                               "name": name, "storage": str(root / "runs"), "search": "random", "limit": 2000, **opts})
     lines: list[str] = []
-    final = sweep_with_seeds(options, echo=lines.append)  # what `dlb-tune sweep` runs: --seeds too
+    final = run_sweep(options, echo=lines.append, after=after_sweep(options, lines.append))  # as `dlb-tune sweep` runs it
     return {**final, "output": "\n".join(lines)}, root / "runs" / name
 
 

@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from finished_sweep import NAME, finished_sweep
 from PIL import Image
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
 from dlb_tune.experiment import load_experiment
 from dlb_tune.space import load_space
-from finished_sweep import NAME, finished_sweep
 
 runner = CliRunner()
 
@@ -55,8 +55,9 @@ def test_report_writes_markdown_and_figures(sweep):
 
 def test_pareto_front_of_a_multi_objective_sweep(sweep, tmp_path):
     """The same real trials read as an accuracy-against-size sweep, with the front finish() writes."""
-    from dlb_tune.report import plot_pareto, write_report
-    from dlb_tune.results import pareto_front
+    from dlb_tune.figures import plot_pareto
+    from dlb_tune.objective import Objective, pareto_front
+    from dlb_tune.report import write_report
 
     exp_dir = tmp_path / "mo"
     shutil.copytree(sweep.exp, exp_dir, ignore=shutil.ignore_patterns("checkpoint_*"))
@@ -64,7 +65,7 @@ def test_pareto_front_of_a_multi_objective_sweep(sweep, tmp_path):
     space.update(objectives={"acc-params": {"val_acc": "max", "params": "min"}}, objective="acc-params")
     (exp_dir / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
     df = pd.read_parquet(exp_dir / "results.parquet")
-    front = pareto_front(df, [("val_acc", "max"), ("params", "min")], "val_acc")
+    front = pareto_front(df, [Objective("val_acc", "max"), Objective("params", "min")], ["best_val_acc", "params"])
     final = json.loads((exp_dir / "final.json").read_text())
     final["pareto"] = [{"trial_id": r["trial_id"], "val_acc": r["best_val_acc"], "params": r["params"]}
                        for _, r in front.iterrows()]

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
-from dlb_tune.results import first_line, initial_trial, pareto_front, trial_table
+from dlb_tune.finish import initial_trial, trial_table
+from dlb_tune.objective import Objective, pareto_front
+from dlb_tune.show import error_line
 from dlb_tune.space import parse_space
 
 MAX_EPOCHS = 3
@@ -112,23 +114,26 @@ def test_error_column_is_text_holding_the_last_line_of_the_traceback():
     assert errors["a"] == "TrialError: non-finite loss at epoch 2" and pd.isna(errors["b"])
     assert df["error"].dtype == "string"
     assert trial_table([Result("b", [0.6])], spec(), set(), False)["error"].dtype == "string"
-    assert first_line("x" * 400) == "x" * 300 and first_line("\n \n") == "failed"
+    assert error_line("x" * 400) == "x" * 300 and error_line("\n \n") == "failed"
+
+
+GOALS, COLUMNS = [Objective("val_acc", "max"), Objective("params", "min")], ["best_val_acc", "params"]
 
 
 def test_pareto_front_keeps_exactly_the_non_dominated_trials():
     df = pd.DataFrame({"trial_id": list("abcde"), "best_val_acc": [0.9, 0.8, 0.85, 0.7, None],
                        "params": [500, 100, 600, 50, 10]})
-    front = pareto_front(df, [("val_acc", "max"), ("params", "min")], "val_acc")
+    front = pareto_front(df, GOALS, COLUMNS)
     assert sorted(front["trial_id"]) == ["a", "b", "d"]  # c: a beats it on both; e: no value
     tie = pd.DataFrame({"trial_id": ["a", "b"], "best_val_acc": [0.9, 0.9], "params": [5, 5]})
-    assert sorted(pareto_front(tie, [("val_acc", "max"), ("params", "min")], "val_acc")["trial_id"]) == ["a", "b"]
+    assert sorted(pareto_front(tie, GOALS, COLUMNS)["trial_id"]) == ["a", "b"]
     # equal on one objective, worse on the other: dominated
     half = pd.DataFrame({"trial_id": ["a", "b"], "best_val_acc": [0.9, 0.9], "params": [5, 6]})
-    assert pareto_front(half, [("val_acc", "max"), ("params", "min")], "val_acc")["trial_id"].tolist() == ["a"]
+    assert pareto_front(half, GOALS, COLUMNS)["trial_id"].tolist() == ["a"]
     # a gap in a column that is not an objective (an error text, a config value) keeps the trial
     gaps = df.assign(error=[None, "boom", None, None, None])
-    assert sorted(pareto_front(gaps, [("val_acc", "max"), ("params", "min")], "val_acc")["trial_id"]) == ["a", "b", "d"]
-    assert pareto_front(df.drop(columns="params"), [("val_acc", "max"), ("params", "min")], "val_acc").empty
+    assert sorted(pareto_front(gaps, GOALS, COLUMNS)["trial_id"]) == ["a", "b", "d"]
+    assert pareto_front(df.drop(columns="params"), GOALS, COLUMNS).empty
 
 
 def test_the_course_trial_is_the_spaces_first_point_when_a_config_was_enqueued_before_it():

@@ -22,10 +22,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dlb_tune.distributions import Choice, LogUniform, QUniform, RandInt, SpaceError, Uniform
 from dlb_tune.experiment import read_space, write_space
-from dlb_tune.space import (TPE_ONLY, Choice, LogUniform, QUniform, RandInt, SpaceError, Uniform, default_space_file,
-                            load_space)
-from dlb_tune.sweep import SweepOptions, prepare_spec, spec_as_run
+from dlb_tune.options import SweepOptions
+from dlb_tune.space import TPE_ONLY, default_space_file, load_space
+from dlb_tune.prepare import prepare_spec
+from dlb_tune.sweep import spec_as_run
 from dlb_tune.tasks import all_tasks, is_builtin
 
 TASKS = [name for name, cls in all_tasks().items() if is_builtin(cls)]

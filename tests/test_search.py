@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from dlb_tune.distributions import SpaceError
 from dlb_tune.experiment import read_space
-from dlb_tune.space import SpaceError, default_space_file, load_space, parse_space
-from dlb_tune.sweep import SweepOptions, prepare_spec, run_sweep
+from dlb_tune.options import SweepOptions
+from dlb_tune.space import default_space_file, load_space, parse_space
+from dlb_tune.prepare import prepare_spec
+from dlb_tune.sweep import run_sweep
 from dlb_tune.tasks import all_tasks
 
 # Hand-written: TPE settings (multivariate, 2 start-up trials) and two initial points, which the
@@ -205,7 +208,8 @@ def test_a_trial_proposed_after_the_last_save_is_failed_in_the_journal_on_resume
     def searcher(**kwargs):
         return TruthfulOptunaSearch(space={"x": tune.uniform(0, 1)}, metric="m", mode="max", max_epochs=2, **kwargs)
 
-    first = searcher(storage=journal_storage(str(tmp_path), print), study_name="s", sampler=make_sampler({}, 0, 1))
+    first = searcher(storage=journal_storage(str(tmp_path / JOURNAL_FILE), print), study_name="s",
+                     sampler=make_sampler({}, 0, 1))
     first.suggest("a"), first.suggest("b")
     first.on_trial_complete("a", {"m": 0.6, "epoch": 2})
     first.save(str(tmp_path / "searcher.pkl"))

@@ -7,8 +7,9 @@ import yaml
 from ray import tune
 from ray.tune.search.sample import Categorical, Domain
 
-from dlb_tune.space import (Choice, Constant, LogUniform, QUniform, RandInt, SpaceError, Uniform, builtin_spaces_dir,
-                            load_space, parse_space)
+from dlb_tune.distributions import Choice, Constant, LogUniform, QUniform, RandInt, SpaceError, Uniform
+from dlb_tune.objective import Objective
+from dlb_tune.space import builtin_spaces_dir, load_space, parse_space
 from dlb_tune.tasks import all_tasks
 
 # Hand-written spaces: one per rule of the converter, and the kinds (uniform, randint, quniform)
@@ -150,10 +151,10 @@ def test_bad_override_syntax():
         parse_space(BASE, overrides=["lr0.1"])
 
 
-def test_multi_objective_pairs():
+def test_multi_objective_goals():
     spec = spec_with(objectives={"acc-params": {"val_acc": "max", "params": "min"}}, objective="acc-params")
-    assert spec.objective_pairs() == [("val_acc", "max"), ("params", "min")]
-    assert spec_with().objective_pairs() == [("val_acc", "max")]
+    assert spec.goals() == [Objective("val_acc", "max"), Objective("params", "min")]
+    assert spec_with().goals() == [Objective("val_acc", "max")] == [spec_with().goal]
 
 
 @pytest.mark.parametrize("task", list(all_tasks()))

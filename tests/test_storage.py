@@ -102,12 +102,12 @@ def test_the_endpoint_query_stays_at_the_end_of_every_path():
 @pytest.fixture
 def no_ray(monkeypatch):
     """Bad storage must be refused before Ray starts: starting it fails the test."""
-    import dlb_tune.sweep
+    import dlb_tune.engine
 
     def refuse(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(dlb_tune.sweep, "start_ray", refuse)
+    monkeypatch.setattr(dlb_tune.engine, "start_ray", refuse)
 
 
 @pytest.mark.parametrize("command", [["sweep", "fcn", "--smoke"], ["resume", "x"], ["results", "x"], ["report", "x"],

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from dlb_tune.tasks import DataError, TrialContext, TrialError
+from dlb_tune.tasks._celeba import decode_face, load_celeba
 from dlb_tune.tasks.vae import (
     VAE,
     JointVAE,
@@ -21,11 +22,9 @@ from dlb_tune.tasks.vae import (
     bce_sum,
     capacities,
     capacity,
-    decode_face,
     jointvae_objective,
     kl_gaussian,
     kl_uniform_categorical,
-    load_celeba,
     sample_categorical,
     traverse_cont,
     traverse_disc,
@@ -234,7 +233,7 @@ def test_loader_on_official_178x218_layout(official, monkeypatch, tmp_path):
     assert data["train"]["has_attrs"].tolist() == [True, False]
     assert data["train"]["attrs"][0].tolist() == [True, False]
     assert data["val"]["attrs"][1].tolist() == [False, True]  # 000004.jpg is the 2nd val image
-    assert any(p.name.startswith("celeba-") for p in (tmp_path / "cache").iterdir())  # cached
+    assert any(p.name.startswith("celeba-") for p in (tmp_path / "cache" / "decoded").iterdir())  # cached
     assert torch.equal(decode_face(official / "celeba" / "img_align_celeba" / "000003.jpg"), data["val"]["x"][0])
 
 

@@ -31,7 +31,8 @@ from browser import DevTools, rendered_text
 from dlb_tune.asha import SweepState
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE, read_live
-from dlb_tune.progress import WIDTH, fit, short_config, summary_line
+from dlb_tune.progress import summary_line
+from dlb_tune.show import WIDTH, fit, short_config
 from dlb_tune.space import load_space
 from test_interrupts import CEILING_S, CLI, ROOT, Driver
 from tests.counting_task import NAME, ensure_registered
@@ -255,7 +256,7 @@ def test_watch_ends_with_the_block_status_prints_after_the_end(live):
 def test_progress_lines_fit_100_columns_with_the_searched_parameters_only():
     spec = load_space(ROOT / "search_spaces" / "emotion.yaml")
     config = {"max_len": 64, "min_freq": 2, **spec.initial[0]}  # constants beside the searched values
-    shown = short_config(config, spec)
+    shown = short_config(config, spec.searched())
     assert shown.startswith("cell=lstm bidirectional=False") and "max_len" not in shown and "min_freq" not in shown
     line = fit(f"[ 1m05s 3/40] 7a2c_00004  start {shown}")
     assert len(line) == WIDTH and line.endswith("...")

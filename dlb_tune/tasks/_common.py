@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import torch
 
 from dlb_tune import places
+from dlb_tune.datasets import DataSet, Remote, gunzip_into
 from dlb_tune.tasks.base import DataError, TrialError, fetch_hint
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -24,6 +25,26 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "cosine", "step", "onecycle")
 
 # --- data ---------------------------------------------------------------------------------------
+
+
+# MNIST as the fcn task, cnn's dataset=mnist variant and `new-task`'s template read it
+_MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's first mirror
+MNIST_DATA = DataSet(
+    "mnist",
+    files=tuple(  # SHA-256 as pinned by users of the cvdf/ossci mirrors (LeCun's original bytes)
+        Remote(name, _MNIST_MIRROR + name, sha, size) for name, sha, size in (
+            ("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
+            ("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
+            ("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
+            ("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
+        )
+    ),
+    expected=("MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte",
+              "MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte"),
+    install=gunzip_into("MNIST/raw"),
+    source="LeCun, Cortes, Burges: yann.lecun.com/exdb/mnist (torchvision's mirror)",
+    license="CC BY-SA 3.0",
+)
 
 
 def take_indices(n: int, limit: int | None, seed: int = 0) -> torch.Tensor | None:

@@ -131,8 +131,9 @@ class Task:
     # Field -> the values it may take, for fields that name one of a fixed set (an optimizer, a
     # schedule): a misspelt name fails before the sweep instead of inside every trial.
     allowed_values: ClassVar[dict[str, tuple]] = {}
-    # The catalog entries (``dlb_tune.datasets.CATALOG``) `dlb-tune data fetch TASK` downloads.
-    data_sets: ClassVar[tuple[str, ...]] = ()
+    # The data sets (``dlb_tune.datasets.DataSet``) the loader reads: what `dlb-tune data fetch TASK`
+    # downloads and `data list` shows. A set two tasks read is declared once and named by both.
+    data_sets: ClassVar[tuple] = ()
 
     @classmethod
     def validate(cls, name: str, value: Any) -> None:

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlb_tune.tasks._common import (LR_SCHEDULES, OPTIMIZERS, cache_dir, confusion_matrix, decode_rgb, load_cached,
-                                    load_mnist, lr_factor, make_optimizer, save_atomic, take_indices)
+from dlb_tune.datasets import DataSet, Remote, unzip_one
+from dlb_tune.tasks._common import (LR_SCHEDULES, MNIST_DATA, OPTIMIZERS, cache_dir, confusion_matrix, decode_rgb,
+                                    load_cached, load_mnist, lr_factor, make_optimizer, save_atomic, take_indices)
 from dlb_tune.tasks.base import (DataError, Task, TrialContext, TrialError, TrialSummary, Trials, check_finite,
                                  fetch_hint, register)
 
@@ -237,6 +238,32 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, colour: bool) -> torch.Te
     return ((x - mean) * (1 + 0.25 * r[7]).view(b, 1, 1, 1) + mean).clamp(0, 1)  # contrast
 
 
+# ---------------------------------------------------------------------------------- data set
+
+_GROCERY_COMMIT = "fc80ba90f803d79d0383df52c5a4ac5de99ff6fc"  # the commit grocery.sha256 was taken at
+
+
+def _grocery_member(name: str) -> str | None:
+    """``<repo>-<ref>/dataset/...`` minus the iconic images (the loader reads only the splits)."""
+    parts = name.split("/")[1:]  # the archive's top folder is named after the ref: drop it
+    if len(parts) < 2 or parts[0] != "dataset" or parts[1].startswith("iconic"):
+        return None
+    return "/".join(["grocery", "GroceryStoreDataset", *parts])
+
+
+GROCERY_DATA = DataSet(
+    "grocery",
+    files=(Remote(f"GroceryStoreDataset-{_GROCERY_COMMIT}.zip",
+                  f"https://github.com/marcusklasson/GroceryStoreDataset/archive/{_GROCERY_COMMIT}.zip", None),),
+    expected=tuple(f"grocery/GroceryStoreDataset/dataset/{f}" for f in ("train.txt", "val.txt", "test.txt", "classes.csv")),
+    install=unzip_one("", _grocery_member),
+    source="Klasson et al., WACV 2019: github.com/marcusklasson/GroceryStoreDataset (pinned commit)",
+    license="MIT",
+    note="GitHub builds archives on request, not byte-stable: the unpacked files are checked instead",
+    manifest="grocery.sha256",  # sha256sum of every file the loader reads, at _GROCERY_COMMIT
+    manifest_root="grocery/GroceryStoreDataset",
+)
+
 # ---------------------------------------------------------------------------------- task
 
 
@@ -245,7 +272,7 @@ class CNNTask(Task):
     name = "cnn"
     Config = CNNConfig
     data_fields = ("dataset", "labels", "image_size")
-    data_sets = ("grocery", "mnist")  # mnist: the dataset=mnist variant
+    data_sets = (GROCERY_DATA, MNIST_DATA)  # MNIST: the dataset=mnist variant
     smoke = {"depth": 2, "base_width": 4, "head": "gap", "batch_size": 32, "augment": False}
     allowed_values = {"dataset": ("grocery", "mnist"), "labels": ("coarse", "fine"), "head": ("fc", "gap"),
                       "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}

@@ -23,10 +23,52 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from dlb_tune.datasets import DataSet, Remote, Staging, copy_into, extract
 from dlb_tune.tasks import _text
 from dlb_tune.tasks._common import LR_SCHEDULES, OPTIMIZERS, confusion_matrix, lr_factor, make_optimizer
 from dlb_tune.tasks.base import (DataError, Task, TrialContext, TrialError, TrialSummary, Trials, check_finite,
                                  fetch_hint, register)
+
+
+# --- data sets ------------------------------------------------------------------------------------
+
+_EMOTIONS = ("https://raw.githubusercontent.com/uriMen/text-classification-with-pytorch/"
+             "e3f69aeed6323145ed12a0dcef9f2c820afcfc38/data/")
+
+EMOTIONS_DATA = DataSet(
+    "emotions",
+    files=tuple(  # sha256sum at the pinned commit (dlb_tune/checksums/SOURCES.md)
+        Remote(name, _EMOTIONS + name, sha, size, installed=f"emotions/{name}") for name, sha, size in (
+            ("trainEmotions.csv", "c53b7fa8d9b0fa3da96ba380998ef284e2c1e30bbfec73c8b41cc906cf8fe9d9", 1189823),
+            ("testEmotions.csv", "bf43a8178985add29afae12ad19d9e26f65b05023707aae47553f4cce9877c5e", 411109),
+        )
+    ),
+    expected=("emotions/trainEmotions.csv", "emotions/testEmotions.csv"),
+    install=copy_into("emotions"),
+    source="tweet-emotion course data: github.com/uriMen/text-classification-with-pytorch (pinned commit)",
+    license="unstated (the repository publishes none)",
+)
+
+
+def _install_glove(files: dict[str, Path], stage: Staging) -> None:
+    """The one text file of the size asked for (``--glove-dim``), out of the 1.5 GB archive."""
+    (archive,) = files.values()
+    wanted = f"glove.twitter.27B.{stage.glove_dim}d.txt"
+    extract(archive, stage, "glove", lambda m: wanted if m.split("/")[-1] == wanted else None)
+
+
+GLOVE_DATA = DataSet(
+    "glove",
+    # three independent downloaders pin this hash (dlb_tune/checksums/SOURCES.md)
+    files=(Remote("glove.twitter.27B.zip", "https://nlp.stanford.edu/data/glove.twitter.27B.zip",
+                  "792af52f795d1a32c9842a3240f5f3fe5e941a8ff6df5eb0f9d668092ebc019c", 1520408563),),
+    expected=("glove/glove.twitter.27B.{dim}d*.txt",),  # the subset too: *.25d.subset12k.txt
+    install=_install_glove,
+    source="Pennington et al. 2014: nlp.stanford.edu/projects/glove (Twitter, 27B tokens)",
+    license="PDDL 1.0",
+    manifest="glove.sha256",  # the 50, 100 and 200-d text files too, for `data list --verify`
+    manifest_root="glove",
+)
 
 CLASSES = ("happiness", "neutral", "sadness")
 FILES = ("trainEmotions.csv", "testEmotions.csv")
@@ -183,7 +225,7 @@ class Emotion(Task):
     name = "emotion"
     Config = EmotionConfig
     data_fields = ("min_freq", "max_len", "glove_path")
-    data_sets = ("emotions", "glove")
+    data_sets = (EMOTIONS_DATA, GLOVE_DATA)
     smoke = {"hidden_size": 16, "batch_size": 256, "embedding_dim": 16}
     allowed_values = {"cell": CELLS, "pooling": POOLINGS, "embedding": EMBEDDINGS, "optimizer": OPTIMIZERS,
                       "lr_schedule": LR_SCHEDULES, "num_layers": (1, 2, 3)}

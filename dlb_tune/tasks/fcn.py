@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from dlb_tune.tasks._common import LR_SCHEDULES, load_mnist, lr_factor
+from dlb_tune.tasks._common import LR_SCHEDULES, MNIST_DATA, load_mnist, lr_factor
 from dlb_tune.tasks.base import Task, TrialContext, register
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # training-set pixel statistics, the usual constants
@@ -116,7 +116,7 @@ class FCN(Task):
     name = "fcn"
     Config = FCNConfig
     data_fields = ("val_size",)
-    data_sets = ("mnist",)
+    data_sets = (MNIST_DATA,)
     smoke = {"hidden_size": 32, "batch_size": 128}
     allowed_values = {"activation": ("relu", "tanh", "sigmoid"), "lr_schedule": LR_SCHEDULES}
 

@@ -1,4 +1,8 @@
-"""After the sweep: the per-trial table, the one test evaluation, ``final.json`` and the summary."""
+"""After the sweep: the per-trial table, the one test evaluation, ``final.json``, the summary.
+
+The sweep's last step (``sweep.run`` calls ``finish``); what it writes, the reading commands read
+(``summary.summary_lines`` prints the summary again from ``final.json``).
+"""
 
 from __future__ import annotations
 
@@ -11,47 +15,38 @@ import pandas as pd
 
 from dlb_tune.board import after_sweep
 from dlb_tune.distributed import best_train_checkpoint
-from dlb_tune.experiment import TEST_REPORT_DIR, file_in, is_uri, local_folder, write_final, write_results
+from dlb_tune.experiment import TEST_REPORT_DIR, file_in, write_final, write_results
+from dlb_tune.storage import is_uri, local_folder
+from dlb_tune.objective import ENDED, TrialStatus, pareto_front
+from dlb_tune.show import error_line
 from dlb_tune.storage import located
+from dlb_tune.summary import summary_lines
 from dlb_tune.tasks import Trials
 from dlb_tune.trainable import evaluate_checkpoint
 
-STATUS_ORDER = ("completed", "stopped_early", "cut_by_budget", "incomplete", "errored")
-
 
 def trial_table(grid, spec, stopped: set[str], budget_hit: bool, interrupted: bool = False) -> pd.DataFrame:
-    """One row per trial: status, epochs, config/<key>, last metrics, best_<metric>, error.
-
-    status: completed (all epochs), stopped_early (by ASHA), cut_by_budget (the sweep's time
-    budget ran out), incomplete (interrupted: resume continues it), errored.
-    """
+    """One row per trial: status (``TrialStatus``), epochs, config/<key>, last metrics,
+    best_<metric>, error; best first."""
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
-        # a trial that never reported: its id from its folder (sweep.trial_dirname: trial_<id>)
+        # a trial that never reported: its id from its folder (engine.trial_dirname: trial_<id>)
         trial_id = metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
         history = result.metrics_dataframe
         row: dict[str, Any] = {"trial_id": trial_id}
         row.update({f"config/{k}": v for k, v in (result.config or {}).items()})
         epochs = int(metrics.get("epoch", 0) or 0)
-        if result.error is not None:
-            status = "errored"
-        elif epochs >= spec.max_epochs:
-            status = "completed"
-        elif trial_id in stopped or (not budget_hit and not interrupted and epochs > 0):
-            status = "stopped_early"
-        elif interrupted:
-            status = "incomplete"
-        else:
-            status = "cut_by_budget"
-        row.update(status=status, epochs=epochs, error=_error_line(result.error))
+        status = TrialStatus.classify(epochs=epochs, max_epochs=spec.max_epochs, errored=result.error is not None,
+                                      stopped=trial_id in stopped, budget_hit=budget_hit, interrupted=interrupted)
+        row.update(status=status.value, epochs=epochs, error=_error_line(result.error))
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in row:
                 row[key] = value
         if history is not None and spec.metric in history:
             series = history[spec.metric].dropna()
             if len(series):
-                best_idx = series.idxmax() if spec.mode == "max" else series.idxmin()
+                best_idx = spec.goal.best_index(series)
                 row[f"best_{spec.metric}"] = float(series[best_idx])
                 row["best_epoch"] = int(history.loc[best_idx, "epoch"]) if "epoch" in history else None
         row["node_id"] = metrics.get("node_id")
@@ -62,33 +57,12 @@ def trial_table(grid, spec, stopped: set[str], budget_hit: bool, interrupted: bo
     if "error" in df:  # text even when no trial errored, so the parquet column has one type
         df["error"] = df["error"].astype("string")
     if len(df) and f"best_{spec.metric}" in df:
-        df = df.sort_values(f"best_{spec.metric}", ascending=spec.mode == "min", na_position="last")
+        df = spec.goal.sort(df, f"best_{spec.metric}")
     return df.reset_index(drop=True)
 
 
 def _error_line(error) -> str | None:
-    return None if error is None else first_line(str(error))
-
-
-def first_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    # Ray wraps the trial's exception: its last line is the one that says what went wrong.
-    return lines[-1][:300] if lines else "failed"
-
-
-def pareto_front(df: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> pd.DataFrame:
-    """Trials no other trial beats on every objective (the first objective by its best value)."""
-    cols = [f"best_{metric}" if m == metric else m for m, _ in pairs]
-    ok = df.dropna(subset=[c for c in cols if c in df]).copy()
-    if ok.empty or not all(c in ok for c in cols):
-        return ok.iloc[0:0]
-    signs = [1 if mode == "max" else -1 for _, mode in pairs]
-    vals = ok[cols].to_numpy() * signs  # larger is better on every column now
-    keep = []
-    for i in range(len(vals)):
-        dominated = ((vals >= vals[i]).all(axis=1) & (vals > vals[i]).any(axis=1)).any()
-        keep.append(not dominated)
-    return ok[keep]
+    return None if error is None else error_line(str(error))
 
 
 def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
@@ -100,19 +74,20 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     budget_hit = bool(spec.time_budget_s and wall >= spec.time_budget_s * 0.98)
     df = trial_table(grid, spec, stopped, budget_hit, interrupted)
     write_results(exp_dir, df)
-    counts = {s: int((df["status"] == s).sum()) if len(df) else 0 for s in STATUS_ORDER}
+    counts = {s.value: int((df["status"] == s).sum()) if len(df) else 0 for s in ENDED}
     final: dict[str, Any] = {
         "task": spec.task, "name": opts.name, "experiment_dir": exp_dir,
         "metric": spec.metric, "mode": spec.mode, "target": spec.target,
         "search": opts.search, "scheduler": opts.scheduler, "seed": opts.seed,
         "num_samples": spec.num_samples, "max_epochs": spec.max_epochs,
         "trials": {"total": len(df), **counts}, "wall_s": round(wall, 1),
-        "errors": [{"trial_id": r.trial_id, "error": r.error} for r in df.itertuples() if r.status == "errored"],
+        "errors": [{"trial_id": r.trial_id, "error": r.error} for r in df.itertuples() if r.status == TrialStatus.ERRORED],
     }
-    if interrupted and counts["incomplete"]:
+    if interrupted and counts[TrialStatus.INCOMPLETE]:
         final["interrupted"] = True  # the test split waits for the resumed sweep's end
     best_col = f"best_{spec.metric}"
-    candidates = df[df["status"] != "errored"].dropna(subset=[best_col]) if best_col in df else df.iloc[0:0]
+    ok = df[df["status"] != TrialStatus.ERRORED] if len(df) else df
+    candidates = ok.dropna(subset=[best_col]) if best_col in df else df.iloc[0:0]
     t_test = time.time()
     if len(candidates) and not final.get("interrupted"):
         final.update(evaluate_best(grid, candidates.iloc[0], spec, data, exp_dir))
@@ -120,13 +95,12 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     course = initial_trial(df, spec, enqueued=1 if opts.enqueue else 0)
     if course:
         final["course"] = course
-    pairs = spec.objective_pairs()
-    if len(pairs) > 1:
-        front = pareto_front(df[df["status"] != "errored"], pairs, spec.metric)
-        final["pareto"] = [
-            {"trial_id": r["trial_id"], **{m: r.get(f"best_{m}" if m == spec.metric else m) for m, _ in pairs},
-             "config": _config_of(r)} for _, r in front.iterrows()
-        ]
+    goals = spec.goals()
+    if len(goals) > 1:
+        columns = [f"best_{g.metric}" if g.metric == spec.metric else g.metric for g in goals]
+        front = pareto_front(ok, goals, columns)
+        final["pareto"] = [{"trial_id": r["trial_id"], **{g.metric: r.get(c) for g, c in zip(goals, columns)},
+                            "config": _config_of(r)} for _, r in front.iterrows()]
     extra = spec.task_cls.summarize(Trials.from_table(df, spec.metric))
     if extra:
         final["task_summary"] = extra
@@ -169,7 +143,7 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
         out["test_metric"] = test_metric
         if spec.target is not None:
             value = test[test_metric]
-            out["target_met"] = bool(value >= spec.target if spec.mode == "max" else value <= spec.target)
+            out["target_met"] = spec.goal.reached(value, spec.target)
     return out
 
 
@@ -201,56 +175,3 @@ def _maybe_int(v):
 
 def _config_of(row) -> dict[str, Any]:
     return {k.removeprefix("config/"): v for k, v in row.items() if k.startswith("config/")}
-
-
-def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
-    t = final["trials"]
-    lines = [
-        "",
-        f"== {final['task']} sweep '{final['name']}' finished in {_wall(final)} ==",
-        f"trials: {t['total']} total, {t['completed']} completed, {t['stopped_early']} stopped early "
-        f"by ASHA, {t['cut_by_budget']} cut by the time budget, {t['incomplete']} incomplete, "
-        f"{t['errored']} errored",
-    ]
-    if final.get("interrupted"):
-        lines.append(f"interrupted: {t['incomplete']} trial(s) unfinished; nothing is lost. Continue with "
-                     f"`dlb-tune resume {final['name']}`; the test split is evaluated when the sweep ends")
-    best = final.get("best")
-    if best:
-        cfg = " ".join(f"{k}={_fmt(v)}" for k, v in best["config"].items())
-        lines.append(f"best trial {best['trial_id']}: {final['metric']} {best[final['metric']]:.4f} "
-                     f"(epoch {best['epoch']})")
-        lines.append(f"  config: {cfg}")
-    course = final.get("course")
-    if course:
-        value = course[final["metric"]]
-        shown = "no result" if value is None else f"{final['metric']} {value:.4f} (epoch {course['epoch']})"
-        lines.append(f"course config, trial {course['trial_id']}: {shown}, {course['status'].replace('_', ' ')} "
-                     f"after {course['epochs']} epoch(s)")
-    test = final.get("test")
-    if test:
-        shown = " ".join(f"{k} {_fmt(v)}" for k, v in test.items() if isinstance(v, (int, float)))
-        lines.append(f"test (evaluated once): {shown}")
-        if final.get("target") is not None and "target_met" in final:
-            verdict = "met" if final["target_met"] else "NOT met"
-            lines.append(f"target {final['test_metric']} {'>=' if final['mode'] == 'max' else '<='} "
-                         f"{final['target']}: {verdict}")
-    for err in final["errors"][:5]:
-        lines.append(f"errored {err['trial_id']}: {err['error']}")
-    if final.get("pareto"):
-        lines.append(f"pareto front: {len(final['pareto'])} trial(s)")
-    lines.append(f"results: {final['experiment_dir']}/results.parquet, final.json")
-    return lines
-
-
-def _wall(final: dict[str, Any]) -> str:
-    """The command's wall time with its parts; only the trials' time for sweeps from before."""
-    t = final.get("timings")
-    if not t or "command_s" not in final:
-        return f"{final['wall_s']:.0f}s"
-    return (f"{final['command_s']:.0f}s (data {t['data_s']:.0f}s, Ray start-up {t['ray_start_s']:.0f}s, "
-            f"trials {t['trials_s']:.0f}s, test evaluation {t['test_s']:.0f}s)")
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,4 +1,4 @@
-"""``dlb-tune best NAME --seeds K``: re-run the top configs with K seeds, rank by mean and spread.
+"""Re-runs of a sweep's top configs with K seeds, ranked by mean and spread (``--seeds K``).
 
 A sweep picks its winner on one seed per config; with close candidates the luckiest seed wins.
 Here the top ``top`` distinct configs of a finished sweep are trained again, each with seeds
@@ -7,9 +7,10 @@ Here the top ``top`` distinct configs of a finished sweep are trained again, eac
 standard deviation, min, max) sits beside it. The test split is not touched.
 
 The runs are one small Tune experiment beside the sweep, ``<storage>/<name>-seeds/`` (a grid over
-config rank x seed, FIFO, the sweep's per-trial resources; not inside the sweep's folder, where
-TensorBoard would mix its trials into the sweep's HParams); the ranking goes to
-``<exp>/seeds.json`` and into the report.
+config rank x seed, FIFO, the sweep's per-trial resources, the engine's Tuner; not inside the
+sweep's folder, where TensorBoard would mix its trials into the sweep's HParams); the ranking goes
+to ``<exp>/seeds.json`` and into the report. ``dlb-tune sweep --seeds K`` runs them as a step after
+the sweep (``after_sweep``), on its Ray and data; ``dlb-tune best NAME --seeds K`` on a finished one.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import statistics
 from typing import Any, Callable
 
 import pandas as pd
+from ray import tune
 
-from dlb_tune.experiment import Experiment, ReportError, load_experiment, to_jsonable, write_final, write_seeds
-from dlb_tune.report import fixed_space_yaml
-from dlb_tune.sweep import SweepOptions, check_resources, load_data, ray_session, sweep_session, trial_dirname
+from dlb_tune.best import fixed_space_yaml
+from dlb_tune.engine import check_resources, ray_session, tuner
+from dlb_tune.experiment import Experiment, load_experiment, write_final, write_seeds
+from dlb_tune.storage import ReportError, to_jsonable
+from dlb_tune.objective import Objective, TrialStatus
+from dlb_tune.options import SweepOptions
+from dlb_tune.prepare import load_data
 from dlb_tune.tasks import portable_name
 from dlb_tune.trainable import default_threads, epoch_loop, pick_device, start_trial
-
-# Ray is imported inside the functions that use it: `dlb-tune best` without --seeds never needs it.
 
 
 def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
@@ -38,8 +42,7 @@ def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
     t = exp.trials
     if best_col not in t:
         raise ReportError(f"{exp.path}: results.parquet has no {best_col}")
-    t = t[t["status"] != "errored"].dropna(subset=[best_col])
-    t = t.sort_values(best_col, ascending=exp.spec.mode == "min")
+    t = exp.goal.sort(t[t["status"] != TrialStatus.ERRORED].dropna(subset=[best_col]), best_col)
     out, seen = [], set()
     for _, row in t.iterrows():
         config = {k.removeprefix("config/"): to_jsonable(v) for k, v in row.items() if k.startswith("config/")}
@@ -57,8 +60,6 @@ def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
 def seed_trial(config: dict[str, Any], *, data: Any, configs: list[dict[str, Any]], task_name: str, metric: str,
                mode: str, max_epochs: int, threads: int, use_gpu: bool) -> None:
     """Tune trainable: config ``rank`` of ``configs``, seeded with ``seed``; no checkpoints."""
-    from ray import tune
-
     task, ctx, _ = start_trial(task_name, configs[int(config["rank"])], data, seed=int(config["seed"]),
                                max_epochs=max_epochs, threads=threads, device=pick_device(use_gpu))
     epoch_loop(task, ctx, metric=metric, mode=mode, start_state=None,
@@ -72,17 +73,14 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
     ``data``: the sweep's loaded data, when called at the end of a sweep (else loaded again).
     A running Ray (the sweep's) is used as it is.
     """
-    from ray import tune
-
     if seeds < 2:
         raise ReportError("--seeds needs at least 2 seeds to measure a spread")
     candidates = top_configs(exp, top)
     known = {f.name for f in dataclasses.fields(SweepOptions)}
     opts = SweepOptions(**{k: v for k, v in exp.sweep.items() if k in known})
     # One process per run, the sweep's per-trial share: data parallelism is for speed, not for this.
-    single = {"workers_per_trial": 1, **({"ray_train": False} if "ray_train" in known else {})}
     opts = dataclasses.replace(opts, name=exp.name, storage=str(exp.path.parent), data_dir=data_dir or opts.data_dir,
-                               cpus=cpus if cpus is not None else opts.cpus, **single)
+                               cpus=cpus if cpus is not None else opts.cpus, workers_per_trial=1, ray_train=False)
     if opts.address:  # recorded by whoever wrote the folder: say where the trials will run
         echo(f"Ray: {opts.address} (from sweep.json)")
     spec = exp.spec
@@ -97,41 +95,40 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
             threads=default_threads(opts.cpus_per_trial), use_gpu=opts.gpus_per_trial > 0)
         out_dir = exp.seed_runs_dir()
         shutil.rmtree(out_dir, ignore_errors=True)
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]}),
-            param_space={"rank": tune.grid_search(list(range(len(candidates)))),
-                         "seed": tune.grid_search(list(range(seeds)))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=True,
-                                        trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(name=out_dir.name, storage_path=str(out_dir.parent), verbose=0,
-                                      callbacks=[_Lines(spec.metric, echo)]),
-        )
-        grid = tuner.fit()
-    result = rank(exp, candidates, _runs(grid, spec.metric, spec.mode), seeds)
+        grid = tuner(tune.with_resources(trainable, {"cpu": per_trial["cpu"], "gpu": per_trial["gpu"]}),
+                     name=out_dir.name, storage=str(out_dir.parent),
+                     param_space={"rank": tune.grid_search(list(range(len(candidates)))),
+                                  "seed": tune.grid_search(list(range(seeds)))},
+                     tune_config=dict(max_concurrent_trials=concurrency, reuse_actors=True),
+                     callbacks=[SeedLines(spec.metric, echo)]).fit()
+    result = rank(exp, candidates, _runs(grid, spec.goal), seeds)
     result["runs"] = str(out_dir)
     write_seeds(exp.path, result)
     return result
 
 
-def sweep_with_seeds(opts: SweepOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """``dlb-tune sweep [--seeds K]``: the sweep, then (K > 1) its top configs re-run with K seeds
-    on the sweep's Ray and data; the ranking joins ``final.json``."""
-    with sweep_session(opts, echo) as (final, data):
-        if opts.seeds > 1 and not final.get("interrupted"):
-            exp_dir = final["experiment_dir"]
-            final["seeds"] = rerun_seeds(load_experiment(exp_dir), opts.seeds, data=data, echo=echo)
-            write_final(exp_dir, final)
-    return final
+def after_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> Callable[[dict[str, Any], Any], None] | None:
+    """The step ``dlb-tune sweep --seeds K`` runs after its sweep (``sweep.run_sweep(after=...)``),
+    on the sweep's Ray and data: the re-runs, whose ranking joins ``final.json``. None without
+    ``--seeds``."""
+    if opts.seeds < 2:
+        return None
+
+    def step(final: dict[str, Any], data: Any) -> None:
+        exp_dir = final["experiment_dir"]
+        final["seeds"] = rerun_seeds(load_experiment(exp_dir), opts.seeds, data=data, echo=echo)
+        write_final(exp_dir, final)
+
+    return step
 
 
-def _runs(grid, metric: str, mode: str) -> pd.DataFrame:
+def _runs(grid, goal: Objective) -> pd.DataFrame:
     rows = []
     for r in grid:
         history = r.metrics_dataframe
         value = None
-        if r.error is None and history is not None and metric in history:
-            series = history[metric].dropna()
-            value = float(series.max() if mode == "max" else series.min()) if len(series) else None
+        if r.error is None and history is not None and goal.metric in history:
+            value = goal.best(history[goal.metric])
         rows.append({"rank": int(r.config["rank"]), "seed": int(r.config["seed"]), "value": value,
                      "error": None if r.error is None else str(r.error).strip().splitlines()[-1][:200]})
     return pd.DataFrame(rows)
@@ -151,8 +148,7 @@ def rank(exp: Experiment, candidates: list[dict[str, Any]], runs: pd.DataFrame, 
             entry.update(mean=statistics.fmean(values), std=statistics.stdev(values) if len(values) > 1 else 0.0,
                          min=min(values), max=max(values))
         ranking.append(entry)
-    sign = -1 if exp.spec.mode == "max" else 1
-    ranking.sort(key=lambda e: (e.get("mean") is None, sign * e.get("mean", 0.0), e.get("std", 0.0)))
+    ranking.sort(key=lambda e: (e.get("mean") is None, -exp.goal.sign * e.get("mean", 0.0), e.get("std", 0.0)))
     for i, e in enumerate(ranking, 1):
         e["rank"] = i
     return {"metric": exp.metric, "mode": exp.spec.mode, "seeds": seeds, "max_epochs": exp.spec.max_epochs,
@@ -185,19 +181,16 @@ def seed_yaml(exp: Experiment, result: dict[str, Any]) -> str:
     return fixed_space_yaml(exp, first["config"], head)
 
 
-class _Lines:
-    """A Tune callback: one line per finished seed run."""
+class SeedLines(tune.Callback):
+    """One line per finished seed run."""
 
-    def __new__(cls, metric: str, echo: Callable[[str], None]):
-        from ray import tune
+    def __init__(self, metric: str, echo: Callable[[str], None]):
+        self.metric, self.echo = metric, echo
 
-        class _Cb(tune.Callback):
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                last = trial.last_result or {}
-                echo(f"  config {trial.config['rank'] + 1} seed {trial.config['seed']}: "
-                     f"best {metric} {last.get('best_' + metric, float('nan')):.4f}")
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        self.echo(f"  config {trial.config['rank'] + 1} seed {trial.config['seed']}: "
+                  f"best {self.metric} {last.get('best_' + self.metric, float('nan')):.4f}")
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                echo(f"  config {trial.config['rank'] + 1} seed {trial.config['seed']}: ERROR")
-
-        return _Cb()
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.echo(f"  config {trial.config['rank'] + 1} seed {trial.config['seed']}: ERROR")

@@ -1,0 +1,136 @@
+"""What every ``dlb-tune`` command shares: its option types, and how a command turns a user's
+mistake into one ``error:`` line and exit code 2."""
+
+from __future__ import annotations
+
+import copy
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+class Search(str, Enum):
+    optuna = "optuna"
+    random = "random"
+
+
+class Scheduler(str, Enum):
+    asha = "asha"
+    fifo = "fifo"
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors():
+    """The errors that mean bad input: shown as one line, exit code 2, no traceback."""
+    from dlb_tune.distributions import SpaceError
+    from dlb_tune.experiment import ExperimentError
+    from dlb_tune.storage import ReportError
+    from dlb_tune.options import ResourceError
+    from dlb_tune.storage import StorageError
+    from dlb_tune.tasks import DataError, TaskModuleError, UnknownTask
+
+    return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError, StorageError, ExperimentError,
+            ReportError)
+
+
+def run_guarded(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except user_errors() as e:
+        fail(str(e.args[0]) if e.args else str(e))
+    except KeyboardInterrupt:
+        fail("interrupted; finished trials are kept (see `dlb-tune resume`)", 130)
+
+
+def guard_reading(fn, *args, **kwargs):
+    """``_run_guarded`` plus TensorBoard's errors."""
+    from dlb_tune.board import BoardError
+
+    try:
+        return run_guarded(fn, *args, **kwargs)
+    except BoardError as e:
+        fail(str(e))
+
+
+def load(name: str, storage: Optional[str]):
+    """The experiment, read back; a stored one is read from its local copy, and we say where."""
+    from dlb_tune.experiment import cached_from, experiment_dir, load_experiment
+    from dlb_tune.storage import shown
+
+    exp = guard_reading(load_experiment, name, storage)
+    if cached_from(exp.path):
+        typer.echo(f"read {shown(experiment_dir(exp.name, storage))} from its local copy {exp.path}", err=True)
+    return exp
+
+
+DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA, else ~/.cache/dlb-tune/data).")]
+Storage = Annotated[Optional[str], typer.Option(help="Results folder or URI (default: $DLB_TUNE_RESULTS or ./dlb-tune-runs).")]
+SpaceFile = Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")]
+FixedParams = Annotated[Optional[list[str]], typer.Option("--set", help="Fix a parameter: key=value (repeatable).")]
+NumSamples = Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")]
+MaxEpochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")]
+TimeBudget = Annotated[Optional[float], typer.Option(help="Wall-clock budget in seconds.")]
+TaskModule = Annotated[Optional[str], typer.Option(
+    help="A task of your own: a .py file or a dotted module name (see `dlb-tune new-task`).")]
+Gpus = Annotated[Optional[float], typer.Option(help="GPUs the sweep may use (default: all detected).")]
+
+# `sweep --help` groups its options into these panels (plan shares the run-level ones)
+SPACE_PANEL, BUDGET_PANEL, RESOURCES_PANEL, CLUSTER_PANEL, OUTPUT_PANEL = (
+    "Search space", "Budget", "Resources", "Cluster", "Output")
+
+
+def panel(option: Any, panel: str) -> Any:
+    """The shared ``Annotated`` option type ``option``, shown under ``panel`` in a command's help."""
+    info = copy.copy(option.__metadata__[0])
+    info.rich_help_panel = panel
+    return Annotated[option.__args__[0], info]
+
+
+def gpus_per_trial_default(gpus: float | None, gpus_per_trial: float | None) -> float:
+    """One rule for sweep and plan: a trial takes a whole GPU when the sweep is given GPUs."""
+    if gpus_per_trial is not None:
+        return gpus_per_trial
+    return 1.0 if (gpus or 0) > 0 else 0.0
+
+
+def check_seeds(seeds: int) -> None:
+    """--seeds 1 would re-run each config once: no spread to rank by."""
+    if seeds == 1:
+        fail("--seeds 1 measures no spread; use --seeds 2 or more (0: no re-runs)")
+
+
+RecordedTaskModule = Annotated[Optional[str], typer.Option(
+    help="The sweep's own task module (.py file or dotted name): sweep.json names it, but only a module given "
+         "here is imported.")]
+
+
+def name_and_storage(name: str, storage: str | None) -> tuple[str, str | None]:
+    """NAME given as an experiment's folder: its name and the storage folder holding it."""
+    from dlb_tune.experiment import SPACE_FILE
+
+    folder = Path(name).expanduser()
+    if (folder / SPACE_FILE).is_file():
+        folder = folder.resolve()
+        return folder.name, str(folder.parent)
+    return name, storage
+
+

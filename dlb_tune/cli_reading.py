@@ -1,0 +1,255 @@
+"""The commands that read a sweep back: ``results``, ``ls``, ``tensorboard``, ``status``, ``report``,
+``best`` and ``compare``. They read the experiment folder's files and run nothing from it (the
+lone exception, ``best --seeds``, re-trains the top configs with the task module the user names);
+``dlb_tune.cli`` registers them on the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlb_tune.cli_common import (CompareFormat, DataDir, Format, RecordedTaskModule, Storage, check_seeds, fail, guard_reading,
+                                 load, run_guarded)
+
+
+TABLE_WIDTH = 100  # columns: `results` wraps its table to fit a terminal this wide
+
+
+def results(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Table: every column, not only the searched parameters.")] = False,
+) -> None:
+    """Show a finished sweep's trials and its final test result, from disk."""
+    from dlb_tune.experiment import experiment_dir, find_experiment, read_results, read_space, resolve_storage
+    from dlb_tune.storage import is_uri
+    from dlb_tune.storage import check_storage
+    from dlb_tune.summary import summary_lines
+
+    root = run_guarded(resolve_storage, storage)
+    run_guarded(check_storage, root)
+    # a stored sweep is read where it lies; a local one may also be named by its folder
+    exp_dir = experiment_dir(name, storage) if is_uri(root) else guard_reading(find_experiment, name, storage)
+    try:
+        df, final = guard_reading(read_results, str(exp_dir))
+    except OSError:  # FileNotFoundError, or a store that cannot say more
+        fail(f"no results for '{name}' in {exp_dir} (the sweep has not finished?)")
+    if format is Format.parquet:
+        if output is None:
+            fail("--format parquet needs --output FILE")
+        df.to_parquet(output, index=False)
+        typer.echo(f"wrote {output}")
+        return
+    text = {
+        Format.csv: lambda: df.to_csv(index=False),
+        Format.json: lambda: df.to_json(orient="records", indent=2),
+        Format.table: lambda: df.to_string(index=False) if all_ else _table(df, guard_reading(read_space, exp_dir)),
+    }[format]()
+    if output:
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text)
+        if format is Format.table and final:
+            for line in summary_lines(final, df):
+                typer.echo(_fit(line))
+
+
+def _table(df, spec) -> str:
+    """Trial, status, epochs, the metric and the searched parameters, wrapped to ``TABLE_WIDTH``."""
+    keep = ["trial_id", "status", "epochs", f"best_{spec.metric}", spec.metric]
+    keep += [f"config/{p}" for p in spec.searched()]
+    shown = df[[c for c in keep if c in df]].rename(columns=lambda c: c.removeprefix("config/"))
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", line_width=TABLE_WIDTH)
+
+
+def _fit(line: str) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(line, TABLE_WIDTH, subsequent_indent="    ")) if len(line) > TABLE_WIDTH else line
+
+
+def list_sweeps(storage: Storage = None) -> None:
+    """List the experiments under --storage: task, state, trials, best (validation), test result, start date."""
+    from dlb_tune.listing import list_experiments, table_lines
+
+    try:
+        rows = run_guarded(list_experiments, storage)
+    except FileNotFoundError as e:
+        fail(str(e))
+    if not rows:
+        from dlb_tune.experiment import resolve_storage
+
+        typer.echo(f"no experiments in {resolve_storage(storage)}")
+        return
+    for line in table_lines(rows):
+        typer.echo(line)
+
+
+# --- after a sweep: TensorBoard, report, best, compare; before one: plan ------------------------
+
+
+def tensorboard(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+    port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 6006,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+) -> None:
+    """Start TensorBoard over an experiment: per-epoch scalars, HParams, the task's images."""
+    from dlb_tune import board
+
+    if not _loopback(host):
+        typer.echo(f"warning: TensorBoard has no authentication: on --host {host} anyone who can reach this "
+                   f"machine reads the experiment (127.0.0.1 and an SSH tunnel keep it private)", err=True)
+    exp = load(name, storage)
+    written = guard_reading(board.write_board, exp.path)
+    if port and not _port_free(host, port):
+        typer.echo(f"port {port} is taken; using a free one", err=True)
+        port = 0
+    proc, url = guard_reading(board.start_tensorboard, exp.path, port or None, host)
+    images = sum(len(v) for v in written["images"].values())
+    if exp.in_progress:  # trials that start later show up too: TensorBoard rescans the folder
+        typer.echo(exp.progress_line())
+    typer.echo(f"TensorBoard on {url}  ({len(exp.trials)} trials; HParams: {len(written['hparams'])} "
+               f"parameters, {len(written['metrics'])} metrics; {images} image(s))  Ctrl-C stops it")
+    import signal
+
+    # Ctrl-C, or a plain `kill` (SIGINT is ignored in background jobs): TensorBoard goes too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        board.stop(proc)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return host == "localhost"
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def status(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the sweep ends.")] = False,
+    every: Annotated[float, typer.Option(min=1.0, help="Seconds between refreshes with --watch.")] = 10.0,
+) -> None:
+    """Where a sweep stands, running or finished: trials by state, best so far, time left."""
+    import sys
+
+    from dlb_tune.status import watch as watch_sweep
+
+    try:
+        guard_reading(watch_sweep, name, storage, every if watch else None, typer.echo, tty=sys.stdout.isatty())
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
+
+
+def report(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+) -> None:
+    """Write report.md and its figures into the experiment folder (a stored one: its local copy,
+    then uploaded to the store)."""
+    from dlb_tune.experiment import cached_from, experiment_dir
+    from dlb_tune.storage import is_uri
+    from dlb_tune.report import headline, upload_report, write_report
+    from dlb_tune.storage import shown
+
+    exp = load(name, storage)
+    path, figures = guard_reading(write_report, exp)
+    for line in headline(exp):
+        typer.echo(line.replace("**", ""))
+    typer.echo(f"wrote {path} with {len(figures)} figure(s):")
+    for fig in figures:
+        typer.echo(f"  {fig.relative_to(exp.path)}")
+    if cached_from(exp.path):
+        stored = name if is_uri(name) else experiment_dir(name, storage)
+        sent = guard_reading(upload_report, exp, [path, *figures], stored)
+        typer.echo(f"uploaded {sent} file(s) (report.md and its figures) to {shown(stored)}")
+
+
+def best(
+    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    storage: Storage = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML here too.")] = None,
+    seeds: Annotated[int, typer.Option(min=0, help="Re-run the top configs with this many seeds (2 or more); rank by mean.")] = 0,
+    top: Annotated[int, typer.Option(min=1, help="Configs to re-run with --seeds.")] = 3,
+    data_dir: DataDir = None,
+    cpus: Annotated[Optional[float], typer.Option(help="CPUs the --seeds runs may use (default: the sweep's).")] = None,
+    task_module: RecordedTaskModule = None,
+) -> None:
+    """Print the best config as a space file with every parameter fixed (feed it to --space).
+
+    With --seeds K, the top configs are trained again with K seeds each (progress and ranking on
+    stderr) and the printed config is the one with the best mean; a task of your own needs
+    --task-module then.
+    """
+    from dlb_tune.best import best_yaml
+
+    check_seeds(seeds)
+    exp = load(name, storage)
+    text = guard_reading(best_yaml, exp)
+    if seeds:
+        from dlb_tune.reruns import ranking_lines, rerun_seeds, seed_yaml
+        from dlb_tune.tasks import load_task_module
+
+        if task_module:  # re-training runs the task's code: only a module named here
+            run_guarded(load_task_module, task_module)
+
+        err = lambda line: typer.echo(line, err=True)  # noqa: E731 - stdout stays valid YAML
+        result = guard_reading(rerun_seeds, exp, seeds, top, data_dir=data_dir, cpus=cpus, echo=err)
+        for line in ranking_lines(result):
+            err(line)
+        text = seed_yaml(exp, result)
+    typer.echo(text, nl=False)
+    if output:
+        output.write_text(text)
+        typer.echo(f"wrote {output}", err=True)
+
+
+def compare(
+    names: Annotated[list[str], typer.Argument(help="Experiment names (or folders).")],
+    storage: Storage = None,
+    format: Annotated[CompareFormat, typer.Option("--format", help="Output format.")] = CompareFormat.table,
+) -> None:
+    """Sweeps side by side: best validation metric and when it was reached, trials, wall time; then the test result.
+
+    time_to_best_val_s: the first second after the sweep started at which any trial's validation
+    value was as good as the winner's. The target is judged on the test split only.
+    """
+    from dlb_tune.report_numbers import compare as compare_sweeps
+
+    exps = [load(n, storage) for n in names]
+    df = compare_sweeps(exps)
+    if format is CompareFormat.csv:
+        typer.echo(df.to_csv(index=False), nl=False)
+    elif format is CompareFormat.json:
+        typer.echo(df.to_json(orient="records", indent=2))
+    else:
+        shown = df.drop(columns=["test_metric"]).set_index("name").T
+        typer.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
+
+

@@ -1,0 +1,57 @@
+"""What a sweep settles before Ray starts: the spec it will run (the space file with ``--set``,
+``--smoke``, the size flags and ``--enqueue`` applied, validated) and its data, loaded once.
+
+Everything a user can get wrong in them fails here, in one line; ``plan`` and the ``--seeds``
+re-runs use the same two steps as the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dlb_tune.distributions import SpaceError
+from dlb_tune.options import ResourceError, SweepOptions
+from dlb_tune.space import SweepSpec, default_space_file, enqueued_point, load_space
+from dlb_tune.tasks import get_task, load_task_module
+
+SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
+
+
+def prepare_spec(opts: SweepOptions) -> SweepSpec:
+    """The space file with --set, --smoke and the run-level overrides applied, validated."""
+    if opts.task_module:  # recorded as imported, so resume and the reports import it again
+        opts.task_module = load_task_module(opts.task_module)
+    task_cls = get_task(opts.task)
+    if (opts.workers_per_trial > 1 or opts.ray_train) and not task_cls.supports_ddp:
+        raise ResourceError(f"task '{opts.task}' does not support --workers-per-trial > 1")
+    path = Path(opts.space) if opts.space else default_space_file(opts.task)
+    overrides = list(opts.overrides)
+    if opts.smoke:  # the task's tiny config, unless the user fixed those keys themselves
+        given = {o.partition("=")[0].strip() for o in overrides}
+        overrides = [f"{k}={json.dumps(v)}" for k, v in task_cls.smoke.items() if k not in given] + overrides
+    spec = load_space(path, overrides, opts.objective)
+    if spec.task != opts.task:
+        raise SpaceError(f"{path} is a space for task '{spec.task}', not '{opts.task}'")
+    if opts.smoke:
+        spec.max_epochs, spec.num_samples = min(spec.max_epochs, 2), min(spec.num_samples, 2)
+        spec.grace_period = 1
+    if opts.max_epochs is not None:
+        spec.max_epochs = opts.max_epochs
+        spec.grace_period = min(spec.grace_period, opts.max_epochs)
+    if opts.num_samples is not None:
+        spec.num_samples = opts.num_samples
+    if opts.time_budget_s is not None:
+        spec.time_budget_s = opts.time_budget_s
+    if opts.enqueue:  # first: with --num-samples 1 it is the one config trained
+        spec.initial.insert(0, enqueued_point(spec, opts.enqueue))
+    if opts.search not in ("optuna", "random"):
+        raise SpaceError(f"unknown search '{opts.search}' (optuna, random)")
+    if opts.scheduler not in ("asha", "fifo"):
+        raise SpaceError(f"unknown scheduler '{opts.scheduler}' (asha, fifo)")
+    return spec
+
+
+def load_data(spec: SweepSpec, opts: SweepOptions):
+    limit = opts.limit if opts.limit is not None else (SMOKE_LIMIT if opts.smoke else None)
+    return spec.task_cls.load_data(opts.resolved_data_dir(), spec.base_config(), limit)

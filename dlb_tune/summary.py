@@ -1,0 +1,63 @@
+"""A finished sweep's summary, as the sweep prints it at its end and ``dlb-tune results`` again,
+from ``final.json`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from dlb_tune.objective import Objective, TrialStatus
+
+
+def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
+    t = final["trials"]
+    lines = [
+        "",
+        f"== {final['task']} sweep '{final['name']}' finished in {_wall(final)} ==",
+        f"trials: {t['total']} total, {t['completed']} completed, {t['stopped_early']} stopped early "
+        f"by ASHA, {t['cut_by_budget']} cut by the time budget, {t['incomplete']} incomplete, "
+        f"{t['errored']} errored",
+    ]
+    if final.get("interrupted"):
+        lines.append(f"interrupted: {t['incomplete']} trial(s) unfinished; nothing is lost. Continue with "
+                     f"`dlb-tune resume {final['name']}`; the test split is evaluated when the sweep ends")
+    best = final.get("best")
+    if best:
+        cfg = " ".join(f"{k}={_fmt(v)}" for k, v in best["config"].items())
+        lines.append(f"best trial {best['trial_id']}: {final['metric']} {best[final['metric']]:.4f} "
+                     f"(epoch {best['epoch']})")
+        lines.append(f"  config: {cfg}")
+    course = final.get("course")
+    if course:
+        value = course[final["metric"]]
+        shown = "no result" if value is None else f"{final['metric']} {value:.4f} (epoch {course['epoch']})"
+        lines.append(f"course config, trial {course['trial_id']}: {shown}, {TrialStatus(course['status']).words} "
+                     f"after {course['epochs']} epoch(s)")
+    test = final.get("test")
+    if test:
+        shown = " ".join(f"{k} {_fmt(v)}" for k, v in test.items() if isinstance(v, (int, float)))
+        lines.append(f"test (evaluated once): {shown}")
+        if final.get("target") is not None and "target_met" in final:
+            verdict = "met" if final["target_met"] else "NOT met"
+            op = Objective(final["metric"], final["mode"]).at_least
+            lines.append(f"target {final['test_metric']} {op} {final['target']}: {verdict}")
+    for err in final["errors"][:5]:
+        lines.append(f"errored {err['trial_id']}: {err['error']}")
+    if final.get("pareto"):
+        lines.append(f"pareto front: {len(final['pareto'])} trial(s)")
+    lines.append(f"results: {final['experiment_dir']}/results.parquet, final.json")
+    return lines
+
+
+def _wall(final: dict[str, Any]) -> str:
+    """The command's wall time with its parts; only the trials' time for sweeps from before."""
+    t = final.get("timings")
+    if not t or "command_s" not in final:
+        return f"{final['wall_s']:.0f}s"
+    return (f"{final['command_s']:.0f}s (data {t['data_s']:.0f}s, Ray start-up {t['ray_start_s']:.0f}s, "
+            f"trials {t['trials_s']:.0f}s, test evaluation {t['test_s']:.0f}s)")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
