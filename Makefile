@@ -21,14 +21,8 @@ endif
 sweep: $(VENV)/.installed
 	$(BIN)/dlb-tune sweep fcn
 
-# Two stages. First two test processes (pytest-xdist), a test file each at a time: the suite
-# spends most of its wall time waiting (Ray and TensorBoard start-ups, sweeps' subprocesses,
-# polling), about 0.6 of one CPU on average when run alone. Each process has its own session Ray.
-# Files go out longest first (tests/conftest.py). `python -m pytest` alone runs them one by one,
-# as mutation runs do. Then the autoscaling-cluster tests (-m cluster) in a process of their own,
-# on a machine the first stage has left quiet: 2-3 minutes, where run beside the other tests
-# (with a test cluster that then also launched and dropped a node every few seconds) they had
-# stretched the first stage by 5 minutes.
+# Two stages: two xdist processes taking whole files, longest first (tests/conftest.py); then the
+# autoscaling-cluster tests alone, on a quiet machine. Why: bench/results/ci_timing.md.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not cluster"
 	$(MAKE) --no-print-directory test-cluster
@@ -36,12 +30,9 @@ test: $(VENV)/.installed
 test-cluster: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m cluster
 
-# Reinstalled when pyproject.toml changes (new dependencies); the stamp marks a finished install.
-# The venv's own pip (23.x with Python 3.11) installs an editable pyproject project: no upgrade.
-# Bytecode for the ~20,000 installed modules (torch, ray, sympy, moto, pandas...) is written by
-# compileall on every core, not by pip on one. Not left to import time: with PYTHONDONTWRITEBYTECODE
-# set (as on the CI machine) every Ray worker would compile torch and ray again. A file that does
-# not compile (a package shipping Python 2 code: hpbandster does) is skipped, as pip skips it.
+# Reinstalled when pyproject.toml changes; the stamp marks a finished install. Bytecode is compiled
+# here on all cores, not by every Ray worker at import (bench/results/ci_timing.md); `-`: a
+# package's Python 2 file that does not compile is skipped, as pip skips it.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --no-compile -e ".[test]"

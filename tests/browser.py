@@ -14,8 +14,8 @@ import pytest
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Seen in a full test run at load ~15: the page's head and noscript text only, for minutes, while
-# the same page rendered in seconds alone; a page still without the text wanted is loaded again.
+# Under load a page can stay at its head and noscript text for minutes; one still without the text
+# wanted is loaded again (bench/results/ci_timing.md).
 RELOAD_S = 60
 
 # Text of the whole page, shadow roots included (TensorBoard's HParams plugin renders in them).

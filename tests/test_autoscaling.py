@@ -109,7 +109,7 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
                  "--num-samples", "4", "--limit", "6000", "--set", "hidden_size=32", background=True)
     exp, log_file = storage / "kill", storage.parent / "kill.log"
     try:
-        # the ceiling only catches a hang: node launches and worker start-ups take minutes at load 15
+        # the ceiling only catches a hang: node launches and worker start-ups take minutes under load
         victim = wait_for_victim(exp, epochs, ceiling_s=400, give_up=lambda: proc.poll() is not None)
         assert victim is not None, log_file.read_text()[-3000:]
         trial, node = victim

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from tests.counting_task import main; main()"]
 EPOCHS = 8
-CEILING_S = 600  # generous: at load average 30 on 2 cores, Ray start-up and data loading took 5 minutes
+CEILING_S = 600  # generous: a loaded 2-core machine can take minutes to start Ray (bench/results/ci_timing.md)
 
 SPACE = f"""
 task: {NAME}
