@@ -1,6 +1,6 @@
 """``python -m bench autoscale``: a sweep on a local autoscaling cluster that starts with 0 workers.
 
-The cluster is Ray's fake multi-node provider (tests/autoscaling_cluster.py): a head with 0 CPUs
+The cluster is Ray's fake multi-node provider (``dlb_tune.testing``): a head with 0 CPUs
 and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` (the GPU only reserved). One ``dlb-tune sweep
 emotion --gpus 2 --max-failures 1`` runs on it (the sweep of tests/test_autoscaling.py's kill
 test); as soon as a trial has a checkpoint and most of its epochs to go, its node is killed.
@@ -25,10 +25,7 @@ import time
 from pathlib import Path
 
 from bench.common import RESULTS, ROOT, default_data_dir, loadavg, say
-from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import epochs_around, history, wait_for_victim, wait_until
-
-WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
+from dlb_tune.testing import AutoscalingCluster, epochs_around, history, wait_for_victim, wait_until
 
 
 def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]], log: list[str]) -> None:
@@ -43,7 +40,7 @@ def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]],
 def run(args) -> dict:
     out = Path(tempfile.mkdtemp(prefix="dlb-autoscale-"))
     exp = out / "auto"
-    cluster = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=1).start()
+    cluster = AutoscalingCluster(idle_timeout_minutes=1).start()
     try:
         cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "emotion", "--data-dir", args.data_dir, "--smoke",
                "--limit", "2000", "--set", "embedding=random", "--set", "hidden_size=32", "--search", "random", "--scheduler", "fifo",

@@ -1,6 +1,6 @@
 """`dlb-tune data fetch all` from a mirror on 127.0.0.1: bytes moved and wall time.
 
-The mirror (``tests/data_mirror.py``) serves every data set in its publisher's format, built from
+The mirror (``dlb_tune.testing.data_mirror``) serves every data set in its publisher's format, built from
 the whole real data folder (no trimming), with a SHA256SUMS file for ``--checksums``. The fetch
 runs as a user would run it, in its own process (start-up included); the result goes to
 ``bench/results/data_fetch.json``. It reports, it does not judge.
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import default_data_dir  # noqa: E402
-from tests import data_mirror  # noqa: E402
+from dlb_tune.testing import data_mirror  # noqa: E402
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from bench import quality, sweep
-from dlb_tune.tasks import Task, all_tasks
+from dlb_tune.tasks import Task, all_tasks, is_builtin
 from dlb_tune.tasks.base import _REGISTRY
 
 
@@ -27,10 +27,10 @@ class Tiny(Task):
 @pytest.fixture
 def tiny_space(monkeypatch, tmp_path):
     all_tasks()  # the real tasks first, so the registry is complete before the test adds one
-    # tasks that other tests loaded from their own modules (check-task's broken copies) stay
-    # registered in this process: hide them, whatever order the tests run in
+    # tasks that other tests registered in this process (check-task's broken copies, the test
+    # kit's fcn_counted) stay registered: hide them, whatever order the tests run in
     for name, cls in list(_REGISTRY.items()):
-        if cls.__module__.partition(".")[0] != "dlb_tune":
+        if not is_builtin(cls):
             monkeypatch.delitem(_REGISTRY, name)
     monkeypatch.setitem(_REGISTRY, "tiny", Tiny)
     path = tmp_path / "tiny.yaml"

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from dlb_tune.cli import app
 from dlb_tune.seeds import sweep_with_seeds
 from dlb_tune.sweep import SweepOptions
-from tests.counting_task import NAME, ensure_registered, read_calls, weights_fingerprint
+from dlb_tune.testing import COUNTED_TASK, read_calls, register_counted_task, weights_fingerprint
 
 runner = CliRunner()
 
@@ -33,14 +33,14 @@ def counted_space(record: Path, params: str, **top: object) -> str:
     """A space file for ``fcn_counted`` logging to ``record``; ``top`` sets top-level keys."""
     head = {"metric": "val_acc", "mode": "max", "target": 0.8, "max_epochs": 3, "grace_period": 1,
             "reduction_factor": 2, "num_samples": 4, **top}
-    lines = [f"task: {NAME}"] + [f"{k}: {json.dumps(v)}" for k, v in head.items()]
+    lines = [f"task: {COUNTED_TASK}"] + [f"{k}: {json.dumps(v)}" for k, v in head.items()]
     return "\n".join(lines) + f"\nparams:\n  record: {json.dumps(str(record))}\n  hidden_size: 32\n{params}"
 
 
 def sweep_in_process(root: Path, name: str, space: str, data_dir: Path, **opts) -> tuple[dict, Path]:
-    ensure_registered()
+    register_counted_task()
     (root / f"{name}.yaml").write_text(space)
-    options = SweepOptions(**{"task": NAME, "data_dir": str(data_dir), "space": str(root / f"{name}.yaml"),
+    options = SweepOptions(**{"task": COUNTED_TASK, "data_dir": str(data_dir), "space": str(root / f"{name}.yaml"),
                               "name": name, "storage": str(root / "runs"), "search": "random", "limit": 2000, **opts})
     lines: list[str] = []
     final = sweep_with_seeds(options, echo=lines.append)  # what `dlb-tune sweep` runs: --seeds too
