@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import replay_report
 from bench.common import loadavg, say, scratch_dir
+from bench.replay_report import CONCURRENCY, RESULTS
 from bench.tables import TABLES, ReplayDiverged, Table, read_table, replay_divergence, replay_trainable
 
-RESULTS = Path(__file__).resolve().parent / "results" / "replay"
-CONCURRENCY = 2  # a default sweep on 2 CPUs: one CPU per trial, two trials at a time
 # A replayed epoch sleeps this long on average (the default scale): Tune handles a result in
 # tens of milliseconds on the shared 2-CPU machine, and --overhead measures what that costs.
 EPOCH_WALL_S = 0.13
@@ -593,8 +593,6 @@ def main(argv: list[str]) -> None:
     args = p.parse_args(argv)
     strategies = pick(args.strategies)
     setups = [make_setup(task, args.table, args.scale) for task in args.tasks.split(",")]
-    from bench import replay_report
-
     if args.overhead or not args.summary:
         with driver_pool(args.jobs, with_ray=args.overhead or any(s.search != "in-process" for s in strategies)) as drivers:
             for setup in setups if args.overhead else ():
@@ -603,7 +601,7 @@ def main(argv: list[str]) -> None:
     for setup in setups if not args.runs_only else ():
         task = setup.table.meta["task"]
         path = replay_report.write(setup, read_runs(task), target_of(setup.table, args.target_quantile),
-                                   args.target_quantile)
+                                   args.target_quantile, {n: s.about for n, s in BY_NAME.items()})
         say(f"wrote {path}")
 
 
