@@ -19,10 +19,15 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from bench.common import ratio, say, scratch_dir
+import typer
 
+from bench.cli import DataDir, Quick, Tasks, figure
+from bench.common import load_json, mode_dir, ratio, say, scratch_dir
+from bench.table import fmt, stamp, table
+
+CPUS = 2  # every method's: the course machine
 TUNE_METHODS = (("optuna", "asha"), ("random", "asha"), ("optuna", "fifo"), ("random", "fifo"))
 PEER = "optuna-in-process+sha"
 
@@ -52,8 +57,7 @@ FULL = [  # the default sweeps' trial counts and epochs (search_spaces/*.yaml)
 
 def available(task: str) -> str | None:
     """None if the task and its space file exist, else why not."""
-    from dlb_tune.space import default_space_file
-    from dlb_tune.tasks import get_task
+    from dlb_tune import default_space_file, get_task
 
     try:
         get_task(task)
@@ -64,7 +68,7 @@ def available(task: str) -> str | None:
 
 
 def options(w: Workload, data_dir: str, cpus: int, seed: int, search: str, scheduler: str, storage: str):
-    from dlb_tune.sweep import SweepOptions
+    from dlb_tune import SweepOptions
 
     return SweepOptions(task=w.task, data_dir=data_dir, overrides=list(w.overrides), cpus=cpus, seed=seed,
                         search=search, scheduler=scheduler, num_samples=w.num_samples, max_epochs=w.max_epochs,
@@ -74,7 +78,7 @@ def options(w: Workload, data_dir: str, cpus: int, seed: int, search: str, sched
 
 def tune_run(spec, opts, data, target: float) -> dict[str, Any]:
     from bench.probes import StopAtTarget, TrialClock, attach
-    from dlb_tune.sweep import build_tuner, check_resources
+    from dlb_tune import build_tuner, check_resources
 
     concurrency, per_trial = check_resources(opts)
     clock = TrialClock(spec.metric, spec.mode, target)
@@ -116,8 +120,7 @@ def optuna_run(spec, data, target: float, seed: int, n_jobs: int, budget_s: floa
     import optuna
     import torch
 
-    from dlb_tune.tasks import TrialContext, TrialError
-    from dlb_tune.trainable import build_task, trial_seed
+    from dlb_tune import TrialContext, TrialError, build_task, trial_seed
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     key = spec.metric.removeprefix("val_")
@@ -175,7 +178,7 @@ def _best(values: list[float], mode: str) -> float | None:
 
 
 def run_workload(w: Workload, data_dir: str, seeds: int, cpus: int, storage: str) -> dict[str, Any]:
-    from dlb_tune.sweep import load_data, prepare_spec
+    from dlb_tune import load_data, prepare_spec
 
     base = prepare_spec(options(w, data_dir, cpus, 0, "optuna", "asha", storage))
     target = w.target if w.target is not None else base.target
@@ -232,12 +235,41 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], budget_s: float) -
     return out
 
 
-def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2, tasks: list[str] | None = None) -> dict[str, Any]:
+def render(rec: dict[str, Any]) -> list[str]:
+    lines = [f"Median over {rec['settings']['seeds']} seeds; Ray start-up, paid once before all Tune runs, "
+             f"took {fmt(rec.get('ray_start_s'), 1)} s and is not in the times."]
+    for w in rec["workloads"]:
+        wl = w["workload"]
+        lines += ["", f"**{wl['task']}**: first {w['metric']} >= {wl['target']}, {wl['num_samples']} trials x up to "
+                      f"{wl['max_epochs']} epochs, budget {wl['time_budget_s']:.0f} s per run, "
+                      f"{'all' if wl['limit'] is None else wl['limit']} examples per split, "
+                      f"ASHA grace {w['grace_period']} / reduction {w['reduction_factor']}.", ""]
+        missed = f"> {wl['time_budget_s']:.0f}"
+        rows = [[m, v["median_time_to_target_s"] if v["median_time_to_target_s"] is not None else missed,
+                 v["reached"], v["median_epochs_run"], v["vs_optuna_asha"], v.get("median_setup_s"),
+                 v.get("median_after_setup_s") if v.get("median_after_setup_s") is not None else missed]
+                for m, v in w["summary"].items()]
+        lines += table(["method", "median time to target (s)", "runs reaching it", "median epochs run",
+                        "time / Optuna+ASHA's", "median set-up before 1st trial (s)", "median time to target after it (s)"],
+                       rows)
+        if w.get("from_run"):
+            lines.append(f"\n{wl['task']}: from an earlier run, {stamp(w['from_run'])}")
+    for task, why in (rec.get("skipped") or {}).items():
+        lines.append(f"\n{task}: not run ({why})")
+    return lines
+
+
+@figure(2, "early-stopping", "Early stopping pays", render)
+def measure(quick: Quick = False, data_dir: DataDir = None,
+            seeds: Annotated[int, typer.Option(help="Seeds per method (the median over them).")] = 3,
+            tasks: Tasks = None) -> dict[str, Any]:
+    """Seconds to a validation target: Tune's searchers and schedulers against plain Optuna."""
     import ray
 
-    from dlb_tune.sweep import SweepOptions, start_ray
+    from dlb_tune import SweepOptions, start_ray
 
-    workloads, results, skipped = [w for w in (QUICK if quick else FULL) if not tasks or w.task in tasks], [], {}
+    chosen, cpus = tasks.split(",") if tasks else None, CPUS
+    workloads, results, skipped = [w for w in (QUICK if quick else FULL) if not chosen or w.task in chosen], [], {}
     t = time.perf_counter()
     start_ray(SweepOptions(task="fcn", cpus=cpus))
     ray_start_s = time.perf_counter() - t
@@ -260,8 +292,6 @@ def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2, tasks: lis
 
 def carried_over(quick: bool, fresh: set[str]) -> list[dict[str, Any]]:
     """Workloads of other tasks from the saved figure, each stamped with the run it came from."""
-    from bench.common import load_json, mode_dir
-
     prev = load_json(mode_dir(quick) / "early_stopping.json") or {}
     out = []
     for w in prev.get("workloads") or []:

@@ -22,18 +22,19 @@ restarted with the same arguments skips the points it already has.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import platform
-import shlex
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
+import typer
+
+from bench.cli import DataDir, benchmark
+from bench.common import command_line, default_data_dir
 from bench.tables import TABLES, grid_points, write_table
 
 SEED = 0  # base seed; each point's seed is trial_seed(SEED, "point-<index>")
@@ -80,7 +81,7 @@ class RecordError(Exception):
 def spaced(dist: Any, count: int) -> list[float]:
     """``count`` values from ``dist.low`` to ``dist.high``, log-spaced for a loguniform range;
     4 significant digits, so the table's values read as they were meant."""
-    from dlb_tune.space import LogUniform
+    from dlb_tune import LogUniform
 
     if count < 2:
         raise RecordError(f"a range needs at least 2 grid values, got {count}")
@@ -92,7 +93,7 @@ def spaced(dist: Any, count: int) -> list[float]:
 
 def resolve(spec: Any, definition: dict[str, Any]) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
     """(grid, log params, fixed config) of a grid definition over the task's space."""
-    from dlb_tune.space import Choice, LogUniform, Uniform
+    from dlb_tune import Choice, LogUniform, Uniform
 
     grid, log = {}, []
     for name, values in definition["params"].items():
@@ -121,7 +122,7 @@ _DATA: dict[tuple[str, str, int | None], Any] = {}  # per process: the data load
 
 
 def load(task: str, data_dir: str, limit: int | None) -> Any:
-    from dlb_tune.space import default_space_file, load_space
+    from dlb_tune import default_space_file, load_space
 
     key = (task, data_dir, limit)
     if key not in _DATA:
@@ -135,7 +136,7 @@ def train_point(task: str, index: int, point: dict[str, Any], fixed: dict[str, A
     """One grid point, every epoch: the rows of the table (module docstring)."""
     import torch
 
-    from dlb_tune.trainable import start_trial, trial_seed
+    from dlb_tune import start_trial, trial_seed
 
     data = load(task, data_dir, limit)
     trainer, _, _ = start_trial(task, {**fixed, **point}, data, seed=trial_seed(seed, f"point-{index}"),
@@ -191,7 +192,7 @@ def append(path: Path, record: Any) -> None:
 def record(task: str, grid_name: str, *, limit: int | None, epochs: int | None, jobs: int, out: Path | None,
            data_dir: str, seed: int = SEED, command: str = "", echo=print) -> Path:
     """Record the table (resuming from its partial file); returns its path."""
-    from dlb_tune.space import default_space_file, load_space
+    from dlb_tune import default_space_file, load_space
 
     definition = GRIDS.get(task, {}).get(grid_name)
     if definition is None:
@@ -270,22 +271,21 @@ def _cpu_model() -> str:
         return platform.processor()
 
 
-def main(argv: list[str]) -> None:
-    from bench.common import default_data_dir
-    from dlb_tune.tasks import DataError
+@benchmark("record")
+def record_command(
+    task: Annotated[str, typer.Argument(help="A task with a grid in GRIDS (bench/record.py).")],
+    grid: Annotated[str, typer.Option(help="Grid definition in bench/record.py GRIDS.")] = "full",
+    limit: Annotated[Optional[int], typer.Option(help="Examples per split (default: the grid's; 0: all).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per point (default: the grid's).")] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    out: Annotated[Optional[Path], typer.Option(help="Table path (default: bench/tables/TASK.parquet).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """A tabular benchmark: every point of a grid over the default space, every epoch -> bench/tables/TASK.parquet."""
+    from dlb_tune import DataError
 
-    p = argparse.ArgumentParser(prog="python -m bench record", description=__doc__.splitlines()[0])
-    p.add_argument("task")
-    p.add_argument("--grid", default="full", help="grid definition in bench/record.py GRIDS (default: full)")
-    p.add_argument("--limit", type=int, default=None, help="examples per split (default: the grid's; 0: all)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per point (default: the grid's)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--out", type=Path, default=None, help="table path (default bench/tables/TASK.parquet)")
-    p.add_argument("--data-dir", default=default_data_dir())
-    args = p.parse_args(argv)
-    command = "python -m bench record " + shlex.join(argv)
     try:
-        record(args.task, args.grid, limit=args.limit, epochs=args.epochs, jobs=args.jobs, out=args.out,
-               data_dir=args.data_dir, command=command, echo=lambda line: print(line, flush=True))
+        record(task, grid, limit=limit, epochs=epochs, jobs=jobs, out=out, data_dir=data_dir or default_data_dir(),
+               command=command_line(), echo=lambda line: print(line, flush=True))
     except (RecordError, DataError) as e:
-        sys.exit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None

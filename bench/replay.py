@@ -1,7 +1,7 @@
 """``python -m bench replay TASK``: search strategies compared on a recorded table, many seeds each.
 
 Every run is the real Tune stack (Ray's and Optuna's classes unmodified, dlb-tune's own searcher
-and scheduler built by ``dlb_tune.sweep.make_searcher`` / ``make_scheduler`` where the strategy
+and scheduler built by ``dlb_tune.make_searcher`` / ``make_scheduler`` where the strategy
 is dlb-tune's) over ``bench.tables.replay_trainable``: a trial sleeps each recorded epoch's
 seconds times ``--scale`` and reports the recorded value. The search space is the task's default
 space file with the table's grid (continuous ranges stay continuous, the trainable snaps to the
@@ -23,7 +23,6 @@ the next one resumes.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -34,9 +33,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
+
+import typer
 
 from bench import replay_report
+from bench.cli import benchmark
 from bench.common import loadavg, say, scratch_dir
 from bench.replay_report import CONCURRENCY, RESULTS
 from bench.tables import TABLES, ReplayDiverged, Table, read_table, replay_divergence, replay_trainable
@@ -127,7 +129,7 @@ class Setup:
     """What every run of one task shares."""
 
     table: Table
-    spec: Any  # dlb_tune.space.SweepSpec of the replay: the grid's parameters searched
+    spec: Any  # dlb_tune.SweepSpec of the replay: the grid's parameters searched
     scale: float
     table_id: str  # the table file's hash: runs of another recording are not mixed in
     default: str = DEFAULT  # the strategy the task's space file gives `dlb-tune sweep`
@@ -149,7 +151,7 @@ def replay_spec(table: Table, space_path: Path | None = None):
     """The task's default space file narrowed to the table: see the module docstring."""
     import yaml
 
-    from dlb_tune.space import default_space_file, parse_space
+    from dlb_tune import default_space_file, parse_space
 
     path = space_path or default_space_file(table.meta["task"])
     raw = yaml.safe_load(path.read_text())
@@ -207,7 +209,7 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     if scale is None:  # 2 significant digits, so the runs file's key reads as it was meant
         scale = float(f"{EPOCH_WALL_S / float(table.frame['epoch_s'].mean()):.2g}")
-    from dlb_tune.space import default_space_file
+    from dlb_tune import default_space_file
 
     spec = dataclasses.replace(replay_spec(table), **BASELINE)
     return Setup(table, spec, scale, digest, default_strategy(default_space_file(task)))
@@ -216,7 +218,7 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
 def default_strategy(space_path: Path) -> str:
     """The strategy `dlb-tune sweep` runs with this space file (two trials at a time): dlb-tune's
     ASHA with the file's sampler, and the file's rungs and TPE settings."""
-    from dlb_tune.space import load_space
+    from dlb_tune import load_space
 
     space = load_space(space_path)
     base = BY_NAME[DEFAULT_RANDOM if space.search.get("sampler") == "random" else DEFAULT]
@@ -293,7 +295,7 @@ def budget_stop(clock, wall_budget_s: float):
 
 def searcher_and_scheduler(strategy: Strategy, setup: Setup, seed: int, name: str, storage: Path):
     """dlb-tune's own construction for its strategies; Ray's classes as documented for the rest."""
-    from dlb_tune.sweep import SweepOptions, make_scheduler, make_searcher
+    from dlb_tune import SweepOptions, make_scheduler, make_searcher
 
     spec = setup.spec
     opts = SweepOptions(task=spec.task, name=name, storage=str(storage), seed=seed,
@@ -320,7 +322,7 @@ def ray_optuna_search(spec, seed: int):
     """Ray's plain OptunaSearch with the same sampler dlb-tune builds: only the telling differs."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from dlb_tune.search import make_sampler
+    from dlb_tune import make_sampler
 
     return OptunaSearch(metric=spec.metric, mode=spec.mode, points_to_evaluate=spec.initial or None,
                         sampler=make_sampler(spec.search, seed, CONCURRENCY))
@@ -375,7 +377,7 @@ def in_process_run(setup: Setup, seed: int, plain: bool = False) -> tuple[list[l
     import optuna
 
     from bench.early_stopping import suggest
-    from dlb_tune.search import make_sampler
+    from dlb_tune import make_sampler
 
     spec, table, scale = setup.spec, setup.table, setup.scale
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -494,7 +496,7 @@ def driver_pool(jobs: int, with_ray: bool):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from dlb_tune.sweep import loopback_only
+    from dlb_tune import loopback_only
 
     loopback_only()  # before Ray is imported and the drivers forked: all of them use 127.0.0.1
     if jobs == 1:  # no driver processes: the runs go in this one
@@ -504,8 +506,7 @@ def driver_pool(jobs: int, with_ray: bool):
     import ray.tune  # noqa: F401
 
     import bench.early_stopping  # noqa: F401
-    import dlb_tune.search  # noqa: F401
-    import dlb_tune.sweep  # noqa: F401
+    from dlb_tune import make_sampler, make_searcher  # noqa: F401
 
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
     for f in [pool.submit(time.sleep, 0.1) for _ in range(jobs)]:
@@ -529,7 +530,7 @@ def run_in_driver(ray_at: tuple[str, dict[str, str]] | None, strategy: Strategy,
         os.environ.update(auth)
         import logging
 
-        from dlb_tune.sweep import quiet_libraries
+        from dlb_tune import quiet_libraries
 
         quiet_libraries()
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -554,7 +555,7 @@ def start_ray(jobs: int) -> str:
 
     import ray
 
-    from dlb_tune.sweep import loopback_only, quiet_libraries
+    from dlb_tune import loopback_only, quiet_libraries
 
     loopback_only()
     quiet_libraries()
@@ -574,34 +575,39 @@ def start_ray(jobs: int) -> str:
     return ray.get_runtime_context().gcs_address
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench replay", description=__doc__.splitlines()[0])
-    p.add_argument("tasks", help="a task, or several comma-separated (one Ray instance, runs interleaved)")
-    p.add_argument("--seeds", type=int, default=20, help="seeds per strategy (paired by seed)")
-    p.add_argument("--strategies", default=None, help=f"comma-separated (default: all): {', '.join(BY_NAME)}")
-    p.add_argument("--scale", type=float, default=None,
-                   help=f"wall seconds per recorded second (default: a replayed epoch sleeps {EPOCH_WALL_S:g} s on average)")
-    p.add_argument("--table", type=Path, default=None, help="one task only; default: bench/tables/TASK.parquet")
-    p.add_argument("--minutes", type=float, default=None, help="start no run after this many minutes")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs side by side in driver processes on one Ray instance (>1: their connection to Ray "
-                        "failed on 2026-11-30, see the README)")
-    p.add_argument("--overhead", action="store_true", help="first measure Tune's overhead on a constant-epoch table")
-    p.add_argument("--summary", action="store_true", help="only write TASK.json/.png/.md from the runs file")
-    p.add_argument("--runs-only", action="store_true", help="write no summary (e.g. while holding a shared lock)")
-    p.add_argument("--target-quantile", type=float, default=TARGET_QUANTILE)
-    args = p.parse_args(argv)
-    strategies = pick(args.strategies)
-    setups = [make_setup(task, args.table, args.scale) for task in args.tasks.split(",")]
-    if args.overhead or not args.summary:
-        with driver_pool(args.jobs, with_ray=args.overhead or any(s.search != "in-process" for s in strategies)) as drivers:
-            for setup in setups if args.overhead else ():
+@benchmark("replay")
+def replay(
+    tasks: Annotated[str, typer.Argument(
+        help="A task, or several comma-separated (one Ray instance, runs interleaved).")],
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy (paired by seed).")] = 20,
+    strategies: Annotated[Optional[str], typer.Option(
+        help=f"Comma-separated (default: all): {', '.join(BY_NAME)}.")] = None,
+    scale: Annotated[Optional[float], typer.Option(
+        help=f"Wall seconds per recorded second (default: a replayed epoch sleeps {EPOCH_WALL_S:g} s on average).")] = None,
+    table: Annotated[Optional[Path], typer.Option(help="One task only; default: bench/tables/TASK.parquet.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Start no run after this many minutes.")] = None,
+    jobs: Annotated[int, typer.Option(help="Runs side by side in driver processes on one Ray instance "
+                                           "(>1: the forked drivers once failed to join Ray).")] = 1,
+    overhead_first: Annotated[bool, typer.Option(
+        "--overhead", help="First measure Tune's overhead on a constant-epoch table.")] = False,
+    summary: Annotated[bool, typer.Option("--summary", help="Only write TASK.json/.png/.md from the runs file.")] = False,
+    runs_only: Annotated[bool, typer.Option(
+        "--runs-only", help="Write no summary (e.g. while holding a shared lock).")] = False,
+    target_quantile: Annotated[float, typer.Option(
+        help="Of the grid points' final values: the target.")] = TARGET_QUANTILE,
+) -> None:
+    """Search strategies compared on a recorded table, many seeds each -> bench/results/replay/."""
+    chosen = pick(strategies)
+    setups = [make_setup(task, table, scale) for task in tasks.split(",")]
+    if overhead_first or not summary:
+        with driver_pool(jobs, with_ray=overhead_first or any(s.search != "in-process" for s in chosen)) as drivers:
+            for setup in setups if overhead_first else ():
                 replay_report.save_overhead(setup, overhead(setup, drivers))
-            campaign(setups, strategies, args.seeds, args.minutes, drivers)
-    for setup in setups if not args.runs_only else ():
+            campaign(setups, chosen, seeds, minutes, drivers)
+    for setup in setups if not runs_only else ():
         task = setup.table.meta["task"]
-        path = replay_report.write(setup, read_runs(task), target_of(setup.table, args.target_quantile),
-                                   args.target_quantile, {n: s.about for n, s in BY_NAME.items()})
+        path = replay_report.write(setup, read_runs(task), target_of(setup.table, target_quantile), target_quantile,
+                                   {n: s.about for n, s in BY_NAME.items()})
         say(f"wrote {path}")
 
 
