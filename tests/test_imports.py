@@ -129,12 +129,19 @@ def test_bench_uses_only_dlb_tunes_public_names_and_the_test_kit():
 
 
 def test_the_test_kit_is_imported_one_way():
-    """Tests and bench: ``from dlb_tune.testing import NAME`` (or the package), never its modules."""
+    """Tests and bench: ``from dlb_tune.testing import NAME`` (or the package), never its modules,
+    nor by the names they had in tests/ (``from cluster_scenarios import ...``)."""
     files = sorted((ROOT / "bench").glob("*.py")) + sorted((ROOT / "tests").glob("*.py"))
     kit = set(dlb_tune.testing.__all__)
     bad = [(p.name, m, n) for p in files for m, n in dlb_tune_imports(p)
            if m.startswith("dlb_tune.testing") and (m != "dlb_tune.testing" or n not in kit | {None})]
     assert not bad, f"the test kit imported another way: {bad}"
+    old_names = {p.stem for p in (PACKAGE / "testing").glob("*.py")} - {"__init__"}
+    old_names |= {f"tests.{name}" for name in old_names}
+    by_old_path = sorted((p.name, n) for p in files
+                         for n in imported_names(ast.parse(p.read_text()), module_name(p, p.parent), False)
+                         if n in old_names)
+    assert not by_old_path, f"the test kit imported by its old path: {by_old_path}"
 
 
 def test_the_public_surface_resolves_without_importing_torch():

@@ -24,7 +24,8 @@ _KIT = {
     # a local autoscaling cluster
     "AutoscalingCluster": _CLUSTER,
     # a multi-node sweep's folder, around a killed node
-    "history": _SCENARIOS, "epochs_around": _SCENARIOS, "wait_until": _SCENARIOS, "wait_for_victim": _SCENARIOS,
+    "result_rows": _SCENARIOS, "history": _SCENARIOS, "epochs_around": _SCENARIOS, "wait_until": _SCENARIOS,
+    "wait_for_victim": _SCENARIOS,
     # the data mirror, used as a module (build, start, its builders)
     "data_mirror": f"{__name__}.data_mirror",
     # the counting task
