@@ -159,6 +159,9 @@ def discover() -> None:
         for name, param in fig.options().items():
             if params.setdefault(name, param).annotation != param.annotation:
                 raise TypeError(f"figure {fig.name}: option '{name}' differs from another figure's")
+    # --help lists the figures in order, then table and all; the other commands keep their order
+    rank = {fig.name: fig.number for fig in _in_order()} | {"table": len(FIGURES) + 1}
+    app.registered_commands.sort(key=lambda c: rank.get(c.name, 0))
     command("all", params.values(), lambda **options: run_figures(figures(), **options),
             "Every figure, in order; table.md after each.")
 
