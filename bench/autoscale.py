@@ -1,6 +1,6 @@
 """``python -m bench autoscale``: a sweep on a local autoscaling cluster that starts with 0 workers.
 
-The cluster is Ray's fake multi-node provider (tests/autoscaling_cluster.py): a head with 0 CPUs
+The cluster is Ray's fake multi-node provider (``dlb_tune.testing.AutoscalingCluster``): a head with 0 CPUs
 and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` (the GPU only reserved). One ``dlb-tune sweep
 emotion --gpus 2 --max-failures 1`` runs on it (the sweep of tests/test_autoscaling.py's kill
 test); as soon as a trial has a checkpoint and most of its epochs to go, its node is killed.
@@ -14,7 +14,6 @@ JSON in ``bench/results/autoscale.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -23,12 +22,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Annotated
 
-from bench.common import RESULTS, ROOT, default_data_dir, loadavg, say
-from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import epochs_around, history, wait_for_victim, wait_until
+import typer
 
-WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
+from bench.cli import DataDir, benchmark
+from bench.common import RESULTS, ROOT, command_line, default_data_dir, loadavg, say
 
 
 def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]], log: list[str]) -> None:
@@ -40,14 +39,16 @@ def watch_lines(proc: subprocess.Popen, t0: float, seen: dict[str, list[float]],
                 seen.setdefault(key, []).append(round(time.time() - t0, 1))
 
 
-def run(args) -> dict:
+def run(data_dir: str, samples: int, epochs: int) -> dict:
+    from dlb_tune.testing import AutoscalingCluster  # Ray's autoscaler: imported when it runs
+
     out = Path(tempfile.mkdtemp(prefix="dlb-autoscale-"))
     exp = out / "auto"
-    cluster = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=1).start()
+    cluster = AutoscalingCluster(idle_timeout_minutes=1).start()
     try:
-        cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "emotion", "--data-dir", args.data_dir, "--smoke",
+        cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "emotion", "--data-dir", data_dir, "--smoke",
                "--limit", "2000", "--set", "embedding=random", "--set", "hidden_size=32", "--search", "random", "--scheduler", "fifo",
-               "--num-samples", str(args.samples), "--max-epochs", str(args.epochs), "--gpus", "2",
+               "--num-samples", str(samples), "--max-epochs", str(epochs), "--gpus", "2",
                "--max-failures", "1", "--address", cluster.address, "--storage", str(out), "--name", "auto"]
         t0 = time.time()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -58,7 +59,7 @@ def run(args) -> dict:
         reader.start()
         kill: dict = {}
         try:
-            kill_one_node(cluster, proc, exp, t0, args.epochs, kill)
+            kill_one_node(cluster, proc, exp, t0, epochs, kill)
             proc.wait(timeout=900)
         except KeyboardInterrupt:  # out of time (timeout -s INT): the figures so far are still kept
             kill["interrupted_at_s"] = round(time.time() - t0, 1)
@@ -74,6 +75,8 @@ def kill_one_node(cluster: AutoscalingCluster, proc: subprocess.Popen, exp: Path
                   kill: dict) -> None:
     """Kill the node of a trial that has a checkpoint and most epochs to go; note when the trial
     reports again elsewhere."""
+    from dlb_tune.testing import history, wait_for_victim, wait_until
+
     victim = wait_for_victim(exp, epochs, ceiling_s=600, give_up=lambda: proc.poll() is not None)
     if victim is None:
         return
@@ -88,6 +91,8 @@ def kill_one_node(cluster: AutoscalingCluster, proc: subprocess.Popen, exp: Path
 def kill_cost(exp: Path, kill: dict) -> None:
     """Epochs the killed trial reported on its node, and the first it reported elsewhere (read at
     the end: at the kill, the driver's log may lag the trial by an epoch)."""
+    from dlb_tune.testing import epochs_around, history
+
     before, after = epochs_around(history(exp).get(kill.get("trial"), []), kill["node"])
     if before and after:
         kill.update({"epochs_before": max(before), "first_epoch_after": after[0],
@@ -95,6 +100,8 @@ def kill_cost(exp: Path, kill: dict) -> None:
 
 
 def summarize(exp: Path, seen: dict, kill: dict, returncode: int, log: str) -> dict:
+    from dlb_tune.testing import history
+
     per_node: dict[str, set[str]] = {}
     retried = 0
     for trial, h in history(exp).items():
@@ -110,15 +117,16 @@ def summarize(exp: Path, seen: dict, kill: dict, returncode: int, log: str) -> d
             "trials_retried": retried, "kill": kill, "log_tail": log[-4000:]}
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench autoscale", description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=default_data_dir())
-    p.add_argument("--samples", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=6)
-    args = p.parse_args(argv)
+@benchmark("autoscale")
+def autoscale(
+    data_dir: DataDir = None,
+    samples: Annotated[int, typer.Option(help="Trials of the sweep.")] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 6,
+) -> None:
+    """A sweep on a local autoscaling cluster from 0 workers, one node killed -> bench/results/autoscale.json."""
     t0, load0 = time.time(), loadavg()
-    record = run(args)
-    record.update({"command": "python -m bench autoscale " + " ".join(argv), "wall_s": round(time.time() - t0, 1),
+    record = run(data_dir or default_data_dir(), samples, epochs)
+    record.update({"command": command_line(), "wall_s": round(time.time() - t0, 1),
                    "loadavg_start": load0, "loadavg_end": loadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
     (RESULTS / "autoscale.json").write_text(json.dumps(record, indent=2))
     shown = {k: v for k, v in record.items() if k != "log_tail"}

@@ -98,7 +98,12 @@ def machine_line(m: dict[str, Any]) -> str:
 # --- a figure's record ------------------------------------------------------------------------
 
 
-def run_figure(name: str, number: int, quick: bool, fn: Callable[[], dict[str, Any]], argv: list[str]) -> dict[str, Any]:
+def command_line() -> str:
+    """This process's ``python -m bench ...`` command, for a record to say what made it."""
+    return "python -m bench " + shlex.join(sys.argv[1:])
+
+
+def run_figure(name: str, number: int, quick: bool, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one figure, stamp it with date, machine, load and command, save and return it."""
     started = dt.datetime.now().astimezone()
     load_start = loadavg()
@@ -108,7 +113,7 @@ def run_figure(name: str, number: int, quick: bool, fn: Callable[[], dict[str, A
         "figure": number,
         "name": name,
         "mode": "quick" if quick else "full",
-        "command": "python -m bench " + " ".join(shlex.quote(a) for a in argv),
+        "command": command_line(),
         "started": started.isoformat(timespec="seconds"),
         "wall_s": round(time.perf_counter() - t0, 1),
         "loadavg_start": load_start,
@@ -263,13 +268,16 @@ class TreeMemory:
                 "peak_processes": self.peak_procs, "samples": self.samples}
 
 
-def run_leg(module: str, args: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
-    """Run ``python -m <module> <args>`` in a fresh process, sampling its whole process tree's
-    memory; the leg writes its timings to ``out`` as JSON. Fresh processes keep one leg's
-    allocations and threads out of the next leg's numbers."""
+def run_leg(module: str, settings: dict[str, Any], out: Path, timeout_s: float) -> dict[str, Any]:
+    """Run ``python -m <module> SETTINGS_JSON`` in a fresh process, sampling its whole process
+    tree's memory; the leg reads ``settings`` (and ``out``) from that file and writes its timings
+    to ``out`` as JSON. Fresh processes keep one leg's allocations and threads out of the next
+    leg's numbers."""
     import subprocess
 
-    cmd = [sys.executable, "-m", module, *args, "--out", str(out)]
+    args = out.with_name(f"{out.stem}.settings.json")
+    save_json(args, {**settings, "out": str(out)})
+    cmd = [sys.executable, "-m", module, str(args)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     timed_out = False
@@ -287,6 +295,6 @@ def run_leg(module: str, args: list[str], out: Path, timeout_s: float) -> dict[s
                 "process_wall_s": round(wall, 1), "memory": mem.summary()}
     if proc.returncode != 0 or result is None:
         tail = "\n".join((log or "").strip().splitlines()[-15:])
-        return {"error": f"leg {' '.join(args)} exited with {proc.returncode}", "log_tail": tail,
+        return {"error": f"leg {json.dumps(settings)} exited with {proc.returncode}", "log_tail": tail,
                 "process_wall_s": round(wall, 1), "memory": mem.summary()}
     return {**result, "process_wall_s": round(wall, 1), "memory": mem.summary()}

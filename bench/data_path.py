@@ -19,7 +19,9 @@ import statistics
 import time
 from typing import Any
 
+from bench.cli import DataDir, Quick, figure
 from bench.common import ratio, say, scratch_dir
+from bench.table import table
 
 FETCHES = 3  # object-store reads per data set; the median is reported
 
@@ -39,9 +41,7 @@ def nbytes(obj: Any) -> int:
 
 def spec_and_opts(task: str, data_dir: str):
     """The sweep's own spec (space-file constants shape the data), or the config defaults."""
-    from dlb_tune import SweepSpec
-    from dlb_tune import SweepOptions, prepare_spec
-    from dlb_tune import get_task
+    from dlb_tune import SweepOptions, SweepSpec, get_task, prepare_spec
 
     opts = SweepOptions(task=task, data_dir=data_dir)
     try:
@@ -88,7 +88,7 @@ def object_store(data: Any) -> dict[str, float]:
     return {"put_s": put_s, "get_s_median": statistics.median(gets), "get_s": gets}
 
 
-def measure(task: str, data_dir: str) -> dict[str, Any]:
+def measure_task(task: str, data_dir: str) -> dict[str, Any]:
     spec, opts = spec_and_opts(task, data_dir)
     with scratch_dir("fig4-cache") as cache:
         data, raw_s = timed_load(spec, opts, str(cache))
@@ -112,11 +112,25 @@ def measure(task: str, data_dir: str) -> dict[str, Any]:
     return out
 
 
-def figure(quick: bool, data_dir: str) -> dict[str, Any]:
+def render(rec: dict[str, Any]) -> list[str]:
+    rows = [[r["task"], r["bytes"] / 2**20, r["raw_load_s"], r["disk_cache_load_s"], r["object_store_put_s"],
+             r["object_store_get_s"], r["speedup_raw_over_object_store"], r["speedup_disk_over_object_store"]]
+            for r in rec["datasets"]]
+    lines = ["Per-trial data set-up: loading from the raw files (every trial on its own) versus reading the "
+             "sweep's one copy from Ray's object store.", ""]
+    lines += table(["task", "MiB", "raw files (s)", "disk cache (s)", "object store put, once (s)",
+                    "object store get, per trial (s)", "raw / get", "disk cache / get"], rows)
+    for name, why in (rec.get("skipped") or {}).items():
+        lines.append(f"\n{name}: not measured ({why})")
+    return lines
+
+
+@figure(4, "data-path", "Data path", render)
+def measure(quick: Quick = False, data_dir: DataDir = None) -> dict[str, Any]:
+    """Per-trial data set-up: raw files, the disk cache, Ray's object store."""
     import ray
 
-    from dlb_tune import SweepOptions, start_ray
-    from dlb_tune import all_tasks
+    from dlb_tune import SweepOptions, all_tasks, start_ray
 
     rows, skipped = [], {}
     start_ray(SweepOptions(task="fcn", cpus=2))
@@ -124,7 +138,7 @@ def figure(quick: bool, data_dir: str) -> dict[str, Any]:
         for task in all_tasks():
             say(f"figure 4: {task}")
             try:
-                rows.append(measure(task, data_dir))
+                rows.append(measure_task(task, data_dir))
             except Exception as e:  # noqa: BLE001 - a missing data set is a note, not a crash
                 skipped[task] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 continue

@@ -3,7 +3,7 @@
 Each trial is ``tables.replay_trainable``: it sleeps each recorded epoch's seconds times
 ``--scale`` and reports the recorded value, so it needs a sliver of a CPU and N = 8, 32 or 64
 of them fit on this 2-core machine. The searcher and scheduler are the product's own (Optuna
-with the PRUNED fix, ASHA; ``dlb_tune.sweep.make_searcher``/``make_scheduler``), with
+with the PRUNED fix, ASHA; ``dlb_tune.make_searcher``/``make_scheduler``), with
 ``max_concurrent_trials=N`` and ``reuse_actors``, as ``dlb-tune sweep`` builds them. What stays
 real is everything the driver does per trial and per result; what is simulated is the training.
 
@@ -29,16 +29,19 @@ rerun replaces its row), rendered to ``driver_scale.md`` and ``driver_scale.png`
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import threading
 import time
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
+import typer
+
+from bench.cli import benchmark
 from bench.common import RESULTS, load_json, loadavg, machine, memory_kib, process_tree, save_json, say, scratch_dir
-from bench.tables import TABLES, read_table, write_table
+from bench.tables import TABLES, grid_points, read_table, replay_trainable, write_table
 
 OUT = RESULTS / "driver_scale.json"
 BUDGET_S = 150.0  # seconds of replay after the first trial starts (its workers took 2 min to start at load 15)
@@ -56,8 +59,6 @@ def synthetic_table(path: Path, epochs: int = 16, seed: int = 0) -> Path:
     """A table of the fcn grid's shape with plausible curves and epoch seconds (~0.4-3 s: a
     full-MNIST epoch on one core grows with width and depth, and with smaller batches)."""
     import random
-
-    from bench.tables import grid_points
 
     rng, rows = random.Random(seed), []
     for i, p in enumerate(grid_points(SYNTHETIC_GRID)):
@@ -208,7 +209,6 @@ def run_one(table_path: Path, workers: int, trials: int, scale: float, search: s
     from ray import tune
 
     from dlb_tune import SweepOptions, make_scheduler, make_searcher, prepare_spec
-    from bench.tables import replay_trainable
 
     table = read_table(table_path)
     cores = os.cpu_count() or 1
@@ -245,7 +245,7 @@ def run_one(table_path: Path, workers: int, trials: int, scale: float, search: s
 
 
 def start_ray_patiently(cpus: int, tries: int = 3) -> None:
-    """A local Ray as ``dlb_tune.sweep.start_ray`` starts it (loopback only, token auth), without
+    """A local Ray as ``dlb_tune.start_ray`` starts it (loopback only, token auth), without
     the dashboard, and again if a start-up timed out: on this shared machine, at load averages
     near 20, the raylet or dashboard misses Ray's fixed 30 s window."""
     import logging
@@ -351,29 +351,37 @@ def merge(rows: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any
     return sorted([r for r in rows if key(r) != key(new)] + [new], key=key)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench driver-scale", description=__doc__.splitlines()[0])
-    p.add_argument("--workers", default="8,32", help="concurrent simulated workers, comma-separated (64 needs ~10 GiB)")
-    p.add_argument("--trials", type=int, default=1000)
-    p.add_argument("--table", default=None, help="a table (default: bench/tables/fcn.parquet, else a synthetic one)")
-    p.add_argument("--scale", type=float, default=SCALE, help="sleep = recorded epoch seconds x this")
-    p.add_argument("--budget-s", type=float, default=BUDGET_S,
-                   help="stop the replay this many seconds after its first trial started")
-    p.add_argument("--search", default="optuna", choices=("optuna", "random"))
-    p.add_argument("--render", action="store_true", help="only re-render the figure and table from the JSON")
-    args = p.parse_args(argv)
-    if not args.render:
-        for n in (int(w) for w in args.workers.split(",")):
-            with scratch_dir("driver") as tmp:
-                path, kind = resolve_table(args.table, tmp)
-                say(f"driver-scale: {n} workers, {args.trials} trials, {kind} table {path.name}, scale {args.scale}")
-                row = run_one(path, n, args.trials, args.scale, args.search, tmp, args.budget_s)
-            row.update(table_kind=kind, table=str(path.name), date=time.strftime("%Y-%m-%dT%H:%M:%S"))
-            saved = load_json(OUT) or {"rows": []}
-            saved.update(machine=machine(), rows=merge(saved["rows"], row))
-            save_json(OUT, saved)
-            say(f"driver-scale: {n} workers: fit {row['fit_s']}s (ideal {row['ideal_wall_s']}s), "
-                f"{row['throughput_per_s']} results/s, driver CPU {row['driver_cpu_frac']}")
+class Search(str, Enum):
+    optuna = "optuna"
+    random = "random"
+
+
+@benchmark("driver-scale")
+def driver_scale(
+    workers: Annotated[str, typer.Option(
+        help="Concurrent simulated workers, comma-separated (64 needs ~10 GiB).")] = "8,32",
+    trials: Annotated[int, typer.Option(help="Trials per run.")] = 1000,
+    table: Annotated[Optional[str], typer.Option(
+        help="A table (default: bench/tables/fcn.parquet, else a synthetic one).")] = None,
+    scale: Annotated[float, typer.Option(help="Sleep = recorded epoch seconds x this.")] = SCALE,
+    budget_s: Annotated[float, typer.Option(
+        help="Stop the replay this many seconds after its first trial started.")] = BUDGET_S,
+    search: Annotated[Search, typer.Option(help="The searcher, as dlb-tune builds it.")] = Search.optuna,
+    render_only: Annotated[bool, typer.Option(
+        "--render", help="Only re-render the figure and table from the JSON.")] = False,
+) -> None:
+    """The Tune driver with 8-64 simulated workers (a table replayed) -> bench/results/driver_scale.json."""
+    for n in () if render_only else (int(w) for w in workers.split(",")):
+        with scratch_dir("driver") as tmp:
+            path, kind = resolve_table(table, tmp)
+            say(f"driver-scale: {n} workers, {trials} trials, {kind} table {path.name}, scale {scale}")
+            row = run_one(path, n, trials, scale, search.value, tmp, budget_s)
+        row.update(table_kind=kind, table=str(path.name), date=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        saved = load_json(OUT) or {"rows": []}
+        saved.update(machine=machine(), rows=merge(saved["rows"], row))
+        save_json(OUT, saved)
+        say(f"driver-scale: {n} workers: fit {row['fit_s']}s (ideal {row['ideal_wall_s']}s), "
+            f"{row['throughput_per_s']} results/s, driver CPU {row['driver_cpu_frac']}")
     from bench.driver_report import render
 
     render(load_json(OUT))

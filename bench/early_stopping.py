@@ -1,7 +1,7 @@
 """Figure 2, early stopping pays: seconds until a sweep first reports a validation target, for
 
 * Optuna + ASHA (dlb-tune's default), random + ASHA, Optuna + FIFO, random + FIFO: dlb-tune's
-  own Tuner (``build_tuner``) with a stopper that ends the sweep at the target;
+  own Tuner (``sweep_tuner``) with a stopper that ends the sweep at the target;
 * the peer: plain Optuna in one process (``n_jobs`` threads, one per CPU, one torch thread each)
   with its own ``SuccessiveHalvingPruner`` (same grace period and reduction factor), the same
   space, trial count, epochs and time budget, training the same task code.
@@ -19,10 +19,15 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from bench.common import ratio, say, scratch_dir
+import typer
 
+from bench.cli import DataDir, Quick, Tasks, figure
+from bench.common import load_json, mode_dir, ratio, say, scratch_dir
+from bench.table import fmt, stamp, table
+
+CPUS = 2  # every method's: the course machine
 TUNE_METHODS = (("optuna", "asha"), ("random", "asha"), ("optuna", "fifo"), ("random", "fifo"))
 PEER = "optuna-in-process+sha"
 
@@ -52,8 +57,7 @@ FULL = [  # the default sweeps' trial counts and epochs (search_spaces/*.yaml)
 
 def available(task: str) -> str | None:
     """None if the task and its space file exist, else why not."""
-    from dlb_tune import default_space_file
-    from dlb_tune import get_task
+    from dlb_tune import default_space_file, get_task
 
     try:
         get_task(task)
@@ -116,8 +120,7 @@ def optuna_run(spec, data, target: float, seed: int, n_jobs: int, budget_s: floa
     import optuna
     import torch
 
-    from dlb_tune import TrialContext, TrialError
-    from dlb_tune import build_task, trial_seed
+    from dlb_tune import TrialContext, TrialError, build_task, trial_seed
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     key = spec.metric.removeprefix("val_")
@@ -232,12 +235,41 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], budget_s: float) -
     return out
 
 
-def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2, tasks: list[str] | None = None) -> dict[str, Any]:
+def render(rec: dict[str, Any]) -> list[str]:
+    lines = [f"Median over {rec['settings']['seeds']} seeds; Ray start-up, paid once before all Tune runs, "
+             f"took {fmt(rec.get('ray_start_s'), 1)} s and is not in the times."]
+    for w in rec["workloads"]:
+        wl = w["workload"]
+        lines += ["", f"**{wl['task']}**: first {w['metric']} >= {wl['target']}, {wl['num_samples']} trials x up to "
+                      f"{wl['max_epochs']} epochs, budget {wl['time_budget_s']:.0f} s per run, "
+                      f"{'all' if wl['limit'] is None else wl['limit']} examples per split, "
+                      f"ASHA grace {w['grace_period']} / reduction {w['reduction_factor']}.", ""]
+        missed = f"> {wl['time_budget_s']:.0f}"
+        rows = [[m, v["median_time_to_target_s"] if v["median_time_to_target_s"] is not None else missed,
+                 v["reached"], v["median_epochs_run"], v["vs_optuna_asha"], v.get("median_setup_s"),
+                 v.get("median_after_setup_s") if v.get("median_after_setup_s") is not None else missed]
+                for m, v in w["summary"].items()]
+        lines += table(["method", "median time to target (s)", "runs reaching it", "median epochs run",
+                        "time / Optuna+ASHA's", "median set-up before 1st trial (s)", "median time to target after it (s)"],
+                       rows)
+        if w.get("from_run"):
+            lines.append(f"\n{wl['task']}: from an earlier run, {stamp(w['from_run'])}")
+    for task, why in (rec.get("skipped") or {}).items():
+        lines.append(f"\n{task}: not run ({why})")
+    return lines
+
+
+@figure(2, "early-stopping", "Early stopping pays", render)
+def measure(quick: Quick = False, data_dir: DataDir = None,
+            seeds: Annotated[int, typer.Option(help="Seeds per method (the median over them).")] = 3,
+            tasks: Tasks = None) -> dict[str, Any]:
+    """Seconds to a validation target: Tune's searchers and schedulers against plain Optuna."""
     import ray
 
     from dlb_tune import SweepOptions, start_ray
 
-    workloads, results, skipped = [w for w in (QUICK if quick else FULL) if not tasks or w.task in tasks], [], {}
+    chosen, cpus = tasks.split(",") if tasks else None, CPUS
+    workloads, results, skipped = [w for w in (QUICK if quick else FULL) if not chosen or w.task in chosen], [], {}
     t = time.perf_counter()
     start_ray(SweepOptions(task="fcn", cpus=cpus))
     ray_start_s = time.perf_counter() - t
@@ -260,8 +292,6 @@ def figure(quick: bool, data_dir: str, seeds: int = 3, cpus: int = 2, tasks: lis
 
 def carried_over(quick: bool, fresh: set[str]) -> list[dict[str, Any]]:
     """Workloads of other tasks from the saved figure, each stamped with the run it came from."""
-    from bench.common import load_json, mode_dir
-
     prev = load_json(mode_dir(quick) / "early_stopping.json") or {}
     out = []
     for w in prev.get("workloads") or []:

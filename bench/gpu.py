@@ -16,14 +16,18 @@ Without CUDA it says so in one line and exits 0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
+import typer
+
+from bench.cli import DataDir, Tasks, benchmark
 from bench.common import RESULTS, ROOT, default_data_dir, say
 
 SAMPLES = 4  # four quarter-GPU trials fill one GPU
@@ -38,7 +42,14 @@ def pytest_gpu(out: Path) -> dict:
     return {"returncode": proc.returncode, "summary": tail[0] if tail else "", "wall_s": round(time.time() - t0, 1)}
 
 
-def sweep(task: str, device: str, args, out: Path) -> Path:
+@dataclass(frozen=True)
+class Sizes:
+    data_dir: str
+    budget: float  # seconds per sweep (--time-budget)
+    limit: int | None  # examples per split (None: the whole data)
+
+
+def sweep(task: str, device: str, args: Sizes, out: Path) -> Path:
     """One short sweep; returns its experiment folder."""
     cpus = max(1, (os.cpu_count() or 4) // SAMPLES)
     resources = (["--gpus", "1", "--gpus-per-trial", str(1 / SAMPLES), "--cpus-per-trial", "1"] if device == "gpu"
@@ -78,15 +89,16 @@ def side_by_side(task: str, gpu: list[dict], cpu: list[dict]) -> list[str]:
     return lines
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=default_data_dir())
-    p.add_argument("--tasks", default=None, help="comma-separated (default: every registered task)")
-    p.add_argument("--budget", type=float, default=30.0, help="seconds per sweep (--time-budget)")
-    p.add_argument("--deadline", type=float, default=400.0, help="start no task after this many seconds")
-    p.add_argument("--limit", type=int, default=None, help="examples per split (default: the whole data)")
-    p.add_argument("--out", default=os.environ.get("OUT") or str(RESULTS / "gpu"))
-    args = p.parse_args(argv)
+@benchmark("gpu")
+def gpu(
+    data_dir: DataDir = None,
+    tasks: Tasks = None,
+    budget: Annotated[float, typer.Option(help="Seconds per sweep (--time-budget).")] = 30.0,
+    deadline: Annotated[float, typer.Option(help="Start no task after this many seconds.")] = 400.0,
+    limit: Annotated[Optional[int], typer.Option(help="Examples per split (default: the whole data).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Results folder (default: $OUT, else bench/results/gpu).")] = None,
+) -> None:
+    """On a CUDA machine: the tests marked gpu, then GPU vs CPU sweeps per task (bench/gpu_check.sh)."""
     import torch
 
     if not torch.cuda.is_available():
@@ -94,24 +106,25 @@ def main(argv: list[str]) -> None:
         return
     from dlb_tune import all_tasks
 
-    out = Path(args.out)
+    sizes = Sizes(data_dir or default_data_dir(), budget, limit)
+    out = Path(out or os.environ.get("OUT") or RESULTS / "gpu")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    record = {"device": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(), "budget_s": args.budget}
+    record = {"device": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(), "budget_s": budget}
     say(f"gpu check on {record['gpus']} x {record['device']}: tests marked gpu")
     record["tests"] = pytest_gpu(out)
     print(f"tests marked gpu: {record['tests']['summary']} ({record['tests']['wall_s']}s)", flush=True)
     record["tasks"], record["skipped"] = {}, []
-    for task in (args.tasks.split(",") if args.tasks else list(all_tasks())):
-        if time.time() - t0 > args.deadline:
+    for task in (tasks.split(",") if tasks else list(all_tasks())):
+        if time.time() - t0 > deadline:
             record["skipped"].append(task)
             continue
-        say(f"{task}: GPU sweep, then the same trials on CPU ({args.budget:g}s each)")
-        runs = {device: trial_rows(sweep(task, device, args, out)) for device in ("gpu", "cpu")}
+        say(f"{task}: GPU sweep, then the same trials on CPU ({budget:g}s each)")
+        runs = {device: trial_rows(sweep(task, device, sizes, out)) for device in ("gpu", "cpu")}
         record["tasks"][task] = runs
         print("\n".join(side_by_side(task, runs["gpu"], runs["cpu"])), flush=True)
     record["wall_s"] = round(time.time() - t0, 1)
     (out / "gpu.json").write_text(json.dumps(record, indent=2))
     if record["skipped"]:
-        print(f"skipped (past --deadline {args.deadline:g}s): {', '.join(record['skipped'])}")
+        print(f"skipped (past --deadline {deadline:g}s): {', '.join(record['skipped'])}")
     print(f"wrote {out / 'gpu.json'} ({record['wall_s']}s)")

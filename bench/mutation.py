@@ -15,18 +15,20 @@ their workers would run the unmutated code and let every mutant survive. Each ru
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
-from bench.common import default_data_dir, loadavg, say
+import typer
+
+from bench.cli import DataDir, benchmark
+from bench.common import command_line, default_data_dir, loadavg, say
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "mutation"
@@ -132,24 +134,29 @@ def run(names: list[str], data_dir: str, children: int, keep: bool) -> list[dict
                          f"(whole log: {log})")
     found = statuses(work, env)
     reports = [{**summarize(n, found, globs[n], work, env), "wall_s": round(wall), "loadavg_end": loadavg(),
-                "command": "python -m bench mutation " + " ".join(sys.argv[2:])} for n in names]
+                "command": command_line()} for n in names]
     if not keep:
         shutil.rmtree(work)
     return reports
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench mutation", description=__doc__.splitlines()[0])
-    p.add_argument("module", nargs="+", choices=("all", *MODULES), help="one or more; several share one stats run")
-    p.add_argument("--data-dir", default=default_data_dir(), help="data folder (default: $DLB_TUNE_DATA or ../shared/data)")
-    p.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
-    p.add_argument("--keep", action="store_true", help="keep the mutated copy (its path is printed)")
-    args = p.parse_args(argv)
+@benchmark("mutation")
+def mutation(
+    module: Annotated[list[str], typer.Argument(
+        help=f"One or more of: all, {', '.join(MODULES)}; several share one stats run.")],
+    data_dir: DataDir = None,
+    children: Annotated[int, typer.Option(help="Mutants tested at once.")] = os.cpu_count() or 2,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the mutated copy (its path is printed).")] = False,
+) -> None:
+    """Mutation testing (mutmut) of the modules where a bug costs most -> bench/results/mutation/."""
+    unknown = [m for m in module if m not in ("all", *MODULES)]
+    if unknown:
+        raise SystemExit(f"error: unknown module {', '.join(unknown)} (all, {', '.join(MODULES)})")
     if not shutil.which("mutmut"):
         raise SystemExit('error: mutmut is not installed; pip install -e ".[dev]"')
-    names = list(MODULES) if "all" in args.module else list(dict.fromkeys(args.module))
+    names = list(MODULES) if "all" in module else list(dict.fromkeys(module))
     OUT.mkdir(parents=True, exist_ok=True)
-    for rep in run(names, args.data_dir, args.children, args.keep):
+    for rep in run(names, data_dir or default_data_dir(), children, keep):
         (OUT / f"{rep['module']}.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False) + "\n")
         extra = ", ".join(f"{v} {k}" for k, v in sorted(rep["counts"].items()) if k != "killed")
         say(f"{rep['module']}: killed {rep['killed']} / {rep['total']} ({extra}); "

@@ -1,7 +1,7 @@
 """Instruments for sweeps run through dlb-tune's own Tuner: a clock for trial events, a stopper
 that ends the sweep when a target is reached, and a way to attach both.
 
-The Tuner comes from ``dlb_tune.sweep.build_tuner``, so every product setting (searcher,
+The Tuner comes from ``dlb_tune.sweep_tuner``, so every product setting (searcher,
 scheduler, checkpointing, ``reuse_actors``, resources) is the one users get; only the probes and,
 for fixed config lists, the ``param_space`` are added here.
 """
@@ -80,10 +80,10 @@ class StopAtTarget(tune.Stopper):
 
 
 def attach(tuner, *, callbacks=(), stop=None, param_space: dict[str, Any] | None = None):
-    """Add probes (and optionally replace the param_space) on a Tuner from ``build_tuner``.
+    """Add probes (and optionally replace the param_space) on a Tuner from ``sweep_tuner``.
 
-    Ray keeps a Tuner's settings on ``tuner._local_tuner`` (private; ``dlb_tune.sweep`` reads its
-    scheduler the same way). A public hook in ``build_tuner`` would make this unnecessary.
+    Ray keeps a Tuner's settings on ``tuner._local_tuner`` (private; dlb-tune reads its
+    scheduler the same way). A public hook in ``sweep_tuner`` would make this unnecessary.
     """
     inner = tuner._local_tuner
     if param_space is not None:

@@ -16,7 +16,9 @@ import subprocess
 import sys
 from typing import Any
 
+from bench.cli import DataDir, Quick, Tasks, figure
 from bench.common import RESULTS, ROOT, load_json, say
+from bench.table import table
 
 TIMEOUT_S = 3 * 3600  # one default sweep; the longest (vae with its baselines) is well under this
 
@@ -58,11 +60,27 @@ def read_task(task: str) -> dict[str, Any]:
     }
 
 
-def figure(quick: bool, data_dir: str, tasks: list[str] | None = None) -> dict[str, Any]:
+def render(rec: dict[str, Any]) -> list[str]:
+    rows = []
+    for task, t in rec["tasks"].items():
+        if t["status"] != "ok":
+            rows.append([task, "missing", "-", "-", "-", "-", "-", t["why"]])
+            continue
+        for r in t["rows"]:
+            rows.append([task, r["label"], r["metric"], r["value"], r["validation"], r["params"], t["wall_s"],
+                         f"{t['written']}: `{t['command']}`"])
+    lines = ["Default sweep per task on this machine (2 CPUs), winner chosen on validation, tested once."
+             + ("" if rec["settings"]["ran_sweeps"] else " Quick mode reads each task's last `python -m bench sweep`."), ""]
+    return lines + table(["task", "trial", "test metric", "value", "validation", "params", "wall (s)", "from"], rows)
+
+
+@figure(3, "quality", "Quality per task", render)
+def measure(quick: Quick = False, data_dir: DataDir = None, tasks: Tasks = None) -> dict[str, Any]:
+    """Each registered task's default sweep: best test metric and wall time."""
     from dlb_tune import all_tasks
 
     out: dict[str, Any] = {}
-    for task in tasks or list(all_tasks()):
+    for task in tasks.split(",") if tasks else list(all_tasks()):
         run_error = None if quick else run_sweep(task, data_dir)
         out[task] = read_task(task)
         if run_error:

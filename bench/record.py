@@ -22,18 +22,19 @@ restarted with the same arguments skips the points it already has.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import platform
-import shlex
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
+import typer
+
+from bench.cli import DataDir, benchmark
+from bench.common import command_line, default_data_dir
 from bench.tables import TABLES, grid_points, write_table
 
 SEED = 0  # base seed; each point's seed is trial_seed(SEED, "point-<index>")
@@ -270,22 +271,21 @@ def _cpu_model() -> str:
         return platform.processor()
 
 
-def main(argv: list[str]) -> None:
-    from bench.common import default_data_dir
+@benchmark("record")
+def record_command(
+    task: Annotated[str, typer.Argument(help="A task with a grid in GRIDS (bench/record.py).")],
+    grid: Annotated[str, typer.Option(help="Grid definition in bench/record.py GRIDS.")] = "full",
+    limit: Annotated[Optional[int], typer.Option(help="Examples per split (default: the grid's; 0: all).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per point (default: the grid's).")] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    out: Annotated[Optional[Path], typer.Option(help="Table path (default: bench/tables/TASK.parquet).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """A tabular benchmark: every point of a grid over the default space, every epoch -> bench/tables/TASK.parquet."""
     from dlb_tune import DataError
 
-    p = argparse.ArgumentParser(prog="python -m bench record", description=__doc__.splitlines()[0])
-    p.add_argument("task")
-    p.add_argument("--grid", default="full", help="grid definition in bench/record.py GRIDS (default: full)")
-    p.add_argument("--limit", type=int, default=None, help="examples per split (default: the grid's; 0: all)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per point (default: the grid's)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--out", type=Path, default=None, help="table path (default bench/tables/TASK.parquet)")
-    p.add_argument("--data-dir", default=default_data_dir())
-    args = p.parse_args(argv)
-    command = "python -m bench record " + shlex.join(argv)
     try:
-        record(args.task, args.grid, limit=args.limit, epochs=args.epochs, jobs=args.jobs, out=args.out,
-               data_dir=args.data_dir, command=command, echo=lambda line: print(line, flush=True))
+        record(task, grid, limit=limit, epochs=epochs, jobs=jobs, out=out, data_dir=data_dir or default_data_dir(),
+               command=command_line(), echo=lambda line: print(line, flush=True))
     except (RecordError, DataError) as e:
-        sys.exit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None

@@ -1,7 +1,7 @@
 """``python -m bench replay TASK``: search strategies compared on a recorded table, many seeds each.
 
 Every run is the real Tune stack (Ray's and Optuna's classes unmodified, dlb-tune's own searcher
-and scheduler built by ``dlb_tune.sweep.make_searcher`` / ``make_scheduler`` where the strategy
+and scheduler built by ``dlb_tune.make_searcher`` / ``make_scheduler`` where the strategy
 is dlb-tune's) over ``bench.tables.replay_trainable``: a trial sleeps each recorded epoch's
 seconds times ``--scale`` and reports the recorded value. The search space is the task's default
 space file with the table's grid (continuous ranges stay continuous, the trainable snaps to the
@@ -23,7 +23,6 @@ the next one resumes.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -34,13 +33,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
+import typer
+
+from bench import replay_report
+from bench.cli import benchmark
 from bench.common import loadavg, say, scratch_dir
+from bench.replay_report import CONCURRENCY, RESULTS
 from bench.tables import TABLES, ReplayDiverged, Table, read_table, replay_divergence, replay_trainable
 
-RESULTS = Path(__file__).resolve().parent / "results" / "replay"
-CONCURRENCY = 2  # a default sweep on 2 CPUs: one CPU per trial, two trials at a time
 # A replayed epoch sleeps this long on average (the default scale): Tune handles a result in
 # tens of milliseconds on the shared 2-CPU machine, and --overhead measures what that costs.
 EPOCH_WALL_S = 0.13
@@ -127,7 +129,7 @@ class Setup:
     """What every run of one task shares."""
 
     table: Table
-    spec: Any  # dlb_tune.space.SweepSpec of the replay: the grid's parameters searched
+    spec: Any  # dlb_tune.SweepSpec of the replay: the grid's parameters searched
     scale: float
     table_id: str  # the table file's hash: runs of another recording are not mixed in
     default: str = DEFAULT  # the strategy the task's space file gives `dlb-tune sweep`
@@ -504,8 +506,7 @@ def driver_pool(jobs: int, with_ray: bool):
     import ray.tune  # noqa: F401
 
     import bench.early_stopping  # noqa: F401
-    import dlb_tune.search  # noqa: F401
-    import dlb_tune.sweep  # noqa: F401
+    from dlb_tune import make_sampler, make_searcher  # noqa: F401
 
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
     for f in [pool.submit(time.sleep, 0.1) for _ in range(jobs)]:
@@ -574,36 +575,39 @@ def start_ray(jobs: int) -> str:
     return ray.get_runtime_context().gcs_address
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench replay", description=__doc__.splitlines()[0])
-    p.add_argument("tasks", help="a task, or several comma-separated (one Ray instance, runs interleaved)")
-    p.add_argument("--seeds", type=int, default=20, help="seeds per strategy (paired by seed)")
-    p.add_argument("--strategies", default=None, help=f"comma-separated (default: all): {', '.join(BY_NAME)}")
-    p.add_argument("--scale", type=float, default=None,
-                   help=f"wall seconds per recorded second (default: a replayed epoch sleeps {EPOCH_WALL_S:g} s on average)")
-    p.add_argument("--table", type=Path, default=None, help="one task only; default: bench/tables/TASK.parquet")
-    p.add_argument("--minutes", type=float, default=None, help="start no run after this many minutes")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs side by side in driver processes on one Ray instance (>1: their connection to Ray "
-                        "failed on 2026-11-30, see the README)")
-    p.add_argument("--overhead", action="store_true", help="first measure Tune's overhead on a constant-epoch table")
-    p.add_argument("--summary", action="store_true", help="only write TASK.json/.png/.md from the runs file")
-    p.add_argument("--runs-only", action="store_true", help="write no summary (e.g. while holding a shared lock)")
-    p.add_argument("--target-quantile", type=float, default=TARGET_QUANTILE)
-    args = p.parse_args(argv)
-    strategies = pick(args.strategies)
-    setups = [make_setup(task, args.table, args.scale) for task in args.tasks.split(",")]
-    from bench import replay_report
-
-    if args.overhead or not args.summary:
-        with driver_pool(args.jobs, with_ray=args.overhead or any(s.search != "in-process" for s in strategies)) as drivers:
-            for setup in setups if args.overhead else ():
+@benchmark("replay")
+def replay(
+    tasks: Annotated[str, typer.Argument(
+        help="A task, or several comma-separated (one Ray instance, runs interleaved).")],
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy (paired by seed).")] = 20,
+    strategies: Annotated[Optional[str], typer.Option(
+        help=f"Comma-separated (default: all): {', '.join(BY_NAME)}.")] = None,
+    scale: Annotated[Optional[float], typer.Option(
+        help=f"Wall seconds per recorded second (default: a replayed epoch sleeps {EPOCH_WALL_S:g} s on average).")] = None,
+    table: Annotated[Optional[Path], typer.Option(help="One task only; default: bench/tables/TASK.parquet.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Start no run after this many minutes.")] = None,
+    jobs: Annotated[int, typer.Option(help="Runs side by side in driver processes on one Ray instance "
+                                           "(>1: the forked drivers once failed to join Ray).")] = 1,
+    overhead_first: Annotated[bool, typer.Option(
+        "--overhead", help="First measure Tune's overhead on a constant-epoch table.")] = False,
+    summary: Annotated[bool, typer.Option("--summary", help="Only write TASK.json/.png/.md from the runs file.")] = False,
+    runs_only: Annotated[bool, typer.Option(
+        "--runs-only", help="Write no summary (e.g. while holding a shared lock).")] = False,
+    target_quantile: Annotated[float, typer.Option(
+        help="Of the grid points' final values: the target.")] = TARGET_QUANTILE,
+) -> None:
+    """Search strategies compared on a recorded table, many seeds each -> bench/results/replay/."""
+    chosen = pick(strategies)
+    setups = [make_setup(task, table, scale) for task in tasks.split(",")]
+    if overhead_first or not summary:
+        with driver_pool(jobs, with_ray=overhead_first or any(s.search != "in-process" for s in chosen)) as drivers:
+            for setup in setups if overhead_first else ():
                 replay_report.save_overhead(setup, overhead(setup, drivers))
-            campaign(setups, strategies, args.seeds, args.minutes, drivers)
-    for setup in setups if not args.runs_only else ():
+            campaign(setups, chosen, seeds, minutes, drivers)
+    for setup in setups if not runs_only else ():
         task = setup.table.meta["task"]
-        path = replay_report.write(setup, read_runs(task), target_of(setup.table, args.target_quantile),
-                                   args.target_quantile)
+        path = replay_report.write(setup, read_runs(task), target_of(setup.table, target_quantile), target_quantile,
+                                   {n: s.about for n, s in BY_NAME.items()})
         say(f"wrote {path}")
 
 

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import save_json
+from bench.common import RESULTS as BENCH_RESULTS, save_json, say
 
+RESULTS = BENCH_RESULTS / "replay"
+CONCURRENCY = 2  # a default sweep on 2 CPUs: one CPU per trial, two trials at a time
 CURVE_POINTS = 200  # simulated-time grid of the anytime curves
 
 
@@ -41,8 +43,6 @@ def sim_results(run: dict[str, Any], table=None) -> tuple[np.ndarray, np.ndarray
 def work_clock(rows: np.ndarray, table) -> np.ndarray:
     """Each result's time with no overhead: the recorded seconds of the epochs reported up to it,
     shared by the two slots. Idle slots are not counted (HyperBand's bracket ends, the run's tail)."""
-    from bench.replay import CONCURRENCY
-
     secs = [table.curve(int(point))[1][int(epoch) - 1] for point, epoch in zip(rows[:, 3], rows[:, 2])]
     return np.cumsum(secs) / CONCURRENCY
 
@@ -152,10 +152,9 @@ def curves(runs: list[dict[str, Any]], mode: str, table=None) -> tuple[np.ndarra
 # --- files ------------------------------------------------------------------------------------
 
 
-def write(setup, runs: list[dict[str, Any]], target: float, quantile: float) -> Path:
-    """``TASK.json``, ``TASK.png`` and ``TASK.md`` in bench/results/replay/ from the matching runs."""
-    from bench.replay import RESULTS, BY_NAME
-
+def write(setup, runs: list[dict[str, Any]], target: float, quantile: float, about: dict[str, str]) -> Path:
+    """``TASK.json``, ``TASK.png`` and ``TASK.md`` in bench/results/replay/ from the matching runs;
+    ``about``: each strategy's description."""
     task, key = setup.table.meta["task"], setup.key()
     runs = [r for r in runs if all(r.get(k) == v for k, v in key.items())]
     if not runs:
@@ -167,8 +166,8 @@ def write(setup, runs: list[dict[str, Any]], target: float, quantile: float) -> 
     rec = {"task": task, **key, "metric": setup.table.metric, "mode": mode, "target": target,
            "target_note": f"the {quantile:.0%} quantile of the final values of the table's {trained} points "
                           "that trained to the end",
-           "table_best": setup.table.best(), "default": setup.default, "concurrency": 2,
-           "space": setup.spec.to_yaml(), "strategies": {n: {"about": BY_NAME[n].about, **s} for n, s in summary.items()},
+           "table_best": setup.table.best(), "default": setup.default, "concurrency": CONCURRENCY,
+           "space": setup.spec.to_yaml(), "strategies": {n: {"about": about[n], **s} for n, s in summary.items()},
            "overhead": overhead_rec}
     save_json(RESULTS / f"{task}.json", rec)
     figure(runs, rec, RESULTS / f"{task}.png", setup.table)
@@ -277,14 +276,10 @@ def _ylim(bands: dict[str, np.ndarray], rec: dict[str, Any]) -> tuple[float, flo
 
 
 def _overhead_path(task: str) -> Path:
-    from bench.replay import RESULTS
-
     return RESULTS / f"{task}.overhead.json"
 
 
 def save_overhead(setup, rec: dict[str, Any]) -> None:
-    from bench.common import say
-
     path = _overhead_path(setup.table.meta["task"])
     save_json(path, {"table": setup.table_id, **rec})
     say(f"{overhead_line(rec)} -> {path}")

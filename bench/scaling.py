@@ -56,8 +56,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.cli import DataDir, Quick, figure
 from bench.common import median, ratio, say, scratch_dir
 from bench.sweep_efficiency import grid_param_space, sweep_options, write_space
+from bench.table import fmt, table
 
 
 @dataclass
@@ -204,7 +206,7 @@ def with_driver(durations: list[float], epochs: list[int], slots: int, late: flo
 
 def run_grid(space, data_dir: str, limit: int | None, grid: dict[str, list], storage, name: str, address: str,
              workers: int = 1, timeout_s: float = 900) -> dict[str, Any]:
-    """The fixed configs through build_tuner on the running cluster; the clock's view of it.
+    """The fixed configs through sweep_tuner on the running cluster; the clock's view of it.
     ``timeout_s`` ends a run that cannot be scheduled (it is then reported, not waited for)."""
     from ray.tune.stopper import TimeoutStopper
 
@@ -237,10 +239,10 @@ def actor_start_s() -> float:
     @ray.remote(num_cpus=1)
     class Probe:
         def ready(self) -> bool:
-            import importlib
+            import ray.tune  # noqa: F401 - Tune, torch and the task registry: what a trial imports
 
-            for module in ("dlb_tune.trainable", "ray.tune"):  # torch, the task registry, Tune: as a trial
-                importlib.import_module(module)
+            from dlb_tune import start_trial  # noqa: F401
+
             return True
 
     t = time.perf_counter()
@@ -273,7 +275,53 @@ def ddp_summary(run: dict[str, Any], workers: int) -> dict[str, Any]:
             "startup_s": (ov.get("startup_s") or {}).get("median"), "epoch_s": median(epoch_times)}
 
 
-def figure(quick: bool, data_dir: str) -> dict[str, Any]:
+def render(rec: dict[str, Any]) -> list[str]:
+    s, cores = rec["settings"], rec["settings"]["cores"]
+    lines = [f"Check: the same {_count(s['grid'])} FCN configs x {s['epochs']} epochs on a simulated cluster of "
+             f"1-CPU nodes on this {cores}-core machine; the model is calibrated on the 1-node run.", ""]
+    rows = [[c["nodes"], c["measured_fit_s"], c.get("model_real_nodes_s"), c.get(f"model_on_{cores}_cores_s"),
+             c.get("model_error"), c.get("speedup_measured"), c.get("measured_until_first_trial_s"),
+             "; ".join(c["errors"] or []) or "-"] for c in rec["check"]]
+    lines += table(["nodes", "measured fit (s)", "model, real nodes (s)", f"model, {cores} shared cores (s)",
+                    "model / measured", "speedup measured", "Tune set-up before 1st trial (s)", "errors"], rows)
+    ddp = rec.get("ddp")
+    if ddp:
+        if "error" in ddp:
+            lines.append(f"\nData-parallel trial: not measured ({ddp['error']})")
+        else:
+            lines.append(f"\nData-parallel trial ({ddp['workers']} Ray Train workers): start-up {fmt(ddp['startup_s'])} s, "
+                         f"epoch {fmt(ddp['epoch_s'])} s; the same trial plain: start-up "
+                         f"{fmt(ddp['plain_trial']['startup_s'])} s, epoch {fmt(ddp['plain_trial']['epoch_s'])} s."
+                         + (f" Errors: {ddp['errors']}" if ddp.get("errors") else ""))
+    model = rec.get("model")
+    if model:
+        inp = model["inputs"]
+        shape = inp["default_shape"]
+        lines += ["", f"Model (inputs measured above: epoch {fmt(inp['epoch_s'])} s, trial start-up "
+                      f"{fmt(inp['startup_s'])} s, per-epoch overhead {fmt(inp['per_epoch_overhead_s'])} s, Tune set-up "
+                      f"{fmt(inp['head_s'])} s, trial process start {fmt(inp.get('actor_start_s'))} s, wind-down {fmt(inp['tail_s'])} s, gap {fmt(inp['gap_s'])} s). "
+                      f"Default shape: {shape['n']} trials x {shape['epochs']} epochs, ASHA grace {shape['grace']}, "
+                      f"reduction {shape['eta']} (epochs per trial {inp['asha_lengths']}).", ""]
+        ddp_key = next((k for k in model["rows"][0] if k.startswith("this_workload_ddp")), None)
+        header = ["slots (GPUs)", "this workload (s)", "speedup", "default shape, FIFO (s)", "default shape, ASHA (s)",
+                  "ASHA speedup"] + ([f"this workload, {ddp_key[len('this_workload_'):-2]} per trial (s)"] if ddp_key else [])
+        rows = [[r["slots"], r["this_workload_s"], r["this_workload_speedup"], r["default_shape_fifo_s"],
+                 r["default_shape_asha_s"], r["default_asha_speedup"]] + ([r.get(ddp_key)] if ddp_key else [])
+                for r in model["rows"]]
+        lines += table(header, rows)
+    return lines
+
+
+def _count(grid: dict[str, list]) -> int:
+    n = 1
+    for v in grid.values():
+        n *= len(v)
+    return n
+
+
+@figure(5, "scaling", "Scaling on paper", render)
+def measure(quick: Quick = False, data_dir: DataDir = None) -> dict[str, Any]:
+    """A wall-time model for N slots, checked on a simulated 1-, 2-, 3-node cluster."""
     import logging
 
     import ray

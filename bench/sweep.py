@@ -15,18 +15,18 @@ runner on a tiny sweep and writes beside its storage instead, never over a real 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import shlex
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Optional
 
-from bench.common import RESULTS, ROOT, default_data_dir, say
+import typer
+
+from bench.cli import DataDir, benchmark
+from bench.common import RESULTS, ROOT, command_line, default_data_dir, say
 
 CPUS = 2  # the course machine
 PAPER_VAE = {"cont_dim": 32, "disc_dims": "10", "cont_capacity_max": 50.0, "disc_capacity_max": 10.0,
@@ -36,7 +36,7 @@ PAPER_VAE = {"cont_dim": 32, "disc_dims": "10", "cont_capacity_max": 50.0, "disc
 @dataclass(frozen=True)
 class Run:
     tag: str  # "best" for the default sweep, else a baseline's name
-    opts: Any  # dlb_tune.sweep.SweepOptions
+    opts: Any  # dlb_tune.SweepOptions
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,29 @@ class Extras:
     goal: Callable[[dict[str, Any]], tuple[str, bool]] | None = None
 
 
-def plan(task: str, args: argparse.Namespace) -> list[Run]:
+@dataclass(frozen=True)
+class Request:
+    """What ``python -m bench sweep`` is asked for (its options, below)."""
+
+    task: str
+    data_dir: str
+    storage: str = "/tmp/dlb-tune-bench"  # the sweeps' experiment folders
+    space: str | None = None  # None: search_spaces/<task>.yaml
+    seed: int = 0
+    overrides: tuple[str, ...] = ()  # key=value, as the CLI's --set
+    objective: str | None = None  # a named multi-objective mode of the space file
+    baselines: str | None = None  # comma-separated; None: all the task's
+    reuse: str | None = None  # a finished sweep's folder, reported instead of running one
+    smoke: bool = False  # a tiny sweep that checks the runner; measures nothing
+    out: str | None = None  # None: bench/results/<task>.json (with --smoke: beside the storage)
+
+
+def plan(args: Request) -> list[Run]:
     """The sweeps to run: the default one, then each chosen baseline (one trial, one CPU, FIFO);
     each checked against its space file here, before the first one starts."""
-    from dlb_tune import default_space_file, load_space
-    from dlb_tune import SweepOptions, prepare_spec
-    from dlb_tune import get_task
+    from dlb_tune import SweepOptions, default_space_file, get_task, load_space, prepare_spec
 
+    task = args.task
     task_cls, extras = get_task(task), EXTRAS.get(task, Extras())
     stamp = time.strftime("%Y%m%d-%H%M%S")
     common = dict(task=task, data_dir=args.data_dir, storage=args.storage, seed=args.seed, smoke=args.smoke,
@@ -80,7 +96,7 @@ def plan(task: str, args: argparse.Namespace) -> list[Run]:
     return runs
 
 
-def output_path(args: argparse.Namespace) -> Path:
+def output_path(args: Request) -> Path:
     if args.out:
         return Path(args.out)
     return Path(args.storage) / f"{args.task}-smoke.json" if args.smoke else RESULTS / f"{args.task}.json"
@@ -159,9 +175,7 @@ def best_checkpoint(trial_path: str, metric: str) -> Path:
 
 def test_small_winner(report: dict[str, Any], opts) -> dict[str, Any]:
     """cnn: the best trial under 100K parameters, tested (the sweep tests only its winner)."""
-    from dlb_tune import read_results
-    from dlb_tune import load_data, prepare_spec
-    from dlb_tune import evaluate_checkpoint
+    from dlb_tune import evaluate_checkpoint, load_data, prepare_spec, read_results
 
     small = (report.get("task_summary") or {}).get("best_under_100k_params")
     if not small:
@@ -206,30 +220,36 @@ EXTRAS: dict[str, Extras] = {  # keyed by registered task name; absent: the plai
 # --- the command ----------------------------------------------------------------------------------
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench sweep", description=__doc__.splitlines()[0])
-    p.add_argument("task", help="a registered task (dlb-tune tasks)")
-    p.add_argument("--data-dir", default=default_data_dir())
-    p.add_argument("--storage", default="/tmp/dlb-tune-bench")
-    p.add_argument("--space", default=None, help="search space file (default: search_spaces/<task>.yaml)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="key=value, as the CLI's --set")
-    p.add_argument("--objective", default=None, help="a named multi-objective mode of the space file")
-    p.add_argument("--baselines", default=None, help="comma-separated baseline names (default: all the task's)")
-    p.add_argument("--reuse", default=None, metavar="EXP_DIR", help="report this finished sweep instead of running one")
-    p.add_argument("--smoke", action="store_true", help="a tiny sweep that checks the runner; measures nothing")
-    p.add_argument("--out", default=None, help="report file (default: bench/results/<task>.json)")
-    return p.parse_args(argv)
+@benchmark("sweep")
+def sweep_command(
+    task: Annotated[str, typer.Argument(help="A registered task (dlb-tune tasks).")],
+    data_dir: DataDir = None,
+    storage: Annotated[str, typer.Option(help="The sweeps' experiment folders.")] = Request.storage,
+    space: Annotated[Optional[str], typer.Option(
+        help="Search space file (default: search_spaces/<task>.yaml).")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the searcher and every trial.")] = Request.seed,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, as the CLI's --set.")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="A named multi-objective mode of the space file.")] = None,
+    baselines: Annotated[Optional[str], typer.Option(
+        help="Comma-separated baseline names (default: all the task's).")] = None,
+    reuse: Annotated[Optional[str], typer.Option(
+        metavar="EXP_DIR", help="Report this finished sweep instead of running one.")] = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="A tiny sweep that checks the runner; measures nothing.")] = False,
+    out: Annotated[Optional[str], typer.Option(help="Report file (default: bench/results/<task>.json).")] = None,
+) -> None:
+    """A task's default sweep on 2 CPUs, its winner tested once -> bench/results/<task>.json."""
+    main(Request(task, data_dir or default_data_dir(), storage, space, seed, tuple(overrides or ()), objective,
+                 baselines, reuse, smoke, out))
 
 
-def main(argv: list[str]) -> None:
-    args = parse(argv)
+def main(args: Request) -> None:
     try:
-        runs = plan(args.task, args)
+        runs = plan(args)
     except Exception as e:  # noqa: BLE001 - an unknown task, baseline or a bad space: one line
-        sys.exit(f"error: {e.args[0] if e.args else e}")
+        raise SystemExit(f"error: {e.args[0] if e.args else e}") from None
     extras, out = EXTRAS.get(args.task, Extras()), output_path(args)
-    report: dict[str, Any] = {"task": args.task, "command": "python -m bench sweep " + shlex.join(argv),
+    report: dict[str, Any] = {"task": args.task, "command": command_line(),
                               "date": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
     for run in runs:
         final, wall = execute(run, args.reuse if run.tag == "best" else None)

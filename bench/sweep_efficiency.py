@@ -14,15 +14,17 @@ Every leg runs in a fresh process, so one leg's allocations stay out of the next
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import median, ratio, run_leg, save_json, say, scratch_dir
+from bench.cli import DataDir, Quick, figure
+from bench.common import load_json, median, ratio, run_leg, save_json, say, scratch_dir
+from bench.table import table, table_note
 
 GRID = {  # 3 x 2 x 2 = 12 configs, from cheap (128 units, batch 128) to 3x the work
     "activation": ["relu", "tanh", "sigmoid"],
@@ -81,16 +83,19 @@ def sweep_options(space: Path, data_dir: str, limit: int | None, cpus: int, stor
 # --- the legs, each in its own process ----------------------------------------------------------
 
 
-def leg_bare(args: argparse.Namespace) -> dict[str, Any]:
+def leg_options(args: dict[str, Any], name: str):
+    return sweep_options(Path(args["space"]), args["data_dir"], args["limit"], args["cpus"], Path(args["storage"]),
+                         name)
+
+
+def leg_bare(args: dict[str, Any]) -> dict[str, Any]:
     """The plain loop: build each config's task, train and validate every epoch, nothing else."""
     import torch
 
-    from dlb_tune import load_data, prepare_spec
-    from dlb_tune import TrialContext
-    from dlb_tune import build_task, trial_seed
+    from dlb_tune import TrialContext, build_task, load_data, prepare_spec, trial_seed
 
-    torch.set_num_threads(args.threads)
-    opts = sweep_options(Path(args.space), args.data_dir, args.limit, args.cpus, Path(args.storage), "bare")
+    torch.set_num_threads(args["threads"])
+    opts = leg_options(args, "bare")
     spec = prepare_spec(opts)
     t = time.perf_counter()
     data = load_data(spec, opts)
@@ -107,19 +112,19 @@ def leg_bare(args: argparse.Namespace) -> dict[str, Any]:
             task.train_epoch(epoch)
             task.evaluate("val")
             epochs.append(time.perf_counter() - t)
-    return {"threads": args.threads, "data_load_s": load_s, "wall_s": time.perf_counter() - t_all,
+    return {"threads": args["threads"], "data_load_s": load_s, "wall_s": time.perf_counter() - t_all,
             "configs": len(setups), "setup_s_median": median(setups), "compute_s_total": sum(epochs),
             "epoch_s_median": median(epochs)}
 
 
-def leg_sweep(args: argparse.Namespace) -> dict[str, Any]:
-    """The same configs through build_tuner: Ray start, fit and shutdown timed separately."""
+def leg_sweep(args: dict[str, Any]) -> dict[str, Any]:
+    """The same configs through sweep_tuner: Ray start, fit and shutdown timed separately."""
     import ray
 
     from bench.probes import TrialClock, attach, overheads, timeline
     from dlb_tune import sweep_tuner, check_resources, load_data, prepare_spec, start_ray
 
-    opts = sweep_options(Path(args.space), args.data_dir, args.limit, args.cpus, Path(args.storage), "sweep")
+    opts = leg_options(args, "sweep")
     spec = prepare_spec(opts)
     t = time.perf_counter()
     data = load_data(spec, opts)
@@ -149,17 +154,52 @@ def leg_sweep(args: argparse.Namespace) -> dict[str, Any]:
 # --- the figure -------------------------------------------------------------------------------
 
 
-def figure(quick: bool, data_dir: str) -> dict[str, Any]:
+def render(rec: dict[str, Any]) -> list[str]:
+    h, s, legs = rec["headline"], rec["settings"], rec["legs"]
+    cpus = s["cpus"]
+    rows = [
+        ["bare loop, 1 torch thread", h["bare_wall_s"], legs.get("bare_1_thread", {}).get("memory", {}).get("peak_pss_mib"),
+         legs.get("bare_1_thread", {}).get("memory", {}).get("peak_processes")],
+        [f"ideal: bare / {cpus} CPUs", h["ideal_wall_s"], None, None],
+        [f"dlb-tune sweep on {cpus} CPUs (fit)", h["sweep_fit_s"], legs.get("sweep", {}).get("memory", {}).get("peak_pss_mib"),
+         legs.get("sweep", {}).get("memory", {}).get("peak_processes")],
+        ["  + Ray start-up (once per sweep)", h["ray_start_s"], None, None],
+        [f"bare loop, {cpus} torch threads", h["bare_all_threads_wall_s"] if not h.get("bare_all_threads_timed_out")
+         else f"> {legs[f'bare_{cpus}_threads']['process_wall_s']:.0f} (stopped)",
+         legs.get(f"bare_{cpus}_threads", {}).get("memory", {}).get("peak_pss_mib"),
+         legs.get(f"bare_{cpus}_threads", {}).get("memory", {}).get("peak_processes")],
+    ]
+    lines = [f"{s['configs']} fixed FCN configs x {s['epochs']} epochs, no early stopping, "
+             f"{'all' if s['limit'] is None else s['limit']} examples per split.", ""]
+    lines += table(["leg", "wall (s)", "peak memory, whole process tree (PSS MiB)", "processes"], rows)
+    lines += ["", table_note([
+        ("sweep / ideal (1.0 = perfect packing, no overhead)", h["sweep_over_ideal"]),
+        ("sweep incl. Ray start-up / ideal", h["sweep_over_ideal_with_ray_start"]),
+        (f"sweep / bare loop with {cpus} threads", h["sweep_over_bare_all_threads"]),
+        ("epoch time in the sweep / in the bare loop (core contention)", h["epoch_slowdown_in_sweep"]),
+        ("per-trial start-up in the sweep, median (s)", h["trial_startup_s_median"]),
+        ("per-config set-up in the bare loop, median (s)", h["bare_setup_s_median"]),
+        ("per-epoch report + checkpoint overhead, median (s)", h["per_epoch_overhead_s_median"]),
+        ("Tune set-up before the first trial starts (s)", h.get("fit_until_first_trial_s")),
+        ("Tune wind-down after the last trial ends (s)", h.get("fit_after_last_trial_s")),
+    ])]
+    if h.get("errors"):
+        lines.append(f"\nErrors: {h['errors']}")
+    return lines
+
+
+@figure(1, "sweep-efficiency", "Sweep efficiency", render)
+def measure(quick: Quick = False, data_dir: DataDir = None) -> dict[str, Any]:
+    """Fixed FCN configs: a bare loop against dlb-tune's sweep on 2 CPUs."""
     s = QUICK if quick else FULL
     timeout = 900 if quick else 3600
     legs: dict[str, Any] = {}
     with scratch_dir("fig1") as tmp:
         space = write_space(tmp / "fixed.yaml", s.epochs)
-        common = ["--space", str(space), "--data-dir", data_dir, "--cpus", str(s.cpus),
-                  "--storage", str(tmp / "runs")] + (["--limit", str(s.limit)] if s.limit else [])
-        plan = [("bare_1_thread", ["--leg", "bare", "--threads", "1"]),
-                ("sweep", ["--leg", "sweep"]),
-                (f"bare_{s.cpus}_threads", ["--leg", "bare", "--threads", str(s.cpus)])]
+        common = {"space": str(space), "data_dir": data_dir, "cpus": s.cpus, "storage": str(tmp / "runs"),
+                  "limit": s.limit, "threads": 1}
+        plan = [("bare_1_thread", {"leg": "bare"}), ("sweep", {"leg": "sweep"}),
+                (f"bare_{s.cpus}_threads", {"leg": "bare", "threads": s.cpus})]
         for name, extra in plan:
             say(f"figure 1: leg {name} ({len(configs())} configs x {s.epochs} epochs)")
             if name.endswith("_threads"):
@@ -167,7 +207,7 @@ def figure(quick: bool, data_dir: str) -> dict[str, Any]:
                 # wait for each other): cap this leg so a busy machine cannot stall the suite.
                 bare = legs["bare_1_thread"].get("process_wall_s") or timeout
                 timeout = min(timeout, max(120.0, THREADS_LEG_CAP * bare))
-            legs[name] = run_leg("bench.sweep_efficiency", extra + common, tmp / f"{name}.json", timeout)
+            legs[name] = run_leg("bench.sweep_efficiency", {**common, **extra}, tmp / f"{name}.json", timeout)
             say(f"figure 1: leg {name}: {_leg_line(legs[name])}")
     return {"settings": {**asdict(s), "configs": len(configs()), "grid": GRID, "constants": CONSTANTS},
             "legs": legs, "headline": headline(legs, s.cpus)}
@@ -207,21 +247,13 @@ def _leg_line(leg: dict[str, Any]) -> str:
     return f"{wall:.1f}s, peak PSS {(leg.get('memory') or {}).get('peak_pss_mib')} MiB"
 
 
-def _leg_main() -> None:
-    p = argparse.ArgumentParser(description="one leg of figure 1 (run by `python -m bench sweep-efficiency`)")
-    p.add_argument("--leg", choices=["bare", "sweep"], required=True)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--space", required=True)
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--cpus", type=int, default=2)
-    p.add_argument("--storage", required=True)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    result = leg_bare(args) if args.leg == "bare" else leg_sweep(args)
-    save_json(Path(args.out), result)
+def _leg_main(settings: Path) -> None:
+    """One leg, run by the figure in a fresh process: ``python -m bench.sweep_efficiency SETTINGS_JSON``."""
+    args = load_json(settings)
+    result = leg_bare(args) if args["leg"] == "bare" else leg_sweep(args)
+    save_json(Path(args["out"]), result)
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}))
 
 
 if __name__ == "__main__":
-    _leg_main()
+    _leg_main(Path(sys.argv[1]))

@@ -1,7 +1,7 @@
 """Sweeps on a cluster that starts empty and grows: Ray's fake multi-node autoscaler on this machine.
 
-One autoscaling cluster for the module (tests/autoscaling_cluster.py), separate from the session's
-local Ray: a head with 0 CPUs and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` whose GPU is only
+One autoscaling cluster for the module (``dlb_tune.testing.AutoscalingCluster``), separate from the
+session's local Ray: a head with 0 CPUs and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` whose GPU is only
 reserved (no CUDA here: trials fall back to the CPU). Each test that runs trials waits until the
 autoscaler has released the previous test's nodes, so its sweep starts from zero workers. Sweeps
 run as ``dlb-tune sweep ... --address`` subprocesses, as a user runs them on a cluster's head.
@@ -20,10 +20,8 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.autoscaling_cluster import AutoscalingCluster
-from tests.cluster_scenarios import epochs_around, history, wait_for_victim, wait_until
+from dlb_tune.testing import AutoscalingCluster, epochs_around, history, wait_for_victim, wait_until
 
-WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
 SWEEP = ["--smoke", "--limit", "400", "--search", "random", "--scheduler", "fifo", "--num-samples", "2",
          "--set", "embedding=random"]
 
@@ -38,7 +36,7 @@ def cluster():
     # enough that a node is not released while a trial is still starting on it (slow on 2 busy CPUs)
     # a killed node is declared dead after 2 failed health checks 1 s apart, not 5 3 s apart (as in
     # bench autoscale)
-    c = AutoscalingCluster({"gpu_worker": WORKER}, idle_timeout_minutes=0.25, lost_node_checks=2)
+    c = AutoscalingCluster(idle_timeout_minutes=0.25, lost_node_checks=2)
     try:
         yield c.start()
     finally:

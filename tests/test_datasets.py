@@ -1,6 +1,6 @@
 """`dlb-tune data fetch` and `data list` against a real HTTP server on 127.0.0.1.
 
-The server (``tests/data_mirror.py``) serves archives built from the real data folder in each
+The server (``dlb_tune/testing/data_mirror.py``) serves archives built from the real data folder in each
 publisher's format, trimmed so that the four smoke sweeps stay small. They are not the
 publishers' bytes, so the tests hand ``--checksums`` a SHA256SUMS file of their own, as a user of
 a repackaging mirror would. While a fetch runs, a guard refuses every connection this process
@@ -23,10 +23,10 @@ from dlb_tune.fetch import catalog
 from dlb_tune.options import SweepOptions
 from dlb_tune.sweep import run_sweep
 from dlb_tune.tasks import DataError, all_tasks
-from tests import data_mirror
+from dlb_tune.testing import data_mirror
 
 runner = CliRunner()
-# the package's own tasks: others that tests register (tests/counting_task.py) read the same data
+# the package's own tasks: others that tests register (dlb_tune/testing/counting_task.py) read the same data
 BUILT_IN = [n for n, t in all_tasks().items() if t.__module__.startswith("dlb_tune.tasks.") and t.data_sets]
 
 

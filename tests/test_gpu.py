@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cluster_scenarios import result_rows
 from dlb_tune.tasks.fcn import FCN, FCNConfig
+from dlb_tune.testing import result_rows
 from dlb_tune.trainable import pick_device, start_trial
 
 pytestmark = pytest.mark.gpu

@@ -3,7 +3,7 @@
 Reading an experiment runs nothing from it; fetched data is checked and stays in its folder; a
 name, a URI or a damaged file is one line (``error: ...``, exit 2) before Ray starts. Every case
 goes through the dlb-tune CLI as a user meets it: a real finished sweep (``finished_sweep``), the
-local data mirror (``tests/data_mirror.py``), the local S3 server (``tests/test_storage.py``), and
+local data mirror (``dlb_tune/testing/data_mirror.py``), the local S3 server (``tests/test_storage.py``), and
 one real sweep in its own process for the lock.
 """
 
@@ -33,8 +33,7 @@ from dlb_tune.tasks._common import MNIST_DATA
 from dlb_tune.experiment import SPACE_FILE, SWEEP_FILE
 from dlb_tune.tasks import TrialError
 from finished_sweep import NAME, finished_sweep
-from tests import data_mirror
-from tests.counting_task import NAME as COUNTED, ensure_registered
+from dlb_tune.testing import COUNTED_TASK, data_mirror, register_counted_task
 from tests.test_datasets import one_error_line
 from tests.test_interrupts import SPACE as COUNTED_SPACE, Driver, reported_epochs
 from tests.test_storage import BUCKET, no_ray, s3  # noqa: F401 - fixtures: Ray refused; the local S3 server
@@ -310,11 +309,11 @@ def test_an_experiment_file_is_whole_or_the_previous_one(finished, tmp_path, mon
 @pytest.fixture(scope="module")
 def held(tmp_path_factory, data_dir):
     """A real sweep in its own process, under way: (storage, the sweep's arguments, its driver)."""
-    ensure_registered()
+    register_counted_task()
     root = tmp_path_factory.mktemp("held")
     (root / "space.yaml").write_text(COUNTED_SPACE.replace("RECORD", json.dumps(str(root / "calls.jsonl"))))
     storage = root / "runs"
-    args = ["sweep", COUNTED, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"), "--storage",
+    args = ["sweep", COUNTED_TASK, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"), "--storage",
             str(storage), "--name", "i", "--limit", "2000", "--search", "random", "--scheduler", "fifo",
             "--cpus", "2", "--cpus-per-trial", "2"]
     driver = Driver(args, root / "sweep.log")
@@ -348,7 +347,7 @@ def test_one_sweep_per_name_and_resume_refuses_an_edited_space(held, no_ray, dat
     edit_json(storage / "i" / SWEEP_FILE, address="ray://10.9.9.9:10001")
     shown = runner.invoke(app, ["resume", "i", "--storage", str(storage)])
     assert str(shown.exception) == "Ray was started", shown.output
-    assert f"resuming {storage}/i: task {COUNTED}, data folder {data_dir}, Ray ray://10.9.9.9:10001 (from " \
+    assert f"resuming {storage}/i: task {COUNTED_TASK}, data folder {data_dir}, Ray ray://10.9.9.9:10001 (from " \
            f"sweep.json; --data-dir replaces the folder)" in shown.output.splitlines()
 
 

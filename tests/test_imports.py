@@ -1,4 +1,5 @@
-"""The modules of ``dlb_tune`` import one another without a cycle, imports inside functions included.
+"""The modules of ``dlb_tune``, ``bench`` and ``tests`` import one another without a cycle, imports
+inside functions included; bench reaches dlb_tune only through its public names and the test kit.
 
 An import placed inside a function hides a cycle from Python but not from this graph: a cycle
 means a concept without a home, and this test names the modules around it.
@@ -9,7 +10,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dlb_tune"
+import dlb_tune
+import dlb_tune.testing
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "dlb_tune"
+PROJECT = (PACKAGE, ROOT / "bench", ROOT / "tests")
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:
@@ -45,12 +51,16 @@ def imported_names(tree: ast.Module, module: str, is_package: bool) -> set[str]:
     return names
 
 
-def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
-    """Module -> the modules of the package it imports."""
-    paths = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+def import_graph(*roots: Path) -> dict[str, set[str]]:
+    """Module -> the modules of the packages (default: dlb_tune) it imports. In a folder without
+    ``__init__.py`` (tests/) a bare name may also be a module beside it: pytest puts the folder
+    on ``sys.path`` (``from finished_sweep import ...`` is tests/finished_sweep.py)."""
+    paths = {module_name(p, root): p for root in roots or (PACKAGE,) for p in sorted(root.rglob("*.py"))}
     graph = {}
     for name, path in paths.items():
         names = imported_names(ast.parse(path.read_text()), name, path.name == "__init__.py")
+        if not (path.parent / "__init__.py").exists():
+            names |= {f"{name.rpartition('.')[0]}.{n}" for n in names}
         graph[name] = {n for n in names if n in paths and n != name}
     return graph
 
@@ -81,9 +91,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_no_import_cycle_among_dlb_tune_modules():
-    graph = import_graph()
-    assert "dlb_tune.sweep" in graph and "dlb_tune.experiment" in graph["dlb_tune.sweep"]  # the graph is real
+def test_no_import_cycle_among_dlb_tune_bench_and_tests_modules():
+    graph = import_graph(*PROJECT)
+    assert "dlb_tune.experiment" in graph["dlb_tune.sweep"]  # the graph is real: dlb_tune,
+    assert "bench.replay_report" in graph["bench.replay"]  # bench (imports inside functions),
+    assert "tests.finished_sweep" in graph["tests.test_cli"]  # and tests' helpers by their bare names
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -98,6 +110,49 @@ def test_imports_inside_functions_count(tmp_path):
     assert find_cycle(import_graph(pkg)) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     (pkg / "c.py").write_text("def g():\n    import os\n")
     assert find_cycle(import_graph(pkg)) is None
+    helpers = tmp_path / "tests"  # no __init__.py: its modules import one another by bare name
+    helpers.mkdir()
+    (helpers / "test_x.py").write_text("from helper import h\n")
+    (helpers / "helper.py").write_text("def h():\n    import test_x\n")
+    assert find_cycle(import_graph(pkg, helpers)) == ["tests.helper", "tests.test_x", "tests.helper"]
+
+
+def dlb_tune_imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, name) of every import from dlb_tune in a file (name None: ``import dlb_tune...``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, None) for a in node.names if a.name.partition(".")[0] == "dlb_tune"]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").partition(".")[0] == "dlb_tune":
+            found += [(node.module, a.name) for a in node.names]
+    return found
+
+
+def test_bench_uses_only_dlb_tunes_public_names_and_the_test_kit():
+    """``from dlb_tune import NAME`` (``dlb_tune._PUBLIC``) and ``from dlb_tune.testing import
+    NAME``: dlb_tune's modules may move while those names keep working."""
+    allowed = {"dlb_tune": set(dlb_tune.__all__), "dlb_tune.testing": set(dlb_tune.testing.__all__)}
+    found = {(f"bench/{p.name}", module, name) for p in sorted((ROOT / "bench").glob("*.py"))
+             for module, name in dlb_tune_imports(p)}
+    assert {m for _, m, _ in found} >= {"dlb_tune", "dlb_tune.testing"}  # the check sees bench's imports
+    bad = sorted((f, m, n) for f, m, n in found if n not in allowed.get(m, ()))
+    assert not bad, f"bench imports dlb_tune's private modules or names: {bad}"
+
+
+def test_the_test_kit_is_imported_one_way():
+    """Tests and bench: ``from dlb_tune.testing import NAME`` (or the package), never its modules,
+    nor by the names they had in tests/ (``from cluster_scenarios import ...``)."""
+    files = sorted((ROOT / "bench").glob("*.py")) + sorted((ROOT / "tests").glob("*.py"))
+    kit = set(dlb_tune.testing.__all__)
+    bad = [(p.name, m, n) for p in files for m, n in dlb_tune_imports(p)
+           if m.startswith("dlb_tune.testing") and (m != "dlb_tune.testing" or n not in kit | {None})]
+    assert not bad, f"the test kit imported another way: {bad}"
+    old_names = {p.stem for p in (PACKAGE / "testing").glob("*.py")} - {"__init__"}
+    old_names |= {f"tests.{name}" for name in old_names}
+    by_old_path = sorted((p.name, n) for p in files
+                         for n in imported_names(ast.parse(p.read_text()), module_name(p, p.parent), False)
+                         if n in old_names)
+    assert not by_old_path, f"the test kit imported by its old path: {by_old_path}"
 
 
 def test_the_public_surface_resolves_without_importing_torch():
@@ -105,8 +160,10 @@ def test_the_public_surface_resolves_without_importing_torch():
     import subprocess
     import sys
 
-    code = ("import sys, dlb_tune\nassert 'torch' not in sys.modules and 'ray' not in sys.modules\n"
-            "for name in dlb_tune.__all__: getattr(dlb_tune, name)\n")
+    code = ("import sys, dlb_tune, dlb_tune.testing\nassert 'torch' not in sys.modules and 'ray' not in sys.modules\n"
+            "for name in dlb_tune.__all__: getattr(dlb_tune, name)\n"
+            "for name in dlb_tune.testing.__all__: getattr(dlb_tune.testing, name)\n"
+            "from dlb_tune.tasks import all_tasks\nassert 'fcn_counted' not in all_tasks()  # the kit adds no task\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 

@@ -6,7 +6,7 @@ resume NAME` continues the unfinished trials and never re-runs a finished one. A
 (the driver killed outright), `resume` continues from the last saved experiment state."
 
 One sweep of two trials, one at a time, of 8 slowed epochs (0.5 s each), driven through the
-dlb-tune CLI with the logging task (``tests/counting_task.py``), so every train and evaluate
+dlb-tune CLI with the logging task (``dlb_tune/testing/counting_task.py``), so every train and evaluate
 call, in the driver and in the Ray workers, is on record. Waits are on the files the sweep
 writes, never on fixed sleeps.
 """
@@ -26,17 +26,17 @@ import pytest
 import torch
 
 from dlb_tune.trainable import trial_seed
-from tests.counting_task import NAME, read_calls, weights_fingerprint
+from dlb_tune.testing import COUNTED_TASK, read_calls, weights_fingerprint
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from tests.counting_task import main; main()"]
+CLI = [sys.executable, "-c", "from dlb_tune.testing import counting_cli; counting_cli()"]
 EPOCHS = 8
 CEILING_S = 600  # generous: a loaded 2-core machine can take minutes to start Ray (bench/results/ci_timing.md)
 
 SPACE = f"""
-task: {NAME}
+task: {COUNTED_TASK}
 metric: val_acc
 mode: max
 target: 0.8
@@ -79,8 +79,7 @@ class Driver:
         self._start()
 
     def _start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(CLI + self.args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -125,7 +124,7 @@ def interrupted(tmp_path_factory, data_dir):
     record = root / "calls.jsonl"
     (root / "space.yaml").write_text(SPACE.replace("RECORD", json.dumps(str(record))))
     storage, exp = root / "runs", root / "runs" / "i"
-    sweep = Driver(["sweep", NAME, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"),
+    sweep = Driver(["sweep", COUNTED_TASK, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"),
                     "--storage", str(storage), "--name", "i", "--limit", "2000", "--search", "random",
                     "--scheduler", "fifo", "--cpus", "2", "--cpus-per-trial", "2"], root / "sweep.log")
     sweep.wait_for(lambda: max(reported_epochs(exp).values(), default=0) >= 2, "a trial at epoch 2")

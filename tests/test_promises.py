@@ -25,7 +25,7 @@ from dlb_tune.cli import app
 from dlb_tune.options import SweepOptions
 from dlb_tune.reruns import after_sweep
 from dlb_tune.sweep import run_sweep
-from tests.counting_task import NAME, ensure_registered, read_calls, weights_fingerprint
+from dlb_tune.testing import COUNTED_TASK, read_calls, register_counted_task, weights_fingerprint
 
 runner = CliRunner()
 
@@ -34,14 +34,14 @@ def counted_space(record: Path, params: str, **top: object) -> str:
     """A space file for ``fcn_counted`` logging to ``record``; ``top`` sets top-level keys."""
     head = {"metric": "val_acc", "mode": "max", "target": 0.8, "max_epochs": 3, "grace_period": 1,
             "reduction_factor": 2, "num_samples": 4, **top}
-    lines = [f"task: {NAME}"] + [f"{k}: {json.dumps(v)}" for k, v in head.items()]
+    lines = [f"task: {COUNTED_TASK}"] + [f"{k}: {json.dumps(v)}" for k, v in head.items()]
     return "\n".join(lines) + f"\nparams:\n  record: {json.dumps(str(record))}\n  hidden_size: 32\n{params}"
 
 
 def sweep_in_process(root: Path, name: str, space: str, data_dir: Path, **opts) -> tuple[dict, Path]:
-    ensure_registered()
+    register_counted_task()
     (root / f"{name}.yaml").write_text(space)
-    options = SweepOptions(**{"task": NAME, "data_dir": str(data_dir), "space": str(root / f"{name}.yaml"),
+    options = SweepOptions(**{"task": COUNTED_TASK, "data_dir": str(data_dir), "space": str(root / f"{name}.yaml"),
                               "name": name, "storage": str(root / "runs"), "search": "random", "limit": 2000, **opts})
     lines: list[str] = []
     final = run_sweep(options, echo=lines.append, after=after_sweep(options, lines.append))  # as `dlb-tune sweep` runs it

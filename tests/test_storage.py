@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 from dlb_tune import storage as stores
 from dlb_tune.cli import app
 from dlb_tune.experiment import experiment_dir
-from tests.counting_task import NAME, ensure_registered, read_calls
+from dlb_tune.testing import COUNTED_TASK, read_calls, register_counted_task
 from tests.test_interrupts import SPACE, Driver
 
 moto_server = pytest.importorskip("moto.server")
@@ -169,7 +169,7 @@ def bucket_sweep(s3, tmp_path_factory, data_dir):
     record = root / "calls.jsonl"
     (root / "space.yaml").write_text(SPACE.replace("RECORD", json.dumps(str(record))))
     storage = s3.uri("runs")
-    sweep = Driver(["sweep", NAME, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"),
+    sweep = Driver(["sweep", COUNTED_TASK, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"),
                     "--storage", storage, "--name", "i", "--limit", "2000", "--search", "random",
                     "--scheduler", "fifo", "--cpus", "2", "--cpus-per-trial", "2", "--max-epochs", str(EPOCHS)],
                    root / "sweep.log")
@@ -219,7 +219,7 @@ def test_ray_refuses_a_client_without_its_token(bucket_sweep):
 
 
 def test_the_reading_commands_read_the_sweep_from_the_bucket(bucket_sweep, monkeypatch, tmp_path):
-    ensure_registered()  # the commands below run in this process and read a fcn_counted sweep
+    register_counted_task()  # the commands below run in this process and read a fcn_counted sweep
     monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))
     storage, s3 = bucket_sweep["storage"], bucket_sweep["s3"]
     copy = tmp_path / "cache" / "storage" / "s3" / BUCKET / "runs" / "i"
@@ -238,7 +238,7 @@ def test_the_reading_commands_read_the_sweep_from_the_bucket(bucket_sweep, monke
     assert f"uploaded {len(drawn) + len(task_figs) + 1} file(s)" in report.output
     assert not [f for f in copy.rglob("*") if "checkpoint_" in str(f)]  # checkpoints stay in the bucket
     best = runner.invoke(app, ["best", "i", "--storage", storage])
-    assert best.exit_code == 0 and f"task: {NAME}" in best.stdout, best.output
+    assert best.exit_code == 0 and f"task: {COUNTED_TASK}" in best.stdout, best.output
     compare = runner.invoke(app, ["compare", "i", "i", "--storage", storage, "--format", "json"])
     assert compare.exit_code == 0 and len(json.loads(compare.stdout)) == 2, compare.output
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import queue
 import re
 import shutil
@@ -35,13 +34,13 @@ from dlb_tune.progress import summary_line
 from dlb_tune.show import WIDTH, fit, short_config
 from dlb_tune.space import load_space
 from test_interrupts import CEILING_S, CLI, ROOT, Driver
-from tests.counting_task import NAME, ensure_registered
+from dlb_tune.testing import COUNTED_TASK, register_counted_task
 
 runner = CliRunner()
 TRIALS, EPOCHS = 3, 3
 
 SPACE = f"""
-task: {NAME}
+task: {COUNTED_TASK}
 metric: val_acc
 mode: max
 max_epochs: {EPOCHS}
@@ -77,8 +76,7 @@ def journal_trials(exp: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 
 def start_tensorboard(storage: Path, name: str) -> tuple[subprocess.Popen, str, list[str]]:
     """`dlb-tune tensorboard` in its own process; its URL and the lines it printed before it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([*CLI, "tensorboard", name, "--storage", str(storage), "--port", "0"], env=env,
+    proc = subprocess.Popen([*CLI, "tensorboard", name, "--storage", str(storage), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
@@ -123,14 +121,14 @@ def time_series_page(url: str, trial: str, root: Path) -> str | None:
 def live(tmp_path_factory, data_dir):
     """The sweep, read while its first trial is held at epoch 1; then TensorBoard, a second trial,
     Ctrl-C, and `dlb-tune resume`. What each step saw, for the tests below."""
-    ensure_registered()  # `status` and `report` below run in this process
+    register_counted_task()  # `status` and `report` below run in this process
     root = tmp_path_factory.mktemp("watch")
     gate, record = root / "gate", root / "calls.jsonl"
     gate.write_text("0")
     (root / "space.yaml").write_text(SPACE.replace("RECORD", json.dumps(str(record))).replace("GATE", json.dumps(str(gate))))
     storage, exp = root / "runs", root / "runs" / "w"
     common = ["--storage", str(storage), "--data-dir", str(data_dir)]
-    sweep = Driver(["sweep", NAME, "--space", str(root / "space.yaml"), "--name", "w", "--limit", "1000",
+    sweep = Driver(["sweep", COUNTED_TASK, "--space", str(root / "space.yaml"), "--name", "w", "--limit", "1000",
                     "--scheduler", "fifo", "--cpus", "1", "--cpus-per-trial", "1", "--seed", "1", *common],
                    root / "sweep.log")
     seen: dict = {"exp": exp, "storage": storage}
@@ -159,7 +157,7 @@ def live(tmp_path_factory, data_dir):
     # `status --watch` from another terminal while the resumed sweep runs, until it has ended
     resume.wait_for(lambda: not read_live(exp).get("ended"), "the resumed sweep's live.json")
     watch = subprocess.Popen([*CLI, "status", "w", "--storage", str(storage), "--watch", "--every", "1"], cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True)
     seen["resume_code"], seen["resume_output"] = resume.finish(), resume.output
     seen["watch_output"] = watch.communicate(timeout=CEILING_S)[0]
     seen["journal_after_resume"] = journal_trials(exp, "w")
@@ -171,7 +169,7 @@ def test_status_while_the_sweep_runs(live):
     out = live["status"]
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert lines[0].startswith(f"w ({NAME}): running: 0 of {TRIALS} trials finished"), out.output
+    assert lines[0].startswith(f"w ({COUNTED_TASK}): running: 0 of {TRIALS} trials finished"), out.output
     assert "Ray dashboard http://127.0.0.1:" in lines[0]
     assert lines[1] == f"trials: 1 running, {TRIALS - 1} pending, 0 completed, 0 stopped early, 0 errored"
     assert lines[2].startswith(f"best so far: trial {live['first']}, val_acc 0.") and lines[2].endswith("(epoch 1)")
@@ -219,7 +217,7 @@ def test_sweep_prints_where_to_watch_and_progress_lines_that_fit(live):
 def test_summary_says_the_whole_commands_time_and_its_parts(live):
     out = live["resume_output"]
     assert live["resume_code"] == 0, out[-3000:]
-    head = next(ln for ln in out.splitlines() if ln.startswith(f"== {NAME} sweep 'w' finished in "))
+    head = next(ln for ln in out.splitlines() if ln.startswith(f"== {COUNTED_TASK} sweep 'w' finished in "))
     final = json.loads((live["exp"] / "final.json").read_text())
     t = final["timings"]
     assert set(t) == {"data_s", "ray_start_s", "trials_s", "test_s"} and t["ray_start_s"] > 0
@@ -242,7 +240,7 @@ def test_optuna_journal_after_the_sweep_and_after_resume(live):
 def test_status_after_the_end(live):
     out = live["status_after"]
     assert out.exit_code == 0, out.output
-    assert out.output.startswith(f"w ({NAME}): finished in ")
+    assert out.output.startswith(f"w ({COUNTED_TASK}): finished in ")
     assert f"trials: 0 running, 0 pending, {TRIALS} completed" in out.output
 
 

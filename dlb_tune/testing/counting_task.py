@@ -6,13 +6,13 @@ line (pid, the trial's seed, call, split or epoch, a fingerprint of the weights)
 named by the config field ``record``.
 
 Workers learn the task when they unpickle the sweep's data (a ``CountedSplits``): unpickling
-registers ``fcn_counted`` there. Ray puts the driver's current directory on the workers' path,
-so this module is imported as ``tests.counting_task`` from the repository root (as CI runs).
-It is not registered at import, so the registry-generated tests never see it.
+imports this module (installed with dlb_tune, so every worker finds it) and registers
+``fcn_counted``. It is not registered at import, and ``dlb_tune.tasks`` discovers only its own
+package, so the registry-generated tests never see it.
 
 The dlb-tune CLI with this task, for tests that send signals to a real driver process::
 
-    python -c "from tests.counting_task import main; main()" sweep fcn_counted --space ...
+    python -c "from dlb_tune.testing import counting_cli; counting_cli()" sweep fcn_counted --space ...
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from dlb_tune.tasks import get_task, register
 from dlb_tune.tasks.fcn import FCN, FCNConfig, load_mnist
 
-NAME = "fcn_counted"
+COUNTED_TASK = "fcn_counted"
 
 
 @dataclass
@@ -42,7 +42,7 @@ class CountingConfig(FCNConfig):
 
 
 class CountingFCN(FCN):
-    name = NAME
+    name = COUNTED_TASK
     Config = CountingConfig
 
     @classmethod
@@ -88,9 +88,10 @@ def weights_fingerprint(params) -> float:
     return float(sum(t.double().sum() for layer in params for t in layer))
 
 
-def ensure_registered() -> None:
+def register_counted_task() -> None:
+    """Register ``fcn_counted`` (once; a second call does nothing)."""
     try:
-        get_task(NAME)
+        get_task(COUNTED_TASK)
     except KeyError:
         register(CountingFCN)
 
@@ -103,7 +104,7 @@ class CountedSplits(dict):
 
 
 def _rebuild(splits: dict) -> CountedSplits:
-    ensure_registered()
+    register_counted_task()
     return CountedSplits(splits)
 
 
@@ -114,8 +115,9 @@ def read_calls(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def main() -> None:
-    ensure_registered()
+def counting_cli() -> None:
+    """``dlb-tune`` with ``fcn_counted`` registered."""
+    register_counted_task()
     from dlb_tune.cli import main as cli_main
 
     cli_main()

@@ -2,7 +2,7 @@
 
 Each data set as its publisher serves it (gzip'd IDX files, GitHub's repository zip, the CSV
 files, Stanford's GloVe zip, CelebA's zip and text files), built from the real data folder;
-``step`` keeps every step-th example (tests use a slice, ``bench/data_fetch.py`` everything).
+``step`` keeps every step-th example (tests use a slice, ``python -m bench data-fetch`` everything).
 The server is python's ``http.server`` with Range support; it records every request and can cut
 a file short or corrupt it once, as a flaky network would.
 """
@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from dlb_tune.tasks.cnn import GROCERY_DATA
+
 
 def idx_head(src: Path, n: int) -> bytes:
     """The first ``n`` items of an IDX file, with its count rewritten."""

@@ -30,7 +30,8 @@ from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE
 START_ATTEMPTS = 3
 # the node type the fake provider gives the head it did not launch (node id FAKE_HEAD_NODE_ID)
 HEAD_TYPE = FAKE_HEAD_NODE_TYPE
-GPU_WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
+# up to 3 nodes of one CPU and one reserved GPU: a 2-trial sweep, and a node to replace a killed one
+GPU_WORKER = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 3}
 
 
 def free_port() -> int:
@@ -41,21 +42,17 @@ def free_port() -> int:
 
 def fake_config(gcs_address: str, worker_types: dict[str, dict[str, Any]], idle_timeout_minutes: float) -> dict[str, Any]:
     """An autoscaling config for the fake_multinode provider (the wheel lacks Ray's example)."""
-    # The provider tags the head it did not launch with this type name: under any other name the
-    # autoscaler finds no node of the head's type, launches one (a whole Ray node) and terminates
-    # it as over that type's max_workers of 0, every few seconds for as long as the cluster runs.
+    # The provider tags the head it did not launch with this type name; under any other name the
+    # autoscaler keeps launching a head-type node and terminating it again.
     node_types = {HEAD_TYPE: {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0}, **worker_types}
     return {
         "cluster_name": "dlb-tune-fake",
         "max_workers": sum(t["max_workers"] for t in worker_types.values()),
         "upscaling_speed": 10.0,  # launch every node a request needs at once
         "idle_timeout_minutes": idle_timeout_minutes,
-        # launch_multiple: the provider starts as many nodes as the autoscaler asks for at once
-        # (by default it starts one per request, whatever the count, and the autoscaler asks again).
-        # foreground_node_launch: launched in the autoscaler's own update, not a launcher thread:
-        # otherwise an update that runs while the provider is still starting ``ray`` on the nodes
-        # counts them neither as pending nor as up, and asks for one more (3 nodes for 2 trials,
-        # and then no replacement is needed when one is killed)
+        # launch_multiple: start every node asked for at once, not one per request.
+        # foreground_node_launch: launch within the autoscaler's update, so a node still starting
+        # counts as pending and the autoscaler does not ask for one more.
         "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
                      "disable_launch_config_check": True, "launch_multiple": True, "foreground_node_launch": True,
                      "gcs_address": gcs_address},
@@ -87,10 +84,8 @@ class AutoscalingCluster:
                  lost_node_checks: int | None = None):
         self.worker_types = worker_types or {"gpu_worker": GPU_WORKER}
         self.idle_timeout_minutes = idle_timeout_minutes
-        # Ray's GCS marks a node dead after this many failed health checks, one every 3 s (Ray's
-        # default: 5, so 15 s; given a number here, they are 1 s apart). A killed raylet fails
-        # each check at once; a busy one that merely answers late fails a check only after its
-        # 10 s timeout, so 2 still spares a slow node.
+        # Ray's GCS marks a node dead after this many failed health checks (default 5, 3 s apart;
+        # given here, 1 s apart). A busy raylet fails one only after a 10 s timeout: 2 spares it.
         self.lost_node_checks = lost_node_checks
         self._prepare()
 
@@ -116,7 +111,7 @@ class AutoscalingCluster:
 
     def start(self) -> "AutoscalingCluster":
         """The head, tried again on a fresh temp dir and ports if it fails: Ray gives its raylet a
-        fixed 30 s to register, which a machine at load 15 does not always meet."""
+        fixed 30 s to register, which a busy machine can miss."""
         for attempt in range(1, START_ATTEMPTS + 1):
             proc = self._start_head()
             if proc.returncode == 0:
