@@ -16,8 +16,8 @@ import typer
 from dlb_tune import cli_reading
 from dlb_tune.cli_common import (BUDGET_PANEL, CLUSTER_PANEL, OUTPUT_PANEL, RESOURCES_PANEL, SPACE_PANEL, DataDir,
                                  FixedParams, Gpus, MaxEpochs, NumSamples, RecordedTaskModule, Scheduler, Search,
-                                 SpaceFile, Storage, TaskModule, TimeBudget, check_seeds, fail, guard_reading,
-                                 gpus_per_trial_default, name_and_storage, panel, run_guarded)
+                                 SpaceFile, Storage, TaskModule, TimeBudget, check_seeds, fail, gpus_per_trial_default,
+                                 name_and_storage, panel, run_guarded)
 from dlb_tune.cluster import NODE_TIMEOUT_S
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -200,7 +200,7 @@ def plan(
                         cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
                         gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), scheduler=scheduler.value,
                         limit=limit, smoke=smoke)
-    guard_reading(plan_sweep, opts, vary=vary, max_corners=corners, calibration_batches=calibration_batches,
+    run_guarded(plan_sweep, opts, vary=vary, max_corners=corners, calibration_batches=calibration_batches,
                    echo=typer.echo)
 
 

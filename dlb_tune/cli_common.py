@@ -43,9 +43,8 @@ def user_errors():
     """The errors that mean bad input: shown as one line, exit code 2, no traceback."""
     from dlb_tune.distributions import SpaceError
     from dlb_tune.experiment import ExperimentError
-    from dlb_tune.storage import ReportError
     from dlb_tune.options import ResourceError
-    from dlb_tune.storage import StorageError
+    from dlb_tune.storage import ReportError, StorageError
     from dlb_tune.tasks import DataError, TaskModuleError, UnknownTask
 
     return (SpaceError, DataError, UnknownTask, ResourceError, TaskModuleError, StorageError, ExperimentError,
@@ -61,22 +60,12 @@ def run_guarded(fn, *args, **kwargs):
         fail("interrupted; finished trials are kept (see `dlb-tune resume`)", 130)
 
 
-def guard_reading(fn, *args, **kwargs):
-    """``_run_guarded`` plus TensorBoard's errors."""
-    from dlb_tune.board import BoardError
-
-    try:
-        return run_guarded(fn, *args, **kwargs)
-    except BoardError as e:
-        fail(str(e))
-
-
 def load(name: str, storage: Optional[str]):
     """The experiment, read back; a stored one is read from its local copy, and we say where."""
     from dlb_tune.experiment import cached_from, experiment_dir, load_experiment
     from dlb_tune.storage import shown
 
-    exp = guard_reading(load_experiment, name, storage)
+    exp = run_guarded(load_experiment, name, storage)
     if cached_from(exp.path):
         typer.echo(f"read {shown(experiment_dir(exp.name, storage))} from its local copy {exp.path}", err=True)
     return exp

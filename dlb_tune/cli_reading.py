@@ -10,8 +10,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlb_tune.cli_common import (CompareFormat, DataDir, Format, RecordedTaskModule, Storage, check_seeds, fail, guard_reading,
-                                 load, run_guarded)
+from dlb_tune.cli_common import (CompareFormat, DataDir, Format, RecordedTaskModule, Storage, check_seeds, fail, load,
+                                 run_guarded)
+
+
+def guard_board(fn, *args, **kwargs):
+    """``run_guarded`` plus TensorBoard's own errors (it would not start, its files could not be
+    written): one line too."""
+    from dlb_tune.board import BoardError
+
+    try:
+        return run_guarded(fn, *args, **kwargs)
+    except BoardError as e:
+        fail(str(e))
 
 
 TABLE_WIDTH = 100  # columns: `results` wraps its table to fit a terminal this wide
@@ -33,9 +44,9 @@ def results(
     root = run_guarded(resolve_storage, storage)
     run_guarded(check_storage, root)
     # a stored sweep is read where it lies; a local one may also be named by its folder
-    exp_dir = experiment_dir(name, storage) if is_uri(root) else guard_reading(find_experiment, name, storage)
+    exp_dir = experiment_dir(name, storage) if is_uri(root) else run_guarded(find_experiment, name, storage)
     try:
-        df, final = guard_reading(read_results, str(exp_dir))
+        df, final = run_guarded(read_results, str(exp_dir))
     except OSError:  # FileNotFoundError, or a store that cannot say more
         fail(f"no results for '{name}' in {exp_dir} (the sweep has not finished?)")
     if format is Format.parquet:
@@ -47,7 +58,7 @@ def results(
     text = {
         Format.csv: lambda: df.to_csv(index=False),
         Format.json: lambda: df.to_json(orient="records", indent=2),
-        Format.table: lambda: df.to_string(index=False) if all_ else _table(df, guard_reading(read_space, exp_dir)),
+        Format.table: lambda: df.to_string(index=False) if all_ else _table(df, run_guarded(read_space, exp_dir)),
     }[format]()
     if output:
         output.write_text(text)
@@ -106,11 +117,11 @@ def tensorboard(
         typer.echo(f"warning: TensorBoard has no authentication: on --host {host} anyone who can reach this "
                    f"machine reads the experiment (127.0.0.1 and an SSH tunnel keep it private)", err=True)
     exp = load(name, storage)
-    written = guard_reading(board.write_board, exp.path)
+    written = guard_board(board.write_board, exp.path)
     if port and not _port_free(host, port):
         typer.echo(f"port {port} is taken; using a free one", err=True)
         port = 0
-    proc, url = guard_reading(board.start_tensorboard, exp.path, port or None, host)
+    proc, url = guard_board(board.start_tensorboard, exp.path, port or None, host)
     images = sum(len(v) for v in written["images"].values())
     if exp.in_progress:  # trials that start later show up too: TensorBoard rescans the folder
         typer.echo(exp.progress_line())
@@ -162,7 +173,7 @@ def status(
     from dlb_tune.status import watch as watch_sweep
 
     try:
-        guard_reading(watch_sweep, name, storage, every if watch else None, typer.echo, tty=sys.stdout.isatty())
+        run_guarded(watch_sweep, name, storage, every if watch else None, typer.echo, tty=sys.stdout.isatty())
     except KeyboardInterrupt:
         raise typer.Exit(0)
 
@@ -179,7 +190,7 @@ def report(
     from dlb_tune.storage import shown
 
     exp = load(name, storage)
-    path, figures = guard_reading(write_report, exp)
+    path, figures = run_guarded(write_report, exp)
     for line in headline(exp):
         typer.echo(line.replace("**", ""))
     typer.echo(f"wrote {path} with {len(figures)} figure(s):")
@@ -187,7 +198,7 @@ def report(
         typer.echo(f"  {fig.relative_to(exp.path)}")
     if cached_from(exp.path):
         stored = name if is_uri(name) else experiment_dir(name, storage)
-        sent = guard_reading(upload_report, exp, [path, *figures], stored)
+        sent = run_guarded(upload_report, exp, [path, *figures], stored)
         typer.echo(f"uploaded {sent} file(s) (report.md and its figures) to {shown(stored)}")
 
 
@@ -211,7 +222,7 @@ def best(
 
     check_seeds(seeds)
     exp = load(name, storage)
-    text = guard_reading(best_yaml, exp)
+    text = run_guarded(best_yaml, exp)
     if seeds:
         from dlb_tune.reruns import ranking_lines, rerun_seeds, seed_yaml
         from dlb_tune.tasks import load_task_module
@@ -220,7 +231,7 @@ def best(
             run_guarded(load_task_module, task_module)
 
         err = lambda line: typer.echo(line, err=True)  # noqa: E731 - stdout stays valid YAML
-        result = guard_reading(rerun_seeds, exp, seeds, top, data_dir=data_dir, cpus=cpus, echo=err)
+        result = run_guarded(rerun_seeds, exp, seeds, top, data_dir=data_dir, cpus=cpus, echo=err)
         for line in ranking_lines(result):
             err(line)
         text = seed_yaml(exp, result)

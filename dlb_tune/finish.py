@@ -1,7 +1,7 @@
-"""After the sweep: the per-trial table, the one test evaluation, ``final.json``, the summary.
+"""After the sweep: the per-trial table, the one test evaluation, ``final.json``.
 
-The sweep's last step (``sweep.run`` calls ``finish``); what it writes, the reading commands read
-(``summary.summary_lines`` prints the summary again from ``final.json``).
+The sweep's last step (``sweep.run`` calls ``finish``, then writes TensorBoard's extras and prints
+the summary); what it writes, the reading commands read.
 """
 
 from __future__ import annotations
@@ -9,18 +9,16 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from dlb_tune.board import after_sweep
 from dlb_tune.distributed import best_train_checkpoint
 from dlb_tune.experiment import TEST_REPORT_DIR, file_in, write_final, write_results
 from dlb_tune.storage import is_uri, local_folder
 from dlb_tune.objective import ENDED, TrialStatus, pareto_front
 from dlb_tune.show import error_line
 from dlb_tune.storage import located
-from dlb_tune.summary import summary_lines
 from dlb_tune.tasks import Trials
 from dlb_tune.trainable import evaluate_checkpoint
 
@@ -65,12 +63,10 @@ def _error_line(error) -> str | None:
     return None if error is None else error_line(str(error))
 
 
-def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
-           echo: Callable[[str], None], interrupted: bool = False,
-           timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """results.parquet, the one test evaluation, final.json and the summary. ``timings``: the
-    command's start (``command_start``), data loading and Ray start-up, so the summary's wall
-    time is the whole command's, its parts shown beside it."""
+def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str], interrupted: bool = False,
+           timings: dict[str, float] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """results.parquet, the one test evaluation and final.json; returns what final.json holds and
+    the trial table. ``timings``: data loading and Ray start-up, shown beside the trials' time."""
     budget_hit = bool(spec.time_budget_s and wall >= spec.time_budget_s * 0.98)
     df = trial_table(grid, spec, stopped, budget_hit, interrupted)
     write_results(exp_dir, df)
@@ -109,13 +105,7 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
                             "ray_start_s": round(timings.get("ray_start_s", 0.0), 1),
                             "trials_s": round(wall, 1), "test_s": round(test_s, 1)}
     write_final(exp_dir, final)
-    after_sweep(exp_dir, echo)  # TensorBoard: the HParams config and the task's test figures
-    if timings:  # the whole command, imports and the writing above included
-        final["command_s"] = round(time.time() - timings["command_start"], 1)
-        write_final(exp_dir, final)
-    for line in summary_lines(final, df):
-        echo(line)
-    return final
+    return final, df
 
 
 def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:

@@ -26,12 +26,14 @@ from dlb_tune.experiment import (FINAL_FILE, LIVE_FILE, SPACE_SHA256, SWEEP_FILE
                                  claimed, experiment_dir, experiment_log, file_in, read_space, read_sweep_options,
                                  resolve_storage, write_final, write_live, write_space, write_sweep_options)
 from dlb_tune.storage import ReportError, read_json, write_json
+from dlb_tune.board import after_sweep
 from dlb_tune.finish import finish
 from dlb_tune.logs import library_logs
 from dlb_tune.options import ResourceError, SweepOptions
 from dlb_tune.prepare import load_data, prepare_spec
 from dlb_tune.space import SweepSpec, search_as_run
 from dlb_tune.storage import check_storage, ray_storage, shown
+from dlb_tune.summary import summary_lines
 from dlb_tune.tasks import TaskModuleError, UnknownTask, get_task, load_task_module
 
 _IMPORTED = time.time()
@@ -68,11 +70,15 @@ def run(spec: SweepSpec, opts: SweepOptions, echo: Callable[[str], None], restor
             raise SpaceError(f"{restore} holds no Tune experiment state to resume")
         with library_logs(experiment_log(exp_dir)), live_sweep(exp_dir, opts, concurrency, echo):
             fitted = fit(sweep_tuner(spec, opts, data, concurrency, per_trial, echo, restore=restore))
-            final = finish(fitted.grid, spec, opts, data, exp_dir, fitted.wall_s, fitted.stopped, echo,
-                           interrupted=fitted.interrupted, timings=timings)
+            final, table = finish(fitted.grid, spec, opts, data, exp_dir, fitted.wall_s, fitted.stopped,
+                                  interrupted=fitted.interrupted, timings=timings)
             if fitted.optuna_states:  # what Optuna was told about each trial: COMPLETE, PRUNED or FAIL
                 final["optuna_states"] = fitted.optuna_states
-                write_final(exp_dir, final)
+            after_sweep(exp_dir, echo)  # TensorBoard: the HParams config and the task's test figures
+            final["command_s"] = round(time.time() - timings["command_start"], 1)  # the whole command's
+            write_final(exp_dir, final)
+            for line in summary_lines(final, table):
+                echo(line)
             if fitted.no_nodes:
                 raise ResourceError(f"{fitted.no_nodes}; `dlb-tune resume {opts.name}` continues once nodes can join")
         if restore is None:

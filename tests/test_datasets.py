@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from dlb_tune.cli import app
 from dlb_tune.datasets import DOWNLOADS, default_data_dir
 from dlb_tune.fetch import catalog
+from dlb_tune.contract import Setup, check_one_epoch
 from dlb_tune.options import SweepOptions
-from dlb_tune.sweep import run_sweep
 from dlb_tune.tasks import DataError, all_tasks
 from dlb_tune.testing import data_mirror
 
@@ -86,15 +86,14 @@ def test_fetch_all_installs_only_what_the_loaders_read(mirror, fetched):
 
 
 @pytest.mark.slow
-def test_every_task_sweeps_on_what_fetch_all_installed(fetched, tmp_path, ray_local, monkeypatch):
+def test_every_task_trains_on_what_fetch_all_installed(fetched, tmp_path, monkeypatch):
+    """Each loader reads the fetched layout, and its task trains an epoch and evaluates on it (the
+    checks of `check-task`); a sweep over loaded data is the golden path's (tests/test_golden_path.py)."""
     monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))  # decode the trimmed images afresh
     result, dest = fetched
     assert result.exit_code == 0, result.output
     for task in BUILT_IN:
-        opts = SweepOptions(task=task, data_dir=str(dest), smoke=True, num_samples=1, max_epochs=1, limit=128,
-                            storage=str(tmp_path / "runs"), name=task, search="random", cpus_per_trial=2)
-        final = run_sweep(opts, echo=lambda line: None)
-        assert final["test"] and not final.get("errors") and "test_error" not in final, (task, final)
+        check_one_epoch(Setup.load(task, dest))
 
 
 # --- failures: one line, nothing half-written ------------------------------------------------------
