@@ -16,7 +16,7 @@ from typing import Callable
 
 from dlb_tune.asha import SweepState, time_left
 from dlb_tune.experiment import Experiment, find_experiment, load_experiment, read_live, sweep_alive
-from dlb_tune.storage import ReportError
+from dlb_tune.storage import DamagedFile, ReportError
 from dlb_tune.objective import TrialStatus
 from dlb_tune.show import clock, fit, short_config
 
@@ -109,6 +109,8 @@ def watch(name: str, storage: str | None, every_s: float | None, echo: Callable[
         alive = sweep_alive(read_live(path))
         try:
             exp = load_experiment(path)
+        except DamagedFile:  # written whole or not at all: waiting would not mend it
+            raise
         except ReportError:
             if not every_s or alive is False:
                 raise

@@ -18,6 +18,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -265,6 +266,20 @@ def test_a_damaged_experiment_file_is_one_line_naming_it(damaged, readers, finis
     assert "finished" in rows["good"]
     if damaged != SWEEP_FILE:  # ls reads space.yaml, final.json and results.parquet only
         assert f"damaged {damaged}" in rows["bad"], listing.output
+
+
+def test_watching_a_damaged_experiment_stops_at_once_while_its_sweep_runs(finished, tmp_path, no_ray):
+    """A live sweep (this process, by live.json) with a damaged file: one line, not "waiting"."""
+    storage = copy_of(finished, tmp_path, "live")
+    edit_json(storage / "live" / "live.json", pid=os.getpid(), ended=None)
+    (storage / "live" / "results.parquet").write_bytes(b"PAR1 cut short")
+    try:  # its own process, so a watch that waits for ever fails at the ceiling instead of hanging
+        done = subprocess.run([sys.executable, "-m", "dlb_tune.cli", "status", "live", "--watch", "--every", "1",
+                               "--storage", str(storage)], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"status --watch waited on a damaged experiment: {e.stdout}")
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "results.parquet: not valid Parquet" in lines[0], done
 
 
 def test_a_damaged_checkpoint_is_one_line(finished, tmp_path):
