@@ -20,7 +20,6 @@ Files written here end in ``.dlb-tune`` and are replaced on every call, so re-ru
 from __future__ import annotations
 
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -29,10 +28,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlb_tune.experiment import REPORT_DIR, TEST_REPORT_DIR, load_experiment
-from dlb_tune.storage import is_uri, write_bytes
+from dlb_tune.storage import is_uri
 
-# TensorBoard's protobufs and PIL are imported inside the functions that write events, to keep
-# start-up fast.
+# TensorBoard's protobufs, torch's event writer and PIL are imported inside the functions that
+# write events, to keep start-up fast.
 
 SUFFIX = ".dlb-tune"  # marks our event files, so a rewrite replaces them
 IMAGE_RUNS = (TEST_REPORT_DIR, REPORT_DIR)  # sub-folders whose PNGs become TensorBoard images
@@ -145,46 +144,17 @@ def _image_summary(png: Path):
     return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=png.stem, image=image)])
 
 
-def _write_events(folder: Path, wall_time: float, summaries: list) -> Path:
-    """One event file, its first event (the run's start time for TensorBoard) at ``wall_time``."""
-    from tensorboard.compat.proto import event_pb2
+def _write_events(folder: Path, wall_time: float, summaries: list) -> None:
+    """One event file of ``summaries`` at ``wall_time``, through TensorBoard's writer as torch
+    ships it (the file name ends in ``SUFFIX``, so a rewrite finds and replaces it)."""
+    from torch.utils.tensorboard.writer import FileWriter
 
-    path = folder / f"events.out.tfevents.{int(wall_time)}{SUFFIX}"
-    events = [event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2")]
-    events += [event_pb2.Event(wall_time=wall_time, step=0, summary=summary) for summary in summaries]
-    write_bytes(path, b"".join(tf_record(e.SerializeToString()) for e in events))  # TensorBoard may be reading
-    return path
-
-
-def tf_record(data: bytes) -> bytes:
-    """One record of a TFRecord file (the event file's framing): length, its checksum, data, its checksum.
-
-    Written here because TensorBoard's own writer lives in a private module
-    (``tensorboard.summary.writer.record_writer``); the format itself is TensorFlow's, and stable.
-    """
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1  # Castagnoli polynomial, reflected
-        table.append(c)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
-def _masked_crc(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF  # TFRecord's mask
+    writer = FileWriter(str(folder), filename_suffix=SUFFIX)
+    try:
+        for summary in summaries:
+            writer.add_summary(summary, global_step=0, walltime=wall_time)
+    finally:
+        writer.close()
 
 
 # --- launching ---------------------------------------------------------------------------------

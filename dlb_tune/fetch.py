@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -232,41 +231,43 @@ def _merge(src: Path, dest: Path) -> None:
 
 
 class Progress:
-    """A bar redrawn in place on a terminal; elsewhere (logs, CI) a plain line per quarter."""
+    """A download's progress: on a terminal rich's bar redrawn in place (on stderr); elsewhere
+    (logs, CI) a plain line per quarter. Either way a last line with the size and speed."""
 
     def __init__(self, name: str, total: int | None, start: int, echo, tty: bool) -> None:
-        self.name, self.total, self.done_bytes, self.echo, self.tty = name, total, start, echo, tty
-        self.t0, self.new, self.quarter, self.drawn = time.monotonic(), 0, -1, 0.0
+        self.name, self.total, self.done_bytes, self.echo = name, total, start, echo
+        self.t0, self.new, self.quarter, self.bar = time.monotonic(), 0, -1, None
         if start:
             echo(f"{name}: resuming at {mb(start)}")
+        if tty:
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self.bar = Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                           TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task(name, total=total, completed=start)
+            self.bar.start()
 
     def update(self, n: int) -> None:
         self.done_bytes += n
         self.new += n
-        now = time.monotonic()
-        if self.tty and now - self.drawn > 0.2:
-            self.drawn = now
-            sys.stderr.write(f"\r{self.line()}\033[K")
-            sys.stderr.flush()
-        elif not self.tty and self.total:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done_bytes)
+        elif self.total:
             q = 4 * self.done_bytes // self.total
-            if q > self.quarter and q < 4:
+            if self.quarter < q < 4:
                 self.quarter = q
                 self.echo(self.line())
 
     def line(self) -> str:
         speed = self.new / max(time.monotonic() - self.t0, 1e-6)
         pct = f"{100 * self.done_bytes / self.total:3.0f}% " if self.total else ""
-        width = 24
-        bar = ""
-        if self.total and self.tty:
-            filled = width * self.done_bytes // self.total
-            bar = "[" + "#" * filled + "." * (width - filled) + "] "
-        return f"{self.name}: {bar}{pct}{mb(self.done_bytes)} of {mb(self.total)} at {speed / 1e6:.1f} MB/s"
+        return f"{self.name}: {pct}{mb(self.done_bytes)} of {mb(self.total)} at {speed / 1e6:.1f} MB/s"
 
     def done(self) -> None:
-        if self.tty:
-            sys.stderr.write("\r\033[K")
+        if self.bar is not None:
+            self.bar.stop()  # transient: the bar goes, the summary line stays
         self.echo(self.line())
 
 

@@ -112,10 +112,20 @@ def storage(tmp_path) -> Path:
     return tmp_path / "runs"
 
 
+def _debian_program(program: str, package: str) -> str:
+    """A program installed beforehand from Debian (.ci/run does it), never at test time."""
+    path = shutil.which(program)
+    if not path:
+        pytest.skip(f"{program} is not installed (apt-get install {package}; .ci/run does this)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def chromium():
-    """Debian's chromium, installed beforehand (.ci/run does it), never at test time."""
-    path = shutil.which("chromium")
-    if not path:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does this)")
-    return path
+    return _debian_program("chromium", "chromium")
+
+
+@pytest.fixture(scope="session")
+def chromedriver():
+    """Selenium's driver for chromium, of the same version as Debian's chromium."""
+    return _debian_program("chromedriver", "chromium-driver")

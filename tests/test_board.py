@@ -17,7 +17,7 @@ from urllib.parse import quote
 import board_client
 import pandas as pd
 import pytest
-from browser import CHROMIUM_FLAGS, DevTools, rendered_text
+from browser import browser, rendered_text
 from finished_sweep import NAME, finished_sweep
 from PIL import Image
 from typer.testing import CliRunner
@@ -182,24 +182,19 @@ def test_write_board_replaces_its_own_files(sweep):
 
 # --- a real browser ------------------------------------------------------------------------------
 
-def test_hparams_page_in_headless_chromium(chromium, tb, tmp_path):  # no browser: no sweep either
-    pytest.importorskip("aiohttp")
+def test_hparams_page_in_headless_chromium(chromium, chromedriver, tb, tmp_path):  # no browser: no sweep
     url, exp = tb
     trial_ids = pd.read_parquet(exp / "results.parquet")["trial_id"].tolist()
+    want = [f"trial_{t}" for t in trial_ids] + ["best_val_acc"]
     shot = tmp_path / "hparams.png"
-    proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                           f"--screenshot={shot}", "--window-size=1400,900", "--virtual-time-budget=15000",
-                           url + "#hparams"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    with browser(chromium, chromedriver, tmp_path / "profile") as driver:
+        text = rendered_text(driver, url + "#hparams", want)
+        driver.save_screenshot(str(shot))
+    missing = [w for w in want if w not in text]
+    assert not missing, f"not rendered on the HParams page: {missing}"
     with Image.open(shot) as im:
-        assert im.size == (1400, 900)
-        header = im.convert("RGB").crop((0, 0, 1400, 50))
+        width, height = im.size
+        header = im.convert("RGB").crop((0, 0, width, 50))
         orange = sum(1 for r, g, b in header.getdata() if r > 200 and 90 < g < 160 and b < 60)
-        assert orange > 0.5 * 1400 * 50, "TensorBoard's header bar is missing: the page did not load"
+        assert orange > 0.5 * width * 50, "TensorBoard's header bar is missing: the page did not load"
     print(f"screenshot: {shot}")
-    # The same page again, driven over the DevTools protocol: the HParams table lists every trial.
-    with DevTools(chromium, tmp_path) as port:
-        want = [f"trial_{t}" for t in trial_ids] + ["best_val_acc"]
-        text = rendered_text(port, url + "#hparams", want)
-        missing = [w for w in want if w not in text]
-        assert not missing, f"not rendered on the HParams page: {missing}"

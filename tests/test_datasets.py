@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from dlb_tune.cli import app
 from dlb_tune.datasets import DOWNLOADS, default_data_dir
-from dlb_tune.fetch import catalog
+from dlb_tune.fetch import Progress, catalog
 from dlb_tune.contract import Setup, check_one_epoch
 from dlb_tune.options import SweepOptions
 from dlb_tune.tasks import DataError, all_tasks
@@ -184,3 +184,24 @@ def test_emotion_reads_a_fetched_full_glove_file_before_the_subset(tmp_path):
     assert glove_file(tmp_path, "") == tmp_path / "glove/glove.twitter.27B.100d.txt"
     glove = catalog()["glove"]
     assert glove.status(tmp_path, 200) == "missing" and glove.status(tmp_path) == "present"
+
+
+def test_download_progress_in_a_log_is_a_line_a_quarter():
+    lines: list[str] = []
+    progress = Progress("train.gz", 4_000_000, 0, lines.append, tty=False)
+    for _ in range(40):
+        progress.update(100_000)
+    progress.done()
+    assert [line.split()[1] for line in lines] == ["2%", "25%", "50%", "75%", "100%"]  # from the first chunk on
+    assert lines[-1].startswith("train.gz: 100% 4.0 MB of 4.0 MB at ")
+
+
+def test_download_progress_on_a_terminal_leaves_one_line(capsys):
+    lines: list[str] = []
+    progress = Progress("train.gz", 4_000_000, 1_000_000, lines.append, tty=True)
+    for _ in range(30):
+        progress.update(100_000)
+    progress.done()
+    # the bar redraws on stderr and goes when done; the log keeps where it resumed and how it ended
+    assert lines[0] == "train.gz: resuming at 1.0 MB" and lines[1].startswith("train.gz: 100% 4.0 MB of 4.0 MB")
+    assert len(lines) == 2 and capsys.readouterr().out == ""
