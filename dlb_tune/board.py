@@ -40,7 +40,7 @@ RAY_PREFIX = "ray/tune/"  # Ray's scalar tag prefix
 BOOKKEEPING = {
     "timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "done",
     "time_since_restore", "iterations_since_restore", "should_checkpoint", "best_epoch",
-    "wall_s", "epochs",
+    "wall_s", "epochs", "ended_at",
 }
 
 

@@ -433,6 +433,8 @@ def _read_history(exp: Experiment) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["trial_id", "status", "epoch", "t_s", exp.metric])
     hist = pd.concat(frames, ignore_index=True)
-    start = (hist["timestamp"] - hist["time_this_iter_s"]).min()
-    hist["t_s"] = hist["timestamp"] - start  # seconds since the sweep's first trial started
+    # the trials' own clocks (ended_at); sweeps written before trials reported it have Ray's whole seconds
+    end = hist["ended_at"].fillna(hist["timestamp"]) if "ended_at" in hist else hist["timestamp"]
+    start = (end - hist["time_this_iter_s"]).min()
+    hist["t_s"] = end - start  # seconds since the sweep's first trial started
     return hist.sort_values(["t_s", "trial_id", "epoch"], ignore_index=True)

@@ -17,7 +17,7 @@ from dlb_tune.figures import (param_importance, plot_best_so_far, plot_importanc
 from dlb_tune.storage import write_text
 from dlb_tune.objective import TrialStatus
 from dlb_tune.report_numbers import summary_row
-from dlb_tune.show import fmt
+from dlb_tune.show import fmt, seconds
 
 # --- report.md ---------------------------------------------------------------------------------
 
@@ -80,7 +80,7 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
         f"{row['cut_by_budget']} cut by the time budget, {row['incomplete']} incomplete, {row['errored']} errored); "
         f"{row['trial_epochs']} trial-epochs",
         f"- wall time: {fmt(row['wall_s'])} s; the winner's validation level ({fmt(row['best_val'])}) was "
-        f"first reached after " + ("-" if row["time_to_best_val_s"] is None else f"{row['time_to_best_val_s']:.0f} s"),
+        f"first reached after " + ("-" if row["time_to_best_val_s"] is None else seconds(row["time_to_best_val_s"])),
         "",
     ]
     best = final.get("best")

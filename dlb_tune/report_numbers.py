@@ -2,7 +2,7 @@
 first reached, the best value over time, and one row per sweep for ``compare``.
 
 Wall-clock times are seconds since the sweep started: the earliest trial start, i.e. the first
-result's ``timestamp`` less its ``time_this_iter_s``. "Time to the winner's validation level" is
+result's ``ended_at`` (the trial's own clock at the epoch's end) less its ``time_this_iter_s``. "Time to the winner's validation level" is
 the first such second at which any trial's validation value of the sweep metric was as good as
 the winner's best validation value. It is a validation figure: the space file's ``target`` is
 judged on the test split, once, and is never set against validation values here.

@@ -35,6 +35,13 @@ def clock(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def seconds(s: float) -> str:
+    """0.44 s, 3.2 s, 45 s, then ``clock``'s 3m05s: a smoke sweep's epochs take under a second."""
+    if s < 10:
+        return f"{s:.2g} s"
+    return f"{s:.0f} s" if s < 60 else clock(s)
+
+
 def fmt(v: Any) -> str:
     """A value in a table or a line: 4 significant digits for a float, ``-`` for none."""
     if isinstance(v, float):

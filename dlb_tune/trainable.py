@@ -129,7 +129,9 @@ def epoch_loop(
         improved = goal.better(value, best)
         if improved:
             best = value
-        metrics.update({"epoch": epoch + 1, "epoch_s": time.perf_counter() - t0, f"best_{metric}": best})
+        # ended_at: this process's clock at the epoch's end, to the sub-second (Ray's timestamp is whole seconds)
+        metrics.update({"epoch": epoch + 1, "epoch_s": time.perf_counter() - t0, f"best_{metric}": best,
+                        "ended_at": time.time()})
         if not is_reporter:
             report(metrics, None)
             continue

@@ -25,6 +25,7 @@ from dlb_tune.figures import (MAX_PARALLEL_AXES, MIN_IMPORTANCE_TRIALS, asha_run
                               param_importance, plot_best_so_far, plot_importance, plot_metric_vs_epoch, plot_parallel,
                               too_few_trials)
 from dlb_tune.report_numbers import time_to_best_val
+from dlb_tune.show import seconds
 from dlb_tune.space import default_space_file, load_space
 
 
@@ -105,13 +106,23 @@ def test_target_is_inside_the_axis_when_listed(exp, plot):
     assert lo < 0.01 < hi
 
 
+def test_epochs_are_placed_by_the_trials_own_clocks(exp):
+    """Epochs shorter than a second: Ray's whole-second timestamps would put several at one time."""
+    hist = exp.history()
+    assert hist["epoch_s"].median() < 1
+    for trial_id, t in hist.groupby("trial_id"):
+        times = t.sort_values("epoch")["t_s"]
+        assert times.is_monotonic_increasing and times.is_unique, (trial_id, times.tolist())
+    assert not hist["t_s"].map(float.is_integer).all()
+
+
 def test_best_so_far_marks_when_the_winners_validation_level_was_reached(exp):
     ax = plot_best_so_far(exp).axes[0]
     hit = time_to_best_val(exp)
     hist = exp.history()
     assert hit == pytest.approx(hist.loc[hist["val_acc"] == hist["val_acc"].max(), "t_s"].min())
     [label] = [k for k in _legend(ax) if k.startswith("winner's validation level")]
-    assert f"{hit:.0f}s" in label and not [k for k in _legend(ax) if "target" in k and "reached" in k]
+    assert f"at {seconds(hit)}" in label and not [k for k in _legend(ax) if "target" in k and "reached" in k]
 
 
 def test_too_few_trials_for_importance_draw_no_figure_and_say_why(exp):
@@ -189,3 +200,7 @@ def test_parallel_coordinates_keep_the_most_important_axes_and_readable_labels(e
         assert not a.overlaps(b), (a, b)
     width, height = fig.get_size_inches() * fig.dpi
     assert all(b.x0 >= 0 and b.y0 >= 0 and b.x1 <= width and b.y1 <= height for b in boxes)  # inside the figure
+    # each axis's value labels are drawn over the trials' lines, on an opaque patch
+    ticks = [t for t in ax.texts if t.get_gid() == "axis tick"]
+    assert ticks and max(ln.get_zorder() for ln in ax.lines) < min(t.get_zorder() for t in ticks)
+    assert all(t.get_bbox_patch() is not None and t.get_bbox_patch().get_alpha() >= 0.8 for t in ticks)

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
+from PIL import Image
 import torch
 import torch.nn.functional as F
 
@@ -170,7 +171,6 @@ def test_loader_on_real_test_copy(faces, data_dir):
     assert [len(faces[s]["x"]) for s in ("train", "val", "test")] == [4560, 780, 660]
     assert faces["train"]["x"].dtype == torch.uint8 and faces["train"]["x"].shape[1:] == (3, 64, 64)
     assert [int(faces[s]["has_attrs"].sum()) for s in ("train", "val", "test")] == [548, 0, 0]
-    from PIL import Image
 
     first = data_dir / "celeba" / "img_align_celeba" / "000002.jpg"  # first train line, 64x64
     pil = torch.tensor(list(Image.open(first).convert("RGB").getdata()), dtype=torch.uint8)
@@ -306,7 +306,18 @@ def test_test_report_figures_and_attribute_nmi(small, tmp_path):
     report = task.test_report(tmp_path)
     assert set(report["figures"]) == {"reconstructions", "traverse_cont", "traverse_disc0", "traverse_disc1"}
     assert all((tmp_path / f).stat().st_size > 0 for f in report["figures"].values())
-    grids, _ = task.figures("test")
+    grids, info = task.figures("test")
+    # every PNG is its grid with a title and a label on every row (and column, where they differ)
+    for name, grid in grids.items():
+        title, rows, cols = task._grid_labels(name, info, report["attribute_nmi"])
+        n_rows, n_cols = ((size - 2) // 66 for size in grid.shape[1:])
+        assert title and len(rows) == n_rows and len(cols) == (0 if name == "reconstructions" else n_cols), name
+        with Image.open(tmp_path / report["figures"][name]) as im:
+            assert im.width > grid.shape[2] and im.height > grid.shape[1], name  # room for the labels
+    # a discrete latent's figure names the attribute it tells most about, unless it tells nothing
+    title = task._grid_labels("traverse_disc1", info, {"top": {"disc1": [("Smiling", 0.12)]}})[0]
+    assert title.endswith("most informative about Smiling (NMI 0.120)")
+    assert "informative" not in task._grid_labels("traverse_disc1", info, {"top": {"disc1": [("Smiling", 0.0)]}})[0]
     assert grids["reconstructions"].shape == (3, 2 + 4 * 66, 2 + 8 * 66)  # 16 images, each row + its recon
     assert grids["traverse_cont"].shape == (3, 2 + cfg.cont_dim * 66, 2 + 9 * 66)  # dims x 9 steps
     assert grids["traverse_disc0"].shape == (3, 2 + 8 * 66, 2 + 4 * 66)  # 8 faces x 4 categories

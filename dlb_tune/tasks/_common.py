@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -207,3 +208,37 @@ def lr_factor(lr_schedule: str, t: float) -> float:
 def confusion_matrix(pred: torch.Tensor, true: torch.Tensor, n: int) -> torch.Tensor:
     """[n, n] counts, rows = true class, columns = predicted class."""
     return torch.bincount(true.cpu() * n + pred.cpu(), minlength=n * n).reshape(n, n)
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def save_labelled_grid(grid: torch.Tensor, path: Path, title: str, row_labels: list[str], col_labels: list[str],
+                       cell: int, padding: int = 2) -> Path:
+    """A ``torchvision.utils.make_grid`` image [3, H, W] in [0, 1] as a PNG with a title and a
+    label on every row and column, so the figure says what it shows without its caption."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = grid.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+    height, width = img.shape[:2]
+    label_w = 0.12 * max((len(s) for s in row_labels), default=0)  # inches for the longest row label
+    fig_w = width / 80 + label_w + 0.4
+    title = textwrap.fill(title, width=max(24, int(fig_w * 13)))  # 9 pt characters per inch, about
+    fig, ax = plt.subplots(figsize=(fig_w, height / 80 + 0.75 + 0.18 * title.count("\n")), dpi=100)
+    ax.imshow(img, interpolation="nearest")
+    n_rows, n_cols = ((size - padding) // (cell + padding) for size in (height, width))
+    row_labels, col_labels = row_labels[:n_rows], col_labels[:n_cols]  # a short split fills fewer rows
+    centre = [padding + i * (cell + padding) + cell / 2 for i in range(max(n_rows, n_cols))]
+    ax.set_yticks(centre[:len(row_labels)], row_labels, fontsize=8)
+    ax.set_xticks(centre[:len(col_labels)], col_labels, fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlb_tune.tasks._celeba import CELEBA_DATA, SPLITS, load_celeba
+from dlb_tune.tasks._celeba import CELEBA_DATA, IMAGE_SIZE, SPLITS, load_celeba
+from dlb_tune.tasks._common import save_labelled_grid
 from dlb_tune.tasks.base import ConfigError, Task, TrialContext, TrialError, check_finite, register
 
 
@@ -346,7 +347,8 @@ class VAE(Task):
             imgs = traverse_disc(self.net, modes[:n], start, k)
             grids[f"traverse_disc{i}"] = make_grid(imgs.cpu(), nrow=k, padding=2)
             start += k
-        info = {"split": split, "traverse_cont_dims": order, "traverse_range": list(TRAVERSE_RANGE),
+        info = {"split": split, "faces": n, "traverse_cont_dims": order, "traverse_range": list(TRAVERSE_RANGE),
+                "traverse_steps": steps,
                 "cont_kl_per_dim": [round(v, 4) for v in kl.tolist()]}
         return grids, info
 
@@ -385,17 +387,33 @@ class VAE(Task):
         return {"images": int(attrs_all.shape[0]), "splits": counts, "table": table, "top": top}
 
     def test_report(self, out_dir: Path) -> dict[str, Any]:
-        from torchvision.utils import save_image
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         grids, info = self.figures("test")
+        nmi = self.attribute_nmi()
         files = {}
         for name, grid in grids.items():
-            save_image(grid, out_dir / f"{name}.png")
+            title, rows, cols = self._grid_labels(name, info, nmi)
+            save_labelled_grid(grid, out_dir / f"{name}.png", title, rows, cols, cell=IMAGE_SIZE)
             files[name] = f"{name}.png"
         report: dict[str, Any] = {"figures": files, "figure_info": info}
-        nmi = self.attribute_nmi()
         if nmi:
             report["attribute_nmi"] = nmi
         return report
+
+    def _grid_labels(self, name: str, info: dict[str, Any], nmi: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+        """Title, row labels and column labels of one of ``figures``' grids, as ``test_report`` writes it."""
+        split = info["split"]
+        if name == "reconstructions":
+            return f"{split} faces and their reconstructions", ["input", "reconstruction"] * 2, []
+        if name == "traverse_cont":
+            kl = info["cont_kl_per_dim"]
+            rows = [f"z{d} ({kl[d]:.2f} nats)" for d in info["traverse_cont_dims"]]
+            cols = [f"{v:+.1f}" for v in torch.linspace(*TRAVERSE_RANGE, info["traverse_steps"]).tolist()]
+            return (f"each continuous latent (rows, most KL first) swept from one {split} face's mode"), rows, cols
+        i = int(name.removeprefix("traverse_disc"))
+        top = (nmi.get("top") or {}).get(f"disc{i}") or []
+        about = f"; most informative about {top[0][0]} (NMI {top[0][1]:.3f})" if top and top[0][1] > 0 else ""
+        rows = [f"face {r + 1}" for r in range(info["faces"])]
+        return (f"discrete latent {i}: each category (columns) for {split} faces (rows){about}", rows,
+                [f"c={j}" for j in range(self.disc_dims[i])])
