@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from browser import DevTools, rendered_text
+from browser import browser, rendered_text
 from dlb_tune.asha import SweepState
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE, read_live
@@ -109,12 +109,13 @@ def board_runs(url: str, want: str) -> list[str]:
 
 def time_series_page(url: str, trial: str, root: Path) -> str | None:
     """The text of TensorBoard's Time Series page in headless chromium, once it lists ``trial``
-    (None without chromium: the browser test then skips, or fails in CI, through its fixture)."""
-    chromium = shutil.which("chromium")
-    if not chromium:
+    (None without chromium and chromedriver: the browser test then skips, or fails in CI, through
+    its fixtures)."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
         return None
-    with DevTools(chromium, root) as port:
-        return rendered_text(port, url + "#timeseries", [f"trial_{trial}"], timeout_s=300)
+    with browser(chromium, chromedriver, root / "profile") as driver:
+        return rendered_text(driver, url + "#timeseries", [f"trial_{trial}"], timeout_s=300)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,7 @@ def test_tensorboard_on_a_running_sweep_says_so_and_shows_later_trials(live):
     assert any(f"trial_{live['second']}" in run for run in runs), runs  # started after TensorBoard
 
 
-def test_tensorboard_page_in_a_browser_lists_a_trial_that_started_after_it(live, chromium):
+def test_tensorboard_page_in_a_browser_lists_a_trial_that_started_after_it(live, chromium, chromedriver):
     page = live["page"]
     assert page is not None
     assert f"trial_{live['first']}" in page and f"trial_{live['second']}" in page, page[-2000:]
