@@ -183,6 +183,8 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
 
 
 def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: Callable[[str], None] = print):
+    if spec.compare_by:
+        return cell_searcher(spec, opts, concurrency, echo)
     if opts.search == "random" or not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -194,12 +196,42 @@ def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: C
     from dlb_tune.search import TruthfulOptunaSearch, journal_storage, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    goals = spec.goals()
-    metric, mode = (spec.metric, spec.mode) if len(goals) == 1 else ([g.metric for g in goals], [g.mode for g in goals])
+    metric, mode = _goal_args(spec)
     return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=spec.initial,
                                 sampler=make_sampler(spec.search, opts.seed, concurrency),
                                 storage=journal_storage(file_in(experiment_dir(opts.name, opts.storage), JOURNAL_FILE), echo),
                                 study_name=opts.name)
+
+
+def _goal_args(spec: SweepSpec) -> tuple[Any, Any]:
+    """``metric`` and ``mode`` as Ray's OptunaSearch takes them: lists for several objectives."""
+    goals = spec.goals()
+    return (spec.metric, spec.mode) if len(goals) == 1 else ([g.metric for g in goals], [g.mode for g in goals])
+
+
+def cell_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: Callable[[str], None]):
+    """``compare_by``: an equal share of the trials and a sampler (and study) of its own for each
+    value of the parameter. ``--search random`` samples each value's other parameters at random."""
+    import optuna
+
+    from dlb_tune.cells import CellSearch, cell_study_name
+    from dlb_tune.search import TruthfulOptunaSearch, journal_storage, make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    metric, mode = _goal_args(spec)
+    values = spec.params[spec.compare_by].values
+    storage = journal_storage(file_in(experiment_dir(opts.name, opts.storage), JOURNAL_FILE), echo)
+    settings = {"sampler": "random"} if opts.search == "random" else spec.search
+    # the share of the concurrency one value's sampler sees at once (its constant liar, if TPE)
+    share = max(1, -(-concurrency // len(values)))
+
+    def one(value: Any, points: list[dict]) -> TruthfulOptunaSearch:
+        seed = opts.seed + values.index(value)  # a sampler of its own, reproducible from the sweep's seed
+        return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=points,
+                                    sampler=make_sampler(settings, seed, share), storage=storage,
+                                    study_name=cell_study_name(opts.name, spec.compare_by, value))
+
+    return CellSearch(spec.compare_by, values, one, points_to_evaluate=spec.initial, metric=metric, mode=mode)
 
 
 class RecordingASHA(ASHAScheduler):

@@ -189,6 +189,7 @@ def claimed(exp_dir: str, name: str, resuming: bool = False) -> Iterator[None]:
     already swept (it would add its trials to the old study)."""
     from filelock import FileLock, Timeout
 
+    created = not is_uri(exp_dir) and not Path(exp_dir).exists()
     lock = FileLock(_lock_path(exp_dir), timeout=0)
     try:
         lock.acquire()
@@ -202,6 +203,9 @@ def claimed(exp_dir: str, name: str, resuming: bool = False) -> Iterator[None]:
         yield
     finally:
         lock.release()
+        if created and [p.name for p in Path(exp_dir).iterdir()] == [LOCK_FILE]:  # refused before it wrote
+            Path(lock.lock_file).unlink(missing_ok=True)
+            Path(exp_dir).rmdir()
 
 
 def _lock_path(exp_dir: str) -> Path:

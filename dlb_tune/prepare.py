@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dlb_tune.distributions import SpaceError
 from dlb_tune.options import ResourceError, SweepOptions
-from dlb_tune.space import SweepSpec, default_space_file, enqueued_point, load_space
+from dlb_tune.space import SweepSpec, check_compare_by, default_space_file, enqueued_point, load_space
 from dlb_tune.tasks import get_task, load_task_module
 
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
@@ -33,8 +33,8 @@ def prepare_spec(opts: SweepOptions) -> SweepSpec:
     spec = load_space(path, overrides, opts.objective)
     if spec.task != opts.task:
         raise SpaceError(f"{path} is a space for task '{spec.task}', not '{opts.task}'")
-    if opts.smoke:
-        spec.max_epochs, spec.num_samples = min(spec.max_epochs, 2), min(spec.num_samples, 2)
+    if opts.smoke:  # two trials, or one per compared value
+        spec.max_epochs, spec.num_samples = min(spec.max_epochs, 2), min(spec.num_samples, max(2, compared(spec)))
         spec.grace_period = 1
     if opts.max_epochs is not None:
         spec.max_epochs = opts.max_epochs
@@ -49,7 +49,14 @@ def prepare_spec(opts: SweepOptions) -> SweepSpec:
         raise SpaceError(f"unknown search '{opts.search}' (optuna, random)")
     if opts.scheduler not in ("asha", "fifo"):
         raise SpaceError(f"unknown scheduler '{opts.scheduler}' (asha, fifo)")
+    check_compare_by(spec, "the sweep")
     return spec
+
+
+def compared(spec: SweepSpec) -> int:
+    """How many values ``compare_by`` compares (0 without it)."""
+    dist = spec.params.get(spec.compare_by) if spec.compare_by else None
+    return len(getattr(dist, "values", ()))
 
 
 def load_data(spec: SweepSpec, opts: SweepOptions):

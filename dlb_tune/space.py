@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from dlb_tune.distributions import Constant, Distribution, SpaceError, distribution_or_constant, is_number
+from dlb_tune.distributions import Choice, Constant, Distribution, SpaceError, distribution_or_constant, is_number
 from dlb_tune.objective import MODES, Objective
 from dlb_tune.tasks import Task, UnknownTask, get_task, space_file_beside
 from dlb_tune.tasks.base import ConfigError, config_fields
@@ -67,6 +67,7 @@ TOP_LEVEL = {
     "params": "hyperparameters",
     "initial": "configs to run first [{param: value, ...}], e.g. the course's own",
     "search": "Optuna sampler settings {sampler: tpe|random, multivariate, group, constant_liar, n_startup_trials}",
+    "compare_by": "a categorical parameter whose values get equal shares of the trials, each its own sampler",
 }
 # The ``search:`` section: key -> (type, what it means). Defaults are Optuna's, except that the
 # constant liar follows the concurrency (``search_as_run``).
@@ -102,6 +103,7 @@ class SweepSpec:
     objective: str | None = None
     search: dict[str, Any] = field(default_factory=dict)  # Optuna sampler settings (SEARCH_KEYS)
     initial: list[dict[str, Any]] = field(default_factory=list)  # searched field -> value, run first
+    compare_by: str | None = None  # a searched choice: equal shares of the trials per value (dlb_tune/cells.py)
     description: str = ""
     source: str = ""
 
@@ -211,6 +213,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         objectives=raw.get("objectives") or {},
         objective=objective if objective is not None else raw.get("objective"),
         search=_parse_search(raw.get("search"), source),
+        compare_by=None if raw.get("compare_by") is None else str(raw["compare_by"]),
         description=str(raw.get("description", "")),
         source=source,
     )
@@ -339,6 +342,28 @@ def _validate(spec: SweepSpec, source: str) -> None:
     if spec.grace_period > spec.max_epochs:
         raise SpaceError(f"{source}: grace_period ({spec.grace_period}) exceeds max_epochs ({spec.max_epochs})")
     _validate_objectives(spec, source)
+    check_compare_by(spec, source)
+
+
+def check_compare_by(spec: SweepSpec, source: str) -> None:
+    """``compare_by`` names a searched categorical parameter, with no more values than trials. A
+    parameter fixed by ``--set``, or a sweep that runs only given points (``initial``,
+    ``--enqueue``), leaves nothing to compare: the sweep is then an ordinary one."""
+    name = spec.compare_by
+    if name is None:
+        return
+    dist = spec.params.get(name)
+    if isinstance(dist, Constant) or spec.num_samples <= len(spec.initial):
+        spec.compare_by = None
+        return
+    if not isinstance(dist, Choice):
+        what = "not a parameter of the space" if dist is None else f"a {dist.kind}, not a choice"
+        raise SpaceError(f"{source}: compare_by '{name}' must name a categorical parameter ({{choice: [...]}}); "
+                         f"it is {what}")
+    if spec.num_samples < len(dist.values):
+        raise SpaceError(f"{source}: compare_by '{name}' has {len(dist.values)} values but the sweep has "
+                         f"{spec.num_samples} trials; each value needs at least one (--num-samples "
+                         f"{len(dist.values)} or more)")
 
 
 def _parse_params(params: dict, task: type[Task] | None, source: str) -> dict[str, Distribution]:

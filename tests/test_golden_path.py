@@ -30,14 +30,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dlb_tune.cli import app
-from dlb_tune.experiment import read_tune_states
+from dlb_tune.experiment import read_space, read_tune_states
 from dlb_tune.tasks import all_tasks, is_builtin
 
 runner = CliRunner()
 OWN = "owntask"  # written by `dlb-tune new-task`, loaded with --task-module
 GOLDEN = [name for name, cls in all_tasks().items() if is_builtin(cls)] + [OWN]
 STANDARD_FIGURES = {"metric_vs_epoch", "best_so_far", "parallel_coordinates"}  # every sweep's report draws these
-SIZE = ["--smoke", "--limit", "128"]  # the task's tiny model, 2 trials x 2 epochs, 128 examples per split
+SIZE = ["--smoke", "--limit", "128"]  # the task's tiny model, 2 trials (smoke_trials) x 2 epochs, 128 examples per split
 
 
 @dataclass
@@ -83,10 +83,16 @@ def _cells(line: str) -> list[str]:
     return re.split(r"\s{2,}", line.strip())
 
 
+def smoke_trials(golden) -> int:
+    """--smoke runs 2 trials, or one per value of a ``compare_by`` parameter (emotion's 4 cells)."""
+    spec = read_space(golden.exp)
+    return max(2, len(spec.params[spec.compare_by].values)) if spec.compare_by else 2
+
+
 def test_sweep_prints_the_commands_that_read_it(golden):
     assert f"next: dlb-tune report first --storage {golden.storage}; dlb-tune best first" in golden.sweep_output
     final = golden.final()
-    assert final["trials"]["total"] == 2 and not final["errors"], final  # the trials ran in Ray's workers
+    assert final["trials"]["total"] == smoke_trials(golden) and not final["errors"], final  # ran in Ray's workers
     assert "test" in final and final["best"]["trial_id"]
     assert (golden.exp / "dlb-tune.log").exists()  # where Ray's own log lines went
     recorded = json.loads((golden.exp / "sweep.json").read_text())["task_module"]
@@ -100,7 +106,7 @@ def test_ls_shows_task_state_trials_best_and_test(golden):
     final = golden.final()
     metric = final["metric"]
     test_value = final["test"][final["test_metric"]] if "test_metric" in final else None
-    assert row[1:5] == [golden.task, "finished", "2", f"{final['best'][metric]:.4g}"], row
+    assert row[1:5] == [golden.task, "finished", str(smoke_trials(golden)), f"{final['best'][metric]:.4g}"], row
     assert test_value is not None and row[5].startswith(f"{test_value:.4g}"), (row, final)
 
 

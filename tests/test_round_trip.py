@@ -101,7 +101,12 @@ def test_the_recorded_space_reads_back_as_the_spec_that_ran(run):
             best.write_text(yaml.safe_dump({"task": task, "metric": raw["metric"], "mode": raw["mode"], "params": fixed}))
         opts = SweepOptions(task=task, space=str(space), overrides=overrides, enqueue=str(best) if best else None,
                             name="x", **flags)
-        ran = spec_as_run(prepare_spec(opts), opts, concurrency)
+        try:
+            spec = prepare_spec(opts)
+        except SpaceError as e:  # fewer trials than compared values: refused, rightly (test_cells.py)
+            assert "compare_by" in str(e) and flags["num_samples"] < 10, e
+            return
+        ran = spec_as_run(spec, opts, concurrency)
         exp_dir = Path(tmp) / "exp"
         write_space(str(exp_dir), ran)
         read = read_space(exp_dir)  # as every reader reads it: data, the task not consulted

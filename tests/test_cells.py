@@ -1,0 +1,125 @@
+"""``compare_by``: every value of a categorical parameter gets an equal share of the trials and a
+sampler of its own (dlb_tune/cells.py). The shipped emotion space compares its cells this way."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.storages.journal import JournalFileBackend
+from ray.tune.search import Searcher
+from spaces import shipped, shrunk
+from typer.testing import CliRunner
+
+from dlb_tune.cells import CellSearch
+from dlb_tune.cli import app
+
+runner = CliRunner()
+CELLS = shipped("emotion")["params"]["cell"]["choice"]
+
+
+def test_the_shipped_emotion_space_compares_its_cells():
+    assert shipped("emotion")["compare_by"] == "cell" and len(CELLS) == 4
+
+
+@pytest.fixture(scope="module")
+def cell_sweep(tmp_path_factory, data_dir, ray_local):
+    """The shipped emotion space, 9 trials of 2 epochs under ASHA (rungs at 1 and 2)."""
+    root = tmp_path_factory.mktemp("cells")
+    space = shrunk("emotion", root / "emotion.yaml", num_samples=9, max_epochs=2, grace_period=1,
+                   reduction_factor=2, time_budget_s=None, params={"hidden_size": 16, "batch_size": 256})
+    result = runner.invoke(app, ["sweep", "emotion", "--space", str(space), "--data-dir", str(data_dir),
+                                 "--limit", "128", "--storage", str(root), "--name", "cells", "--seed", "5"])
+    assert result.exit_code == 0, result.output[-3000:]
+    return root / "cells"
+
+
+def test_each_cell_gets_an_equal_share_under_asha(cell_sweep):
+    trials = pd.read_parquet(cell_sweep / "results.parquet")
+    counts = trials["config/cell"].value_counts()
+    assert set(counts.index) == set(CELLS) and len(trials) == 9
+    assert counts.max() - counts.min() <= 1, counts.to_dict()
+    assert (trials["status"] == "stopped_early").any()  # ASHA did stop some: the shares held anyway
+
+
+def test_each_cells_sampler_sees_only_its_own_trials(cell_sweep):
+    trials = pd.read_parquet(cell_sweep / "results.parquet")
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(cell_sweep / "optuna.journal")))
+    studies = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    assert set(studies) == {f"cells/cell={c}" for c in CELLS}
+    for cell in CELLS:
+        study = optuna.load_study(study_name=f"cells/cell={cell}", storage=storage)
+        mine = trials[trials["config/cell"] == cell]
+        assert all("cell" not in t.params for t in study.trials)
+        # the same learning rates, in the same number: this study was told of this cell's trials only
+        assert sorted(t.params["lr"] for t in study.trials) == pytest.approx(sorted(mine["config/lr"]))
+    recorded = yaml.safe_load((cell_sweep / "space.yaml").read_text())
+    assert recorded["compare_by"] == "cell"
+
+
+# --- the searcher alone ----------------------------------------------------------------------------
+
+
+class Recorder(Searcher):
+    """A value's searcher that proposes its points, then a numbered config, and records what it is told."""
+
+    def __init__(self, value, points):
+        super().__init__(metric="val_acc", mode="max")
+        self.value, self.points, self.told, self.n = value, list(points), [], 0
+
+    def set_search_properties(self, metric, mode, config, **spec):
+        self.space = config
+        return True
+
+    def suggest(self, trial_id):
+        self.n += 1
+        return self.points.pop(0) if self.points else {"lr": self.n}
+
+    def on_trial_result(self, trial_id, result):
+        self.told.append(("result", trial_id))
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.told.append(("complete", trial_id))
+
+
+def test_trials_are_dealt_evenly_initial_points_first_and_results_go_to_their_owner():
+    points = [{"cell": "lstm", "lr": 0.002}, {"cell": "gru", "lr": 0.01}]
+    search = CellSearch("cell", CELLS, Recorder, points_to_evaluate=points)
+    assert search.set_search_properties("val_acc", "max", {"cell": object(), "lr": object()})
+    assert all(set(s.space) == {"lr"} for s in search.searchers)  # the compared parameter is not searched
+    configs = [search.suggest(f"t{i}") for i in range(10)]
+    assert configs[:2] == points  # the space's initial points run first, each in its own cell
+    assert sorted(search.shares().values()) == [2, 2, 3, 3]
+    for i, config in enumerate(configs):
+        search.on_trial_result(f"t{i}", {"val_acc": 0.5})
+        search.on_trial_complete(f"t{i}", {"val_acc": 0.5})
+    for value, searcher in zip(CELLS, search.searchers):
+        mine = {f"t{i}" for i, c in enumerate(configs) if c["cell"] == value}
+        assert {t for _, t in searcher.told} == mine and len(searcher.told) == 2 * len(mine)
+
+
+def test_compare_by_a_number_or_with_fewer_trials_than_values_is_one_line(tmp_path, data_dir):
+    # hand-written change: compare_by pointed at a continuous parameter, which no shipped space does
+    raw = shipped("emotion") | {"compare_by": "lr"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for args, message in [
+        (["--space", str(tmp_path / "bad.yaml")], "compare_by 'lr' must name a categorical parameter"),
+        (["--num-samples", "3"], "compare_by 'cell' has 4 values but the sweep has 3 trials"),  # 1 given point
+    ]:
+        result = runner.invoke(app, ["sweep", "emotion", "--data-dir", str(data_dir), "--storage",
+                                     str(tmp_path / "runs"), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not list((tmp_path / "runs").glob("*"))  # refused before anything was written or started
+
+
+def test_fixing_the_compared_parameter_or_running_given_points_only_is_an_ordinary_sweep():
+    from dlb_tune.options import SweepOptions
+    from dlb_tune.prepare import prepare_spec
+
+    spec = prepare_spec(SweepOptions(task="emotion", overrides=["cell=gru"], num_samples=2))
+    assert spec.compare_by is None and spec.num_samples == 2
+    # and so does a sweep of given points only: here the course's config, trained alone
+    spec = prepare_spec(SweepOptions(task="emotion", num_samples=1))
+    assert spec.compare_by is None and len(spec.initial) == 1
