@@ -101,8 +101,10 @@ def sweep(
                                                  rich_help_panel=BUDGET_PANEL)] = None,
     smoke: Annotated[bool, typer.Option(help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.",
                                         rich_help_panel=BUDGET_PANEL)] = False,
-    seeds: Annotated[int, typer.Option(min=0, help="At the end, re-train the top 3 configs with K >= 2 seeds and rank them.",
-                                       rich_help_panel=BUDGET_PANEL)] = 0,
+    seeds: Annotated[Optional[int], typer.Option(
+        min=0, help="At the end, re-train the top 3 configs with K >= 2 seeds and rank them (a space with "
+                    "compare_by: each value's best, 3 seeds unless given; 0: none).",
+        rich_help_panel=BUDGET_PANEL)] = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPUs the sweep may use (default: all).",
                                                   rich_help_panel=RESOURCES_PANEL)] = None,
     gpus: panel(Gpus, RESOURCES_PANEL) = None,

@@ -437,3 +437,36 @@ def plot_pareto(exp: Experiment):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_compared(exp: Experiment):
+    """``compare_by``: per value, its best validation value in the sweep (one seed), the mean and
+    standard deviation of that config's re-runs, and its test value (for comparison only)."""
+    compared = (exp.final or {}).get("compared")
+    if not compared:
+        return None
+    plt = _plt()
+    rows = compared["rows"]
+    xs = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(rows) + 2), 5.2))
+    best = [r.get("best", np.nan) for r in rows]
+    ax.scatter(xs - 0.18, best, marker="_", s=400, linewidths=2.5, color="tab:blue",
+               label=f"best {exp.metric} in the sweep (one seed)", gid="best")
+    seeded = [i for i, r in enumerate(rows) if "mean" in r]
+    if seeded:
+        k = len(rows[seeded[0]]["values"])
+        ax.errorbar(xs[seeded], [rows[i]["mean"] for i in seeded], yerr=[rows[i]["std"] for i in seeded],
+                    fmt="o", color="tab:blue", capsize=6, label=f"that config re-run: mean +- std ({k} seeds)",
+                    gid="seeds")
+    tested = [i for i, r in enumerate(rows) if r.get("test") is not None]
+    if tested:
+        ax.scatter(xs[tested] + 0.18, [rows[i]["test"] for i in tested], marker="D", facecolors="none",
+                   edgecolors="tab:red", s=50, zorder=5, label=f"its {compared['test_metric']} (for comparison, "
+                   "not used for selection)", gid="test")
+    ax.set_xticks(xs, [f"{r['value']}\n{r['trials']} trials, {r['epochs']} epochs" for r in rows], fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set(ylabel=exp.metric, title=f"{exp.name}: compared by {compared['param']} (equal shares of the trials)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

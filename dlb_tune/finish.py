@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from dlb_tune.compared import value_rows
 from dlb_tune.distributed import best_train_checkpoint
 from dlb_tune.experiment import TEST_REPORT_DIR, file_in, write_final, write_results
 from dlb_tune.storage import is_uri, local_folder
@@ -88,6 +89,8 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     if len(candidates) and not final.get("interrupted"):
         final.update(evaluate_best(grid, candidates.iloc[0], spec, data, exp_dir))
     test_s = time.time() - t_test
+    if spec.compare_by and not final.get("interrupted"):
+        final["compared"] = compare_values(grid, df, spec, data, exp_dir, final)
     course = initial_trial(df, spec, enqueued=1 if opts.enqueue else 0)
     if course:
         final["course"] = course
@@ -108,7 +111,27 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     return final, df
 
 
-def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
+def compare_values(grid, df: pd.DataFrame, spec, data, exp_dir: str, final: dict[str, Any]) -> dict[str, Any]:
+    """``compare_by``: per value, what it was given and its best; the test value of each value's
+    best trial, evaluated here, once, for comparison only (the winner's is the one already read)."""
+    param = spec.compare_by
+    rows = value_rows(df, param, list(spec.params[param].values), spec.metric, spec.goal)
+    test_metric = "test_" + spec.metric.removeprefix("val_")
+    winner = (final.get("best") or {}).get("trial_id")
+    for row in rows:
+        if "trial_id" not in row:
+            continue
+        if row["trial_id"] == winner:
+            test = final.get("test") or {}
+        else:
+            best_row = df[df["trial_id"] == row["trial_id"]].iloc[0]
+            folder = f"{TEST_REPORT_DIR}/{param}={row['value']}"  # the winner's figures stay where they are
+            test = evaluate_best(grid, best_row, spec, data, exp_dir, folder).get("test") or {}
+        row["test"] = test.get(test_metric)
+    return {"param": param, "test_metric": test_metric, "rows": rows}
+
+
+def evaluate_best(grid, best_row, spec, data, exp_dir: str, report_dir: str = TEST_REPORT_DIR) -> dict[str, Any]:
     """Evaluate the best trial's best checkpoint on the test split: once, here."""
     result = next(r for r in grid if (r.metrics or {}).get("trial_id") == best_row["trial_id"])
     checkpoint = result.get_best_checkpoint(spec.metric, spec.mode) if result.best_checkpoints else None
@@ -121,7 +144,7 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str) -> dict[str, Any]:
     if ckpt_path is None:
         out["test_error"] = "the best trial left no checkpoint"
         return out
-    with local_folder(file_in(exp_dir, TEST_REPORT_DIR)) as out_dir:
+    with local_folder(file_in(exp_dir, report_dir)) as out_dir:
         if checkpoint is not None:
             with checkpoint.as_directory() as ckpt_dir:
                 test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir, out_dir, spec.max_epochs)

@@ -43,7 +43,8 @@ class SweepOptions:
     limit: int | None = None  # examples per split (smoke runs)
     smoke: bool = False  # tiny model, 2 epochs, 2 samples, small data
     max_failures: int = 0  # retries of a failing trial
-    seeds: int = 0  # >1: at the end, re-train the top configs with this many seeds and rank them
+    seeds: int | None = None  # >1: at the end, re-train the top configs with this many seeds and rank them;
+    # None: compare_by's default (compared.DEFAULT_SEEDS), else none
     enqueue: str | None = None  # a fixed space file (`dlb-tune best`): its config runs first, before the initial points
 
     def resolved_storage(self) -> str:

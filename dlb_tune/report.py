@@ -11,8 +11,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from dlb_tune.compared import compared_lines
 from dlb_tune.experiment import REPORT_DIR, REPORT_FILE, TEST_REPORT_DIR, Experiment
-from dlb_tune.figures import (param_importance, plot_best_so_far, plot_importance, plot_metric_vs_epoch, plot_parallel,
+from dlb_tune.figures import (param_importance, plot_best_so_far, plot_compared, plot_importance, plot_metric_vs_epoch, plot_parallel,
                               plot_pareto, save, too_few_trials)
 from dlb_tune.storage import write_text
 from dlb_tune.objective import TrialStatus
@@ -34,6 +35,7 @@ def write_report(exp: Experiment) -> tuple[Path, list[Path]]:
         "parallel_coordinates": plot_parallel(exp, importance),
         "param_importance": plot_importance(exp, importance),
         "pareto_front": plot_pareto(exp),
+        "compared": plot_compared(exp),
     }
     figures = {k: save(fig, fig_dir / f"{k}.png") for k, fig in plots.items() if fig is not None}
     task_figs = sorted((exp.path / TEST_REPORT_DIR).glob("*.png"))
@@ -89,13 +91,14 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
                   f"Trial `{best['trial_id']}`, {exp.metric} {fmt(best.get(exp.metric))} at epoch {best.get('epoch')}; "
                   f"checkpoint `{best.get('checkpoint')}`. `dlb-tune best {exp.name}` prints it as a space file.", ""]
         lines += _md_table(["parameter", "value"], [[k, fmt(v)] for k, v in best["config"].items()]) + [""]
-    lines += _course_section(exp) + _plan_section(exp) + _seeds_section(exp)
+    lines += _compared_section(exp) + _course_section(exp) + _plan_section(exp) + _seeds_section(exp)
     titles = {
         "metric_vs_epoch": f"{exp.metric} per epoch (dashed, ending in x: stopped early by ASHA; grey verticals: ASHA rungs)",
         "best_so_far": "Best so far against wall time",
         "parallel_coordinates": "Parameters against the metric",
         "param_importance": "Parameter importance (fANOVA)",
         "pareto_front": "Pareto front",
+        "compared": "The compared values on equal terms",
     }
     for key, path in figures.items():
         lines += [f"## {titles[key]}", "", f"![{key}]({REPORT_DIR}/{path.name})", ""]
@@ -149,6 +152,14 @@ def _plan_section(exp: Experiment) -> list[str]:
             f"`dlb-tune plan` before the sweep ({plan.get('created', '?')}; {len(plan.get('corners', []))} "
             f"calibrated corner(s), {plan['concurrency']} trial(s) at a time). Ranges: 10th-90th percentile "
             f"of the ASHA simulation.", ""] + _md_table(["", "estimate", "actual"], rows) + [""]
+
+
+def _compared_section(exp: Experiment) -> list[str]:
+    """``compare_by``: the table that answers the question, as the summary prints it."""
+    compared = (exp.final or {}).get("compared")
+    if not compared:
+        return []
+    return [f"## Compared by `{compared['param']}`", "", "```", *compared_lines(exp.final), "```", ""]
 
 
 def _seeds_section(exp: Experiment) -> list[str]:

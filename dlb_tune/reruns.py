@@ -26,6 +26,7 @@ import pandas as pd
 from ray import tune
 
 from dlb_tune.best import fixed_space_yaml
+from dlb_tune.compared import DEFAULT_SEEDS, add_seed_runs, compared_lines
 from dlb_tune.engine import check_resources, ray_session, tuner
 from dlb_tune.experiment import Experiment, load_experiment, write_final, write_seeds
 from dlb_tune.storage import ReportError, to_jsonable
@@ -57,6 +58,15 @@ def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
     return out
 
 
+def configs_of(exp: Experiment, trial_ids: list[str]) -> list[dict[str, Any]]:
+    """The given trials' configs, as ``top_configs`` lists them (``compare_by``: each value's best)."""
+    t = exp.trials.set_index("trial_id")
+    best_col = f"best_{exp.metric}"
+    return [{"trial_id": tid, "sweep_value": float(t.loc[tid, best_col]),
+             "config": {k.removeprefix("config/"): to_jsonable(v) for k, v in t.loc[tid].items()
+                        if k.startswith("config/")}} for tid in trial_ids]
+
+
 def seed_trial(config: dict[str, Any], *, data: Any, configs: list[dict[str, Any]], task_name: str, metric: str,
                mode: str, max_epochs: int, threads: int, use_gpu: bool) -> None:
     """Tune trainable: config ``rank`` of ``configs``, seeded with ``seed``; no checkpoints."""
@@ -67,15 +77,17 @@ def seed_trial(config: dict[str, Any], *, data: Any, configs: list[dict[str, Any
 
 
 def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | None = None,
-                cpus: float | None = None, data: Any = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train the top configs with ``seeds`` seeds each; write and return the ranking.
+                cpus: float | None = None, data: Any = None, echo: Callable[[str], None] = print,
+                trial_ids: list[str] | None = None) -> dict[str, Any]:
+    """Train the top configs (or those of ``trial_ids``) with ``seeds`` seeds each; write and
+    return the ranking.
 
     ``data``: the sweep's loaded data, when called at the end of a sweep (else loaded again).
     A running Ray (the sweep's) is used as it is.
     """
     if seeds < 2:
         raise ReportError("--seeds needs at least 2 seeds to measure a spread")
-    candidates = top_configs(exp, top)
+    candidates = top_configs(exp, top) if trial_ids is None else configs_of(exp, trial_ids)
     known = {f.name for f in dataclasses.fields(SweepOptions)}
     opts = SweepOptions(**{k: v for k, v in exp.sweep.items() if k in known})
     # One process per run, the sweep's per-trial share: data parallelism is for speed, not for this.
@@ -107,16 +119,25 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
     return result
 
 
-def after_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> Callable[[dict[str, Any], Any], None] | None:
-    """The step ``dlb-tune sweep --seeds K`` runs after its sweep (``sweep.run_sweep(after=...)``),
-    on the sweep's Ray and data: the re-runs, whose ranking joins ``final.json``. None without
-    ``--seeds``."""
-    if opts.seeds < 2:
-        return None
+def after_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> Callable[[dict[str, Any], Any], None]:
+    """The step ``dlb-tune sweep`` runs after its sweep (``sweep.run_sweep(after=...)``), on the
+    sweep's Ray and data: with ``--seeds K``, the re-runs of the top configs, whose ranking joins
+    ``final.json``. A sweep that compares values (``compare_by``) re-runs each value's best
+    instead, ``DEFAULT_SEEDS`` times unless ``--seeds`` says otherwise (``--smoke``: not at all),
+    and prints the compared table with its spread."""
 
     def step(final: dict[str, Any], data: Any) -> None:
+        compared = final.get("compared")
+        seeds = opts.seeds if opts.seeds is not None else DEFAULT_SEEDS if compared and not opts.smoke else 0
+        if seeds < 2:
+            return
         exp_dir = final["experiment_dir"]
-        final["seeds"] = rerun_seeds(load_experiment(exp_dir), opts.seeds, data=data, echo=echo)
+        ids = [r["trial_id"] for r in compared["rows"] if "trial_id" in r] if compared else None
+        final["seeds"] = rerun_seeds(load_experiment(exp_dir), seeds, data=data, echo=echo, trial_ids=ids)
+        if compared:
+            add_seed_runs(compared, final["seeds"]["ranking"])
+            for line in compared_lines(final):
+                echo(line)
         write_final(exp_dir, final)
 
     return step

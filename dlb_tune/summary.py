@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from dlb_tune.compared import compared_lines
 from dlb_tune.objective import Objective, TrialStatus
 
 
@@ -46,6 +47,7 @@ def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
         lines.append(f"errored {err['trial_id']}: {err['error']}")
     if final.get("pareto"):
         lines.append(f"pareto front: {len(final['pareto'])} trial(s)")
+    lines += compared_lines(final)
     lines.append(f"results: {final['experiment_dir']}/results.parquet, final.json")
     return lines
 

@@ -3,6 +3,10 @@ sampler of its own (dlb_tune/cells.py). The shipped emotion space compares its c
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+
 import optuna
 import pandas as pd
 import pytest
@@ -25,18 +29,23 @@ def test_the_shipped_emotion_space_compares_its_cells():
 
 @pytest.fixture(scope="module")
 def cell_sweep(tmp_path_factory, data_dir, ray_local):
-    """The shipped emotion space, 9 trials of 2 epochs under ASHA (rungs at 1 and 2)."""
+    """The shipped emotion space, 9 trials of 2 epochs under ASHA (rungs at 1 and 2), each cell's
+    best then re-run with 2 seeds; and its report."""
     root = tmp_path_factory.mktemp("cells")
     space = shrunk("emotion", root / "emotion.yaml", num_samples=9, max_epochs=2, grace_period=1,
                    reduction_factor=2, time_budget_s=None, params={"hidden_size": 16, "batch_size": 256})
     result = runner.invoke(app, ["sweep", "emotion", "--space", str(space), "--data-dir", str(data_dir),
-                                 "--limit", "128", "--storage", str(root), "--name", "cells", "--seed", "5"])
+                                 "--limit", "128", "--storage", str(root), "--name", "cells", "--seed", "5",
+                                 "--seeds", "2"])
     assert result.exit_code == 0, result.output[-3000:]
-    return root / "cells"
+    report = runner.invoke(app, ["report", "cells", "--storage", str(root)])
+    assert report.exit_code == 0, report.output
+    return root / "cells", result.output
 
 
 def test_each_cell_gets_an_equal_share_under_asha(cell_sweep):
-    trials = pd.read_parquet(cell_sweep / "results.parquet")
+    exp, _ = cell_sweep
+    trials = pd.read_parquet(exp / "results.parquet")
     counts = trials["config/cell"].value_counts()
     assert set(counts.index) == set(CELLS) and len(trials) == 9
     assert counts.max() - counts.min() <= 1, counts.to_dict()
@@ -44,8 +53,9 @@ def test_each_cell_gets_an_equal_share_under_asha(cell_sweep):
 
 
 def test_each_cells_sampler_sees_only_its_own_trials(cell_sweep):
-    trials = pd.read_parquet(cell_sweep / "results.parquet")
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(cell_sweep / "optuna.journal")))
+    exp, _ = cell_sweep
+    trials = pd.read_parquet(exp / "results.parquet")
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(exp / "optuna.journal")))
     studies = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     assert set(studies) == {f"cells/cell={c}" for c in CELLS}
     for cell in CELLS:
@@ -54,8 +64,58 @@ def test_each_cells_sampler_sees_only_its_own_trials(cell_sweep):
         assert all("cell" not in t.params for t in study.trials)
         # the same learning rates, in the same number: this study was told of this cell's trials only
         assert sorted(t.params["lr"] for t in study.trials) == pytest.approx(sorted(mine["config/lr"]))
-    recorded = yaml.safe_load((cell_sweep / "space.yaml").read_text())
+    recorded = yaml.safe_load((exp / "space.yaml").read_text())
     assert recorded["compare_by"] == "cell"
+
+
+def test_the_cell_table_gives_each_cells_best_its_spread_and_a_test_read_once(cell_sweep, data_dir):
+    exp, output = cell_sweep
+    trials = pd.read_parquet(exp / "results.parquet")
+    final = json.loads((exp / "final.json").read_text())
+    rows = {r["value"]: r for r in final["compared"]["rows"]}
+    assert list(rows) == CELLS
+    for cell, row in rows.items():
+        mine = trials[trials["config/cell"] == cell]
+        assert row["trials"] == len(mine) and row["epochs"] == mine["epochs"].sum()
+        assert row["best"] == mine["best_val_acc"].max() and row["trial_id"] in set(mine["trial_id"])
+        assert len(row["values"]) == 2 and row["mean"] == pytest.approx(sum(row["values"]) / 2)
+    # the winner is still the best on validation, its test value the one the sweep read
+    winner = final["best"]["trial_id"]
+    [won] = [r for r in rows.values() if r["trial_id"] == winner]
+    assert won["best"] == trials["best_val_acc"].max() and won["test"] == final["test"]["test_acc"]
+    # another cell's test value: its best checkpoint evaluated on the test split, from the driver
+    other = next(r for r in rows.values() if r["trial_id"] != winner)
+    assert other["test"] == pytest.approx(checkpoint_test_metrics(exp, other["trial_id"], data_dir)["test_acc"])
+    assert sorted(p.name for p in (exp / "test_report").iterdir() if p.is_dir()) == sorted(
+        f"cell={r['value']}" for r in rows.values() if r["trial_id"] != winner)  # once per cell
+    seeds = json.loads((exp / "seeds.json").read_text())
+    assert {e["trial_id"] for e in seeds["ranking"]} == {r["trial_id"] for r in rows.values()}
+    # printed after the re-runs, and in the report with its figure
+    assert "mean +- std (2 seeds)" in output and "for comparison, not used for selection" in output
+    report = (exp / "report.md").read_text()
+    assert "## Compared by `cell`" in report and "(report/compared.png)" in report
+
+
+def test_test_of_a_cells_best_is_read_from_its_checkpoint_not_its_results(cell_sweep):
+    """No trial reports a test value: the table's test column comes from the driver alone."""
+    exp, _ = cell_sweep
+    assert not [c for c in pd.read_parquet(exp / "results.parquet").columns if c.startswith("test_")]
+
+
+def checkpoint_test_metrics(exp, trial_id: str, data_dir) -> dict:
+    """The test metrics of a trial's best checkpoint, evaluated here as the sweep's driver does."""
+    from dlb_tune.experiment import load_experiment
+    from dlb_tune.options import SweepOptions
+    from dlb_tune.prepare import load_data
+    from dlb_tune.storage import to_jsonable
+    from dlb_tune.trainable import evaluate_checkpoint
+
+    e = load_experiment(exp)
+    config = {k.removeprefix("config/"): to_jsonable(v) for k, v in e.trials.set_index("trial_id").loc[trial_id].items()
+              if k.startswith("config/")}
+    data = load_data(e.spec, SweepOptions(task="emotion", data_dir=str(data_dir), limit=128))
+    with tempfile.TemporaryDirectory() as out:
+        return evaluate_checkpoint("emotion", config, data, e.checkpoint(trial_id), Path(out), e.spec.max_epochs)
 
 
 # --- the searcher alone ----------------------------------------------------------------------------

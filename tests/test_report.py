@@ -116,11 +116,12 @@ def test_best_with_seeds_reruns_the_top_configs(sweep):
 
 
 def _time_to_best_val(exp_dir):
-    """Independently of dlb_tune: first second since start at which any trial's val_acc was the best."""
+    """Independently of dlb_tune: first moment since start (by the trials' own clocks, ``ended_at``)
+    at which any trial's val_acc was the best."""
     rows = pd.concat([pd.read_csv(p) for p in exp_dir.glob("trial_*/progress.csv")])
-    start = (rows["timestamp"] - rows["time_this_iter_s"]).min()
+    start = (rows["ended_at"] - rows["time_this_iter_s"]).min()
     hit = rows[rows["val_acc"] >= rows["val_acc"].max()]
-    return float((hit["timestamp"] - start).min())
+    return float((hit["ended_at"] - start).min())
 
 
 def test_compare_puts_sweeps_side_by_side(sweep, tmp_path):
