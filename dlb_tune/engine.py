@@ -31,7 +31,7 @@ from dlb_tune.distributed import DRIVER_CPU, PLACEMENT_GROUP_KEY, ddp_trial
 from dlb_tune.experiment import JOURNAL_FILE, experiment_dir, file_in
 from dlb_tune.options import ResourceError, SweepOptions
 from dlb_tune.progress import Progress
-from dlb_tune.space import SweepSpec
+from dlb_tune.space import SweepSpec, with_sampler
 from dlb_tune.storage import ray_storage
 from dlb_tune.tasks import portable_name
 from dlb_tune.trainable import default_threads, tune_trial
@@ -183,7 +183,7 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
 
 
 def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: Callable[[str], None] = print):
-    if opts.search == "random" or not spec.searched():  # Optuna needs something to search
+    if not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         # Tune ignores max_concurrent_trials for a SearchGenerator like this one: it must be told
@@ -197,7 +197,7 @@ def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: C
     goals = spec.goals()
     metric, mode = (spec.metric, spec.mode) if len(goals) == 1 else ([g.metric for g in goals], [g.mode for g in goals])
     return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=spec.initial,
-                                sampler=make_sampler(spec.search, opts.seed, concurrency),
+                                sampler=make_sampler(with_sampler(spec.search, opts.sampler), opts.seed, concurrency),
                                 storage=journal_storage(file_in(experiment_dir(opts.name, opts.storage), JOURNAL_FILE), echo),
                                 study_name=opts.name)
 
@@ -353,12 +353,17 @@ class Fitted:
 
 def fit(tuner: tune.Tuner) -> Fitted:
     t0 = time.time()
-    with GracefulInterrupt() as guard:
-        grid = tuner.fit()
-    wall = time.time() - t0
     # Tune keeps the searcher, scheduler and callbacks on its private _local_tuner (ray<2.61, pyproject)
     local = tuner._local_tuner
     config, run_config = getattr(local, "_tune_config", None), getattr(local, "_run_config", None)
+    try:
+        with GracefulInterrupt() as guard:
+            grid = tuner.fit()
+    finally:  # a live table lets go of the terminal however the sweep ended
+        for cb in getattr(run_config, "callbacks", None) or []:
+            if isinstance(cb, Progress):
+                cb.close()
+    wall = time.time() - t0
     searcher, scheduler = getattr(config, "search_alg", None), getattr(config, "scheduler", None)
     no_nodes = next((cb.state.timed_out for cb in (getattr(run_config, "callbacks", None) or [])
                      if isinstance(cb, NodeWatch) and cb.state.timed_out), None)
