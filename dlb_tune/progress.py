@@ -151,6 +151,11 @@ class Progress(tune.Callback):
         header = ["trial", "state", "epoch", spec.metric, "best"]
         return wrapped(head, columns) + table(header, rows, whole=header, right=header[2:], columns_wide=columns)
 
+    def summary(self, trials) -> None:
+        self.last_summary = time.time()
+        elapsed = self.last_summary - self.t0
+        self._say(summary_line(self.spec, elapsed, self.counts(trials), self.best, self.left(elapsed, trials)))
+
     def counts(self, trials) -> dict[TrialStatus, int]:
         running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id not in self.finished)
         states = list(self.finished.values())
