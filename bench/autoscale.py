@@ -47,7 +47,7 @@ def run(data_dir: str, samples: int, epochs: int) -> dict:
     cluster = AutoscalingCluster(idle_timeout_minutes=1).start()
     try:
         cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", "emotion", "--data-dir", data_dir, "--smoke",
-               "--limit", "2000", "--set", "embedding=random", "--set", "hidden_size=32", "--search", "random", "--scheduler", "fifo",
+               "--limit", "2000", "--set", "embedding=random", "--set", "hidden_size=32", "--sampler", "random", "--scheduler", "fifo",
                "--num-samples", str(samples), "--max-epochs", str(epochs), "--gpus", "2",
                "--max-failures", "1", "--address", cluster.address, "--storage", str(out), "--name", "auto"]
         t0 = time.time()

@@ -36,7 +36,7 @@ def data_fetch(data_dir: DataDir = None) -> None:
         served = sum(p.stat().st_size for p in root.glob("*/*"))
         server = data_mirror.start(root)
         dest.mkdir()
-        cmd = [sys.executable, "-m", "dlb_tune.cli", "data", "fetch", "all", "--dest", str(dest),
+        cmd = [sys.executable, "-m", "dlb_tune.cli", "data", "fetch", "all", "--data-dir", str(dest),
                "--mirror", server.url, "--checksums", str(sums), "--glove-dim", "25"]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -213,7 +213,7 @@ def run_one(table_path: Path, workers: int, trials: int, scale: float, search: s
     table = read_table(table_path)
     cores = os.cpu_count() or 1
     cpu = math.floor(cores / workers * 1e4) / 1e4  # Ray counts CPU in 1e-4 units: N of them must fit
-    opts = SweepOptions(task="fcn", cpus=cores, cpus_per_trial=cpu, search=search, scheduler="asha",
+    opts = SweepOptions(task="fcn", cpus=cores, cpus_per_trial=cpu, sampler="random" if search == "random" else None, scheduler="asha",
                         storage=str(scratch), name=f"driver-{search}-{workers}", num_samples=trials,
                         max_epochs=table.max_epochs, seed=0)
     spec = prepare_spec(opts)

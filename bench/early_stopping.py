@@ -71,7 +71,7 @@ def options(w: Workload, data_dir: str, cpus: int, seed: int, search: str, sched
     from dlb_tune import SweepOptions
 
     return SweepOptions(task=w.task, data_dir=data_dir, overrides=list(w.overrides), cpus=cpus, seed=seed,
-                        search=search, scheduler=scheduler, num_samples=w.num_samples, max_epochs=w.max_epochs,
+                        sampler="random" if search == "random" else None, scheduler=scheduler, num_samples=w.num_samples, max_epochs=w.max_epochs,
                         time_budget_s=w.time_budget_s, limit=w.limit, storage=storage,
                         name=f"{w.task}-{search}-{scheduler}-s{seed}")
 

@@ -56,7 +56,7 @@ def sweep(task: str, device: str, args: Sizes, out: Path) -> Path:
                  else ["--gpus", "0", "--cpus-per-trial", str(cpus)])
     name = f"{task}-{device}"
     cmd = [sys.executable, "-m", "dlb_tune.cli", "sweep", task, "--data-dir", args.data_dir, "--num-samples",
-           str(SAMPLES), "--search", "random", "--scheduler", "fifo", "--seed", "0", "--time-budget",
+           str(SAMPLES), "--sampler", "random", "--scheduler", "fifo", "--seed", "0", "--time-budget",
            str(args.budget), "--storage", str(out / "runs"), "--name", name, *resources]
     if args.limit:
         cmd += ["--limit", str(args.limit)]

@@ -47,7 +47,7 @@ def through_sweep(data_dir: Path, epochs: int, limit: int, workers: int, storage
     from dlb_tune import SweepOptions, run_sweep
 
     opts = SweepOptions(task="fcn", data_dir=str(data_dir), overrides=OVERRIDES, num_samples=1,
-                        max_epochs=epochs, search="random", scheduler="fifo", limit=limit,
+                        max_epochs=epochs, sampler="random", scheduler="fifo", limit=limit,
                         workers_per_trial=workers, ray_train=ray_train, storage=str(storage),
                         name=f"w{workers}-{ray_train}-{time.time():.0f}")
     t0 = time.perf_counter()

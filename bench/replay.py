@@ -299,7 +299,7 @@ def searcher_and_scheduler(strategy: Strategy, setup: Setup, seed: int, name: st
 
     spec = setup.spec
     opts = SweepOptions(task=spec.task, name=name, storage=str(storage), seed=seed,
-                        search="random" if strategy.search == "random" else "optuna",
+                        sampler="random" if strategy.search == "random" else None,
                         scheduler=strategy.scheduler if strategy.scheduler in ("asha", "fifo") else "fifo")
     if strategy.search in ("random", "optuna"):
         searcher = make_searcher(spec, opts, live_trials(strategy, spec), echo=say)

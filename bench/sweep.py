@@ -89,7 +89,7 @@ def plan(args: Request) -> list[Run]:
             raise ValueError(f"task '{task}' has no baseline '{tag}'; known: {', '.join(extras.baselines) or 'none'}")
         fixed = {k: v for k, v in extras.baselines[tag].items() if not (args.smoke and k in task_cls.smoke)}
         runs.append(Run(tag, SweepOptions(**common, cpus=1, name=f"{task}-{tag}-{stamp}", num_samples=1,
-                                          max_epochs=epochs, scheduler="fifo", search="random",
+                                          max_epochs=epochs, scheduler="fifo", sampler="random",
                                           overrides=[f"{k}={json.dumps(v)}" for k, v in fixed.items()])))
     for run in runs:
         prepare_spec(run.opts)

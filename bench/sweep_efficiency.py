@@ -75,7 +75,7 @@ def sweep_options(space: Path, data_dir: str, limit: int | None, cpus: int, stor
                   address: str | None = None):
     from dlb_tune import SweepOptions
 
-    return SweepOptions(task="fcn", data_dir=data_dir, space=str(space), cpus=cpus, search="random",
+    return SweepOptions(task="fcn", data_dir=data_dir, space=str(space), cpus=cpus, sampler="random",
                         scheduler="fifo", limit=limit, storage=str(storage), name=name, seed=0,
                         address=address)
 

@@ -15,9 +15,9 @@ import typer
 
 from dlb_tune import cli_reading
 from dlb_tune.cli_common import (BUDGET_PANEL, CLUSTER_PANEL, OUTPUT_PANEL, RESOURCES_PANEL, SPACE_PANEL, DataDir,
-                                 FixedParams, Gpus, MaxEpochs, NumSamples, RecordedTaskModule, Scheduler, Search,
+                                 FixedParams, Gpus, MaxEpochs, NumSamples, RecordedTaskModule, Scheduler, Sampler,
                                  SpaceFile, Storage, TaskModule, TimeBudget, check_seeds, fail, gpus_per_trial_default,
-                                 name_and_storage, panel, run_guarded)
+                                 name_and_storage, panel, renamed, run_guarded)
 from dlb_tune.cluster import NODE_TIMEOUT_S
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -51,23 +51,28 @@ def tasks(task_module: TaskModule = None) -> None:
 
     if task_module:
         run_guarded(load_task_module, task_module)
+    from dlb_tune.show import table, wrapped
+
+    rows, notes = [], []
     for name, task in run_guarded(all_tasks).items():
         try:
             path = default_space_file(name)
             spec = load_space(path)
-            target = "" if spec.target is None else f", target {spec.target} on test"
-            typer.echo(f"{name:8} {spec.metric} ({spec.mode}{target})  {path}")
-            if spec.description:
-                typer.echo(f"{'':8} {spec.description}")
-            typer.echo(f"{'':8} searches: {', '.join(spec.searched()) or 'nothing'}")
+            rows.append([name, f"{spec.metric} ({spec.mode})", "none" if spec.target is None else spec.target,
+                         ", ".join(spec.searched()) or "nothing"])
+            notes += wrapped(f"{name}: {path}" + (f": {spec.description}" if spec.description else ""), indent="    ")
         except Exception as e:  # noqa: BLE001 - a broken file should not hide the other tasks
-            typer.echo(f"{name:8} space file unusable: {e}")
+            rows.append([name, "-", "-", "space file unusable"])
+            notes += wrapped(f"{name}: space file unusable: {e}", indent="    ")
+    header = ["task", "metric", "target (test)", "searches"]
+    for line in table(header, rows, whole=header[:3]) + ["", "space files:"] + notes:
+        typer.echo(line)
 
 
 SWEEP_EXAMPLES = """Examples:
 
   dlb-tune sweep fcn --data-dir ~/data
-    the default FCN sweep: Optuna + ASHA, the space file's trials and budget
+    the default FCN sweep: the space file's sampler, trials and budget, ASHA
 
   dlb-tune sweep emotion --set cell=gru --num-samples 20 --time-budget 900
     GRU cells only, 20 trials, at most 15 minutes
@@ -88,10 +93,14 @@ def sweep(
     set_: panel(FixedParams, SPACE_PANEL) = None,
     objective: Annotated[Optional[str], typer.Option(help="A named multi-objective mode of the space file.",
                                                      rich_help_panel=SPACE_PANEL)] = None,
-    search: Annotated[Search, typer.Option(help="Search algorithm.", rich_help_panel=SPACE_PANEL)] = Search.optuna,
+    sampler: Annotated[Optional[Sampler], typer.Option(
+        help="Optuna's sampler (default: the space file's search.sampler, else tpe).",
+        rich_help_panel=SPACE_PANEL)] = None,
+    _search: Annotated[Optional[str], typer.Option("--search", hidden=True, expose_value=True,
+                                                   callback=renamed("--sampler tpe|random"))] = None,
     scheduler: Annotated[Scheduler, typer.Option(help="Trial scheduler (asha stops poor trials early).",
                                                  rich_help_panel=SPACE_PANEL)] = Scheduler.asha,
-    seed: Annotated[int, typer.Option(help="Seeds the searcher and every trial.", rich_help_panel=SPACE_PANEL)] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the sampler and every trial.", rich_help_panel=SPACE_PANEL)] = 0,
     enqueue: Annotated[Optional[str], typer.Option(help="A `dlb-tune best` file: run its config first (before the space's initial: points).",
                                                    rich_help_panel=SPACE_PANEL)] = None,
     num_samples: panel(NumSamples, BUDGET_PANEL) = None,
@@ -99,7 +108,8 @@ def sweep(
     time_budget: panel(TimeBudget, BUDGET_PANEL) = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="At most N examples per split (quick runs).",
                                                  rich_help_panel=BUDGET_PANEL)] = None,
-    smoke: Annotated[bool, typer.Option(help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.",
+    # on/off flags without a --no- twin: the help's option column stays readable at 80 columns
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny model, 2 samples, 2 epochs, small data: checks the setup.",
                                         rich_help_panel=BUDGET_PANEL)] = False,
     seeds: Annotated[Optional[int], typer.Option(
         min=0, help="At the end, re-train the top 3 configs with K >= 2 seeds and rank them (a space with "
@@ -114,7 +124,7 @@ def sweep(
                                                             rich_help_panel=RESOURCES_PANEL)] = None,
     workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train data-parallel workers per trial.",
                                                    rich_help_panel=RESOURCES_PANEL)] = 1,
-    ray_train: Annotated[bool, typer.Option(help="Run trials under Ray Train even with one worker.",
+    ray_train: Annotated[bool, typer.Option("--ray-train", help="Run trials under Ray Train even with one worker.",
                                             rich_help_panel=RESOURCES_PANEL)] = False,
     max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.", rich_help_panel=RESOURCES_PANEL)] = 0,
     address: Annotated[Optional[str], typer.Option(help="Join a running Ray cluster (auto, ray://host:10001).",
@@ -125,7 +135,7 @@ def sweep(
                                                 rich_help_panel=OUTPUT_PANEL)] = None,
     storage: SweepStorage = None,
 ) -> None:
-    """Run a sweep: Optuna search with ASHA early stopping, then one test evaluation of the best trial."""
+    """Run a sweep: Optuna's sampler with ASHA early stopping, then one test evaluation of the best trial."""
     from dlb_tune.options import SweepOptions
     from dlb_tune.reruns import after_sweep
     from dlb_tune.sweep import run_sweep
@@ -136,7 +146,7 @@ def sweep(
         name=name, storage=storage, num_samples=num_samples, max_epochs=max_epochs,
         time_budget_s=time_budget, cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), workers_per_trial=workers_per_trial,
-        ray_train=ray_train, seed=seed, search=search.value, scheduler=scheduler.value, address=address,
+        ray_train=ray_train, seed=seed, sampler=sampler.value if sampler else None, scheduler=scheduler.value, address=address,
         node_timeout_s=node_timeout, limit=limit,
         smoke=smoke, max_failures=max_failures, seeds=seeds, enqueue=enqueue,
     )

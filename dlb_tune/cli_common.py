@@ -11,8 +11,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 
-class Search(str, Enum):
-    optuna = "optuna"
+class Sampler(str, Enum):
+    """Optuna's sampler, one name on the command line and in the space file's ``search: {sampler:}``."""
+    tpe = "tpe"
     random = "random"
 
 
@@ -37,6 +38,14 @@ class CompareFormat(str, Enum):
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def renamed(new: str):
+    """A hidden option's callback: the old flag is refused in one line naming the new one."""
+    def refuse(ctx: typer.Context, param, value) -> None:
+        if value is not None and not ctx.resilient_parsing:
+            fail(f"{param.opts[0]} was renamed: use {new}")
+    return refuse
 
 
 def user_errors():

@@ -25,14 +25,11 @@ def guard_board(fn, *args, **kwargs):
         fail(str(e))
 
 
-TABLE_WIDTH = 100  # columns: `results` wraps its table to fit a terminal this wide
-
-
 def results(
     name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
     storage: Storage = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout (parquet: NAME.parquet in this folder by default).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Table: every column, not only the searched parameters.")] = False,
 ) -> None:
     """Show a finished sweep's trials and its final test result, from disk."""
@@ -49,16 +46,15 @@ def results(
         df, final = run_guarded(read_results, str(exp_dir))
     except OSError:  # FileNotFoundError, or a store that cannot say more
         fail(f"no results for '{name}' in {exp_dir} (the sweep has not finished?)")
-    if format is Format.parquet:
-        if output is None:
-            fail("--format parquet needs --output FILE")
+    if format is Format.parquet:  # binary: never to a terminal; NAME.parquet here unless told
+        output = output or Path(f"{Path(name).name}.parquet")
         df.to_parquet(output, index=False)
         typer.echo(f"wrote {output}")
         return
     text = {
         Format.csv: lambda: df.to_csv(index=False),
         Format.json: lambda: df.to_json(orient="records", indent=2),
-        Format.table: lambda: df.to_string(index=False) if all_ else _table(df, run_guarded(read_space, exp_dir)),
+        Format.table: lambda: "\n".join(_table(df, None if all_ else run_guarded(read_space, exp_dir))),
     }[format]()
     if output:
         output.write_text(text)
@@ -67,21 +63,21 @@ def results(
         typer.echo(text)
         if format is Format.table and final:
             for line in summary_lines(final, df):
-                typer.echo(_fit(line))
+                typer.echo(line)
 
 
-def _table(df, spec) -> str:
-    """Trial, status, epochs, the metric and the searched parameters, wrapped to ``TABLE_WIDTH``."""
-    keep = ["trial_id", "status", "epochs", f"best_{spec.metric}", spec.metric]
-    keep += [f"config/{p}" for p in spec.searched()]
-    shown = df[[c for c in keep if c in df]].rename(columns=lambda c: c.removeprefix("config/"))
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", line_width=TABLE_WIDTH)
+def _table(df, spec) -> list[str]:
+    """Trial, status, epochs, the metric and the searched parameters (``spec`` None: every column),
+    fitted to the terminal: columns that do not fit go in a block below, the trial id repeated."""
+    from dlb_tune.show import table
 
-
-def _fit(line: str) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(line, TABLE_WIDTH, subsequent_indent="    ")) if len(line) > TABLE_WIDTH else line
+    if spec is not None:
+        keep = ["trial_id", "status", "epochs", f"best_{spec.metric}", spec.metric]
+        keep += [f"config/{p}" for p in spec.searched()]
+        df = df[[c for c in keep if c in df]].rename(columns=lambda c: c.removeprefix("config/"))
+    rows = df.astype(object).where(df.notna(), None).values.tolist()
+    numeric = [c for c in df.columns if df[c].dtype.kind in "fiu"]
+    return table(list(df.columns), rows, whole=[c for c in df.columns if c != "error"], right=numeric)
 
 
 def list_sweeps(storage: Storage = None) -> None:
@@ -260,7 +256,21 @@ def compare(
     elif format is CompareFormat.json:
         typer.echo(df.to_json(orient="records", indent=2))
     else:
-        shown = df.drop(columns=["test_metric"]).set_index("name").T
-        typer.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
+        from dlb_tune.show import table
+
+        records = df.drop(columns=["test_metric"]).to_dict("records")
+        fields = [c for c in df.columns if c not in ("name", "test_metric")]
+        rows = [[field, *(_cell(field, r[field]) for r in records)] for field in fields]
+        header = ["name", *(r["name"] for r in records)]
+        for line in table(header, rows, whole=header):
+            typer.echo(line)
+
+
+def _cell(field: str, value) -> str:
+    """A compare cell: a task without a target has none, and so no verdict."""
+    missing = value is None or (isinstance(value, float) and value != value)
+    if missing:
+        return "none" if field == "target" else "-"
+    return value
 
 

@@ -178,7 +178,7 @@ def check_smoke_sweep(run_sweep: Callable[..., dict[str, Any]], name: str, data_
     """A real ``--smoke`` sweep (Ray, Optuna, ASHA, checkpoints, the test evaluation) finishes;
     ``run_sweep`` is ``dlb_tune.sweep.run_sweep``, given by the caller that runs it."""
     opts = SweepOptions(task=name, task_module=task_module, data_dir=str(data_dir), storage=str(storage),
-                        name=f"check-{name}", smoke=True, search="random")
+                        name=f"check-{name}", smoke=True, sampler="random")
     final = run_sweep(opts, echo=lambda line: None)
     best = final.get("best") or {}
     assert best.get("trial_id"), f"no best trial: {final.get('trials')}"

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlb_tune.cli_common import DataDir, renamed
+
 data_app = typer.Typer(no_args_is_help=True, help="Download the data sets the tasks read, and list them.")
 
 
@@ -19,7 +21,8 @@ class GloveDim(str, Enum):
     d200 = "200"
 
 
-Dest = Annotated[Optional[str], typer.Option("--dest", help="Data folder (default: $DLB_TUNE_DATA, else ~/.cache/dlb-tune/data).")]
+# `--dest` was this folder's old name: refused in one line
+OldDest = Annotated[Optional[str], typer.Option("--dest", hidden=True, callback=renamed("--data-dir"))]
 
 
 def _fail(message: str, code: int) -> None:
@@ -30,7 +33,8 @@ def _fail(message: str, code: int) -> None:
 @data_app.command()
 def fetch(
     target: Annotated[str, typer.Argument(help="A task (its data sets), a data set (`dlb-tune data list`), or all.")],
-    dest: Dest = None,
+    data_dir: DataDir = None,
+    _dest: OldDest = None,
     mirror: Annotated[Optional[str], typer.Option(help="Base URL replacing every publisher's: files at URL/<data set>/<file>.")] = None,
     checksums: Annotated[Optional[Path], typer.Option(help="SHA256SUMS file (<sha256>  <data set>/<file>) replacing the pinned hashes it lists.")] = None,
     glove_dim: Annotated[GloveDim, typer.Option(help="Which GloVe Twitter vectors to unpack.")] = GloveDim.d100,
@@ -42,9 +46,9 @@ def fetch(
 
     try:
         sets = data_sets_for(target)
-        if dest:
-            Path(dest).expanduser().mkdir(parents=True, exist_ok=True)  # a new folder is fine to fetch into
-        root = resolve_data_dir(dest)
+        if data_dir:
+            Path(data_dir).expanduser().mkdir(parents=True, exist_ok=True)  # a new folder is fine to fetch into
+        root = resolve_data_dir(data_dir)
         sums = read_checksums(checksums) if checksums else {}
     except DataError as e:
         _fail(str(e), 2)
@@ -59,7 +63,8 @@ def fetch(
 
 @data_app.command("list")
 def list_(
-    dest: Dest = None,
+    data_dir: DataDir = None,
+    _dest: OldDest = None,
     verify: Annotated[bool, typer.Option(help="Check installed files against their pinned SHA-256 (exit 1 when one differs).")] = False,
 ) -> None:
     """Each data set: present / partial / missing, size on disk, source, license."""
@@ -68,7 +73,7 @@ def list_(
     from dlb_tune.tasks import DataError
 
     try:
-        root = resolve_data_dir(dest)
+        root = resolve_data_dir(data_dir)
     except DataError as e:
         _fail(str(e), 2)
     for line in list_lines(root):

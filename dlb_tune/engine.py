@@ -31,7 +31,7 @@ from dlb_tune.distributed import DRIVER_CPU, PLACEMENT_GROUP_KEY, ddp_trial
 from dlb_tune.experiment import JOURNAL_FILE, experiment_dir, file_in
 from dlb_tune.options import ResourceError, SweepOptions
 from dlb_tune.progress import Progress
-from dlb_tune.space import SweepSpec
+from dlb_tune.space import SweepSpec, with_sampler
 from dlb_tune.storage import ray_storage
 from dlb_tune.tasks import portable_name
 from dlb_tune.trainable import default_threads, tune_trial
@@ -185,7 +185,7 @@ def make_trainable(spec: SweepSpec, opts: SweepOptions, data: Any, per_trial: di
 def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: Callable[[str], None] = print):
     if spec.compare_by:
         return cell_searcher(spec, opts, concurrency, echo)
-    if opts.search == "random" or not spec.searched():  # Optuna needs something to search
+    if not spec.searched():  # Optuna needs something to search
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         # Tune ignores max_concurrent_trials for a SearchGenerator like this one: it must be told
@@ -198,7 +198,7 @@ def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: C
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric, mode = _goal_args(spec)
     return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=spec.initial,
-                                sampler=make_sampler(spec.search, opts.seed, concurrency),
+                                sampler=make_sampler(with_sampler(spec.search, opts.sampler), opts.seed, concurrency),
                                 storage=journal_storage(file_in(experiment_dir(opts.name, opts.storage), JOURNAL_FILE), echo),
                                 study_name=opts.name)
 
@@ -211,7 +211,7 @@ def _goal_args(spec: SweepSpec) -> tuple[Any, Any]:
 
 def cell_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: Callable[[str], None]):
     """``compare_by``: an equal share of the trials and a sampler (and study) of its own for each
-    value of the parameter. ``--search random`` samples each value's other parameters at random."""
+    value of the parameter. ``--sampler random`` samples each value's other parameters at random."""
     import optuna
 
     from dlb_tune.cells import CellSearch, cell_study_name
@@ -221,7 +221,7 @@ def cell_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: C
     metric, mode = _goal_args(spec)
     values = spec.params[spec.compare_by].values
     storage = journal_storage(file_in(experiment_dir(opts.name, opts.storage), JOURNAL_FILE), echo)
-    settings = {"sampler": "random"} if opts.search == "random" else spec.search
+    settings = with_sampler(spec.search, opts.sampler)
     # the share of the concurrency one value's sampler sees at once (its constant liar, if TPE)
     share = max(1, -(-concurrency // len(values)))
 
@@ -385,12 +385,17 @@ class Fitted:
 
 def fit(tuner: tune.Tuner) -> Fitted:
     t0 = time.time()
-    with GracefulInterrupt() as guard:
-        grid = tuner.fit()
-    wall = time.time() - t0
     # Tune keeps the searcher, scheduler and callbacks on its private _local_tuner (ray<2.61, pyproject)
     local = tuner._local_tuner
     config, run_config = getattr(local, "_tune_config", None), getattr(local, "_run_config", None)
+    try:
+        with GracefulInterrupt() as guard:
+            grid = tuner.fit()
+    finally:  # a live table lets go of the terminal however the sweep ended
+        for cb in getattr(run_config, "callbacks", None) or []:
+            if isinstance(cb, Progress):
+                cb.close()
+    wall = time.time() - t0
     searcher, scheduler = getattr(config, "search_alg", None), getattr(config, "scheduler", None)
     no_nodes = next((cb.state.timed_out for cb in (getattr(run_config, "callbacks", None) or [])
                      if isinstance(cb, NodeWatch) and cb.state.timed_out), None)

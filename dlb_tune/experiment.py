@@ -247,7 +247,26 @@ def write_final(exp_dir: str, final: dict[str, Any]) -> None:
 
 def read_results(exp_dir: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
     """``results.parquet`` and ``final.json`` (None until the sweep has finished)."""
-    return read_trials(exp_dir), read_json(file_in(exp_dir, FINAL_FILE))
+    return read_trials(exp_dir), read_final(exp_dir)
+
+
+FINAL_KEYS = ("task", "name", "metric", "mode", "trials", "wall_s", "errors")  # every sweep writes these
+BEST_KEYS = ("trial_id", "config", "epoch")
+
+
+def read_final(exp_dir: str | Path) -> dict[str, Any] | None:
+    """``final.json`` (None until the sweep has finished); one that parses but lacks what every
+    sweep writes is damaged too: a reader would fail on it somewhere further."""
+    path = file_in(exp_dir, FINAL_FILE)
+    final = read_json(path)
+    if final is None:
+        return None
+    best = final.get("best")
+    missing = [k for k in FINAL_KEYS if k not in final]
+    missing += [f"best.{k}" for k in BEST_KEYS if isinstance(best, dict) and k not in best]
+    if missing or (best is not None and not isinstance(best, dict)):
+        raise stores.DamagedFile(path, "final.json", ValueError(f"missing {', '.join(missing) or 'best'}"))
+    return final
 
 
 def write_plan(exp_dir: str, plan: dict[str, Any]) -> str:
@@ -414,7 +433,7 @@ def load_experiment(exp: Path | str, storage: str | None = None) -> Experiment:
     spec = read_space(path)
     sweep = read_json(path / SWEEP_FILE) or {}
     if (path / RESULTS_FILE).exists():
-        return Experiment(path=path, spec=spec, trials=read_trials(path), final=read_json(path / FINAL_FILE),
+        return Experiment(path=path, spec=spec, trials=read_trials(path), final=read_final(path),
                           sweep=sweep)
     trials = read_live_trials(path, spec)  # a running sweep: what its trials wrote so far
     if trials.empty:

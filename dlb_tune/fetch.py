@@ -274,15 +274,22 @@ class Progress:
 # --- listing -------------------------------------------------------------------------------------
 
 
-def list_lines(root: Path) -> list[str]:
-    rows = [("data set", "status", "size", "tasks", "source", "license")]
-    users = _users()
+def list_lines(root: Path, columns: int | None = None) -> list[str]:
+    """A row per data set, fitted to the terminal; the sources below it, each on lines of its own
+    (a URL is one long word: in a column it would be cut)."""
+    from dlb_tune.show import table, wrapped
+
+    header = ["data set", "status", "size", "tasks", "license"]
+    users, rows = _users(), []
     for ds in catalog().values():
         status = ds.status(root)
         size = mb(ds.size(root)) if status != "missing" else "-"
-        rows.append((ds.name, status, size, ",".join(users.get(ds.name, [])) or "-", ds.source, ds.license))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return [f"data folder: {root}"] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5] for r in rows]
+        rows.append((ds.name, status, size, ",".join(users.get(ds.name, [])) or "-", ds.license))
+    lines = [f"data folder: {root}"] + table(header, rows, whole=header[:4], right=["size"], columns_wide=columns)
+    lines.append("sources:")
+    for ds in catalog().values():
+        lines += wrapped(f"{ds.name}: {ds.source}", columns, indent="    ")
+    return lines
 
 
 def _users() -> dict[str, list[str]]:

@@ -75,7 +75,7 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
     final: dict[str, Any] = {
         "task": spec.task, "name": opts.name, "experiment_dir": exp_dir,
         "metric": spec.metric, "mode": spec.mode, "target": spec.target,
-        "search": opts.search, "scheduler": opts.scheduler, "seed": opts.seed,
+        "sampler": spec.search.get("sampler", "tpe") if spec.searched() else "none", "scheduler": opts.scheduler, "seed": opts.seed,
         "num_samples": spec.num_samples, "max_epochs": spec.max_epochs,
         "trials": {"total": len(df), **counts}, "wall_s": round(wall, 1),
         "errors": [{"trial_id": r.trial_id, "error": r.error} for r in df.itertuples() if r.status == TrialStatus.ERRORED],

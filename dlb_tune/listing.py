@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from dlb_tune.distributions import SpaceError
-from dlb_tune.experiment import (FINAL_FILE, SPACE_FILE, experiment_dir, file_in, read_space, read_trials,
+from dlb_tune.experiment import (SPACE_FILE, experiment_dir, read_final, read_space, read_trials,
                                  resolve_storage)
-from dlb_tune.storage import DamagedFile, filesystem, read_json
+from dlb_tune.storage import DamagedFile, filesystem
 
 COLUMNS = ["name", "task", "state", "trials", "best", "test", "date"]  # best: on validation, by the task's metric
 
@@ -54,7 +54,7 @@ def _row(exp_dir: str, name: str, started: datetime | None) -> dict[str, Any]:
 def _filled(row: dict[str, Any], exp_dir: str) -> dict[str, Any]:
     spec = read_space(exp_dir)
     row["task"] = spec.task
-    final = read_json(file_in(exp_dir, FINAL_FILE))
+    final = read_final(exp_dir)
     try:
         trials = read_trials(exp_dir)
     except OSError:  # no results.parquet: the sweep is running, or stopped before its end
@@ -66,7 +66,7 @@ def _filled(row: dict[str, Any], exp_dir: str) -> dict[str, Any]:
         row["best"] = f"{best[spec.metric]:.4g}"
     elif trials is not None and f"best_{spec.metric}" in trials and trials[f"best_{spec.metric}"].notna().any():
         row["best"] = f"{spec.goal.best(trials[f'best_{spec.metric}']):.4g}"
-    row["test"] = _test(final or {})
+    row["test"] = _test(final or {}, spec.metric)
     return row
 
 
@@ -77,9 +77,10 @@ def _state(final: dict[str, Any] | None, has_results: bool) -> str:
     return "no final" if has_results else "no results"
 
 
-def _test(final: dict[str, Any]) -> str:
-    """The test split's value of the task's metric and, with a target, whether it was met."""
-    metric, test = final.get("test_metric"), final.get("test") or {}
+def _test(final: dict[str, Any], metric: str) -> str:
+    """The test split's value of the task's metric and, with a target, whether it was met (a
+    final.json that names no test metric: ``val_X`` is ``test_X``, as ``compare`` reads it)."""
+    metric, test = final.get("test_metric") or "test_" + metric.removeprefix("val_"), final.get("test") or {}
     if metric not in test:
         return "-"
     if final.get("target") is None:
@@ -87,8 +88,10 @@ def _test(final: dict[str, Any]) -> str:
     return f"{test[metric]:.4g} {'met' if final.get('target_met') else 'NOT met'}"
 
 
-def table_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Left-aligned columns two spaces apart: fits 100 columns for names up to ~25 characters."""
-    cells = [COLUMNS] + [[str(r[c]) for c in COLUMNS] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-    return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+def table_lines(rows: list[dict[str, Any]], columns: int | None = None) -> list[str]:
+    """Columns two spaces apart, fitted to the terminal: names, states and numbers whole; a test
+    verdict and a date wrap at their spaces before a row would go below the others."""
+    from dlb_tune.show import table
+
+    return table(COLUMNS, [[r[c] for c in COLUMNS] for r in rows], whole=["name", "task", "state", "trials", "best"],
+                 columns_wide=columns)

@@ -36,7 +36,7 @@ class SweepOptions:
     workers_per_trial: int = 1  # >1: Ray Train data parallelism inside each trial
     ray_train: bool = False  # run trials as TorchTrainers even with one worker (slower to start)
     seed: int = 0
-    search: str = "optuna"  # optuna | random
+    sampler: str | None = None  # tpe | random; None: the space file's search.sampler (tpe by default)
     scheduler: str = "asha"  # asha | fifo
     address: str | None = None  # join an existing cluster (auto, ray://...)
     node_timeout_s: float = NODE_TIMEOUT_S  # on a cluster: stop when trials wait this long for nodes

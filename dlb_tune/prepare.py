@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dlb_tune.distributions import SpaceError
 from dlb_tune.options import ResourceError, SweepOptions
-from dlb_tune.space import SweepSpec, check_compare_by, default_space_file, enqueued_point, load_space
+from dlb_tune.space import SAMPLERS, SweepSpec, check_compare_by, default_space_file, enqueued_point, load_space
 from dlb_tune.tasks import get_task, load_task_module
 
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
@@ -45,8 +45,8 @@ def prepare_spec(opts: SweepOptions) -> SweepSpec:
         spec.time_budget_s = opts.time_budget_s
     if opts.enqueue:  # first: with --num-samples 1 it is the one config trained
         spec.initial.insert(0, enqueued_point(spec, opts.enqueue))
-    if opts.search not in ("optuna", "random"):
-        raise SpaceError(f"unknown search '{opts.search}' (optuna, random)")
+    if opts.sampler not in (None, *SAMPLERS):
+        raise SpaceError(f"unknown sampler '{opts.sampler}' ({', '.join(SAMPLERS)})")
     if opts.scheduler not in ("asha", "fifo"):
         raise SpaceError(f"unknown scheduler '{opts.scheduler}' (asha, fifo)")
     check_compare_by(spec, "the sweep")

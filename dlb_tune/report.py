@@ -76,7 +76,7 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
     lines += headline(exp) + [""]
     row = summary_row(exp)
     lines += [
-        f"- search `{row['search']}`, scheduler `{row['scheduler']}`, metric `{exp.metric}` ({exp.spec.mode}), "
+        f"- sampler `{row['sampler']}`, scheduler `{row['scheduler']}`, metric `{exp.metric}` ({exp.spec.mode}), "
         f"up to {exp.spec.max_epochs} epochs",
         f"- trials: {row['trials']} ({row['completed']} completed, {row['stopped_early']} stopped early by ASHA, "
         f"{row['cut_by_budget']} cut by the time budget, {row['incomplete']} incomplete, {row['errored']} errored); "

@@ -38,6 +38,16 @@ def best_so_far(exp: Experiment) -> pd.DataFrame:
     return pd.DataFrame({"t_s": hist["t_s"].to_numpy(), "best": values.to_numpy()})
 
 
+def sampler_of(exp: Experiment) -> str:
+    """The sampler that ran: space.yaml records it (``sweep.spec_as_run``); a sweep from before
+    ``--sampler`` ran ``--search random`` as Ray's random search, which space.yaml does not say."""
+    if not exp.spec.searched():
+        return "none"
+    if (exp.final or {}).get("search", exp.sweep.get("search")) == "random":
+        return "random"
+    return exp.spec.search.get("sampler", "tpe")
+
+
 def summary_row(exp: Experiment) -> dict[str, Any]:
     """One sweep in numbers: what ``compare`` lays side by side."""
     final, t = exp.final or {}, exp.trials
@@ -47,7 +57,7 @@ def summary_row(exp: Experiment) -> dict[str, Any]:
     counts = t["status"].value_counts() if len(t) else pd.Series(dtype=int)
     # validation figures first, the test split's verdict last: never one beside the other
     return {
-        "name": exp.name, "task": exp.spec.task, "search": final.get("search", exp.sweep.get("search")),
+        "name": exp.name, "task": exp.spec.task, "sampler": sampler_of(exp),
         "scheduler": final.get("scheduler", exp.sweep.get("scheduler")), "metric": exp.metric,
         "best_val": best, "time_to_best_val_s": time_to_best_val(exp),
         "trials": len(t), **{s.value: int(counts.get(s, 0)) for s in ENDED},

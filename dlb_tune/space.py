@@ -196,14 +196,16 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
     if not isinstance(params, dict):
         raise SpaceError(f"{source}: 'params' must be a mapping of field -> value or distribution, got {params!r}")
     params = dict(params)
+    from_cli = set()
     for item in overrides:
         key, value = _parse_override(item)
         params[key] = value
+        from_cli.add(key)
     spec = SweepSpec(
         task=str(raw["task"]),
         metric=str(raw["metric"]),
         mode=str(raw["mode"]),
-        params=_parse_params(params, task, source),
+        params=_parse_params(params, task, source, from_cli),
         target=_number(raw, "target", source, None),
         max_epochs=int(_number(raw, "max_epochs", source, 10, minimum=1)),
         grace_period=int(_number(raw, "grace_period", source, 1, minimum=1)),
@@ -263,6 +265,15 @@ def _parse_search(raw: Any, source: str) -> dict[str, Any]:
     if raw.get("group") and raw.get("multivariate") is False:
         raise SpaceError(f"{source}: search.group needs multivariate TPE; drop 'multivariate: false'")
     return dict(raw)
+
+
+def with_sampler(search: dict[str, Any], sampler: str | None) -> dict[str, Any]:
+    """The ``search:`` section with ``--sampler`` in place of the file's sampler (None: the file's
+    own); a random sampler has no TPE settings, so the file's go."""
+    if sampler is None:
+        return dict(search)
+    kept = {k: v for k, v in search.items() if sampler == "tpe" or k not in TPE_ONLY}
+    return {**kept, "sampler": sampler}
 
 
 def search_as_run(search: dict[str, Any], concurrency: int) -> dict[str, Any]:
@@ -366,19 +377,24 @@ def check_compare_by(spec: SweepSpec, source: str) -> None:
                          f"{len(dist.values)} or more)")
 
 
-def _parse_params(params: dict, task: type[Task] | None, source: str) -> dict[str, Distribution]:
+def _parse_params(params: dict, task: type[Task] | None, source: str, from_cli=frozenset()) -> dict[str, Distribution]:
+    """``from_cli``: the names a ``--set`` gave, whose errors name the command line, not the file."""
+    def where(name) -> str:
+        return f"--set {name}" if name in from_cli else f"{source}: params.{name}"
+
     if task is None:
-        return {str(name): distribution_or_constant(raw, f"{source}: params.{name}") for name, raw in params.items()}
+        return {str(name): distribution_or_constant(raw, where(name)) for name, raw in params.items()}
     fields = config_fields(task)
     out = {}
     for name, raw in params.items():
         if name not in fields:
             hint = _closest(str(name), fields)
+            origin = "--set" if name in from_cli else source
             raise SpaceError(
-                f"{source}: '{name}' is not a parameter of task '{task.name}'{hint}; "
+                f"{origin}: '{name}' is not a parameter of task '{task.name}'{hint}; "
                 f"parameters: {', '.join(fields)}"
             )
-        out[name] = parse_param(raw, fields[name], task, f"{source}: params.{name}")
+        out[name] = parse_param(raw, fields[name], task, where(name))
     return out
 
 

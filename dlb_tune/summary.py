@@ -9,9 +9,15 @@ import pandas as pd
 
 from dlb_tune.compared import compared_lines
 from dlb_tune.objective import Objective, TrialStatus
+from dlb_tune.show import wrapped
 
 
-def summary_lines(final: dict[str, Any], df: pd.DataFrame) -> list[str]:
+def summary_lines(final: dict[str, Any], df: pd.DataFrame, columns: int | None = None) -> list[str]:
+    """The summary wrapped at spaces to ``columns`` (default: the terminal's width)."""
+    return [part for line in _lines(final) for part in wrapped(line, columns)]
+
+
+def _lines(final: dict[str, Any]) -> list[str]:
     t = final["trials"]
     lines = [
         "",

@@ -31,7 +31,7 @@ from dlb_tune.finish import finish
 from dlb_tune.logs import library_logs
 from dlb_tune.options import ResourceError, SweepOptions
 from dlb_tune.prepare import load_data, prepare_spec
-from dlb_tune.space import SweepSpec, search_as_run
+from dlb_tune.space import SweepSpec, search_as_run, with_sampler
 from dlb_tune.storage import check_storage, ray_storage, shown
 from dlb_tune.summary import summary_lines
 from dlb_tune.tasks import TaskModuleError, UnknownTask, get_task, load_task_module
@@ -53,7 +53,7 @@ def run(spec: SweepSpec, opts: SweepOptions, echo: Callable[[str], None], restor
     timings["data_s"], t_ray = time.time() - t_load, time.time()
     if restore is None:
         echo(f"{spec.task}: data loaded in {timings['data_s']:.1f}s; "
-             f"{spec.num_samples} trials x up to {spec.max_epochs} epochs, search {search_name(spec, opts)}, "
+             f"{spec.num_samples} trials x up to {spec.max_epochs} epochs, sampler {sampler_name(spec, opts)}, "
              f"scheduler {opts.scheduler}, metric {spec.metric} ({spec.mode})")
     with ray_session(opts):
         timings["ray_start_s"] = time.time() - t_ray
@@ -132,15 +132,14 @@ def resume_sweep(name: str, storage: str | None, data_dir: str | None, echo=prin
 def spec_as_run(spec: SweepSpec, opts: SweepOptions, concurrency: int) -> SweepSpec:
     """The spec with the search settings the sweep runs, as space.yaml records them; every
     reader parses that file back (tests/test_round_trip.py)."""
-    if opts.search != "optuna":
-        return spec
-    return replace(spec, search=search_as_run(spec.search, concurrency))
+    return replace(spec, search=search_as_run(with_sampler(spec.search, opts.sampler), concurrency))
 
 
-def search_name(spec: SweepSpec, opts: SweepOptions) -> str:
-    """The searcher as the sweep's first line names it: Optuna's sampler when it is not TPE."""
-    sampler = spec.search.get("sampler", "tpe") if opts.search == "optuna" else None
-    return f"{opts.search} ({sampler} sampler)" if sampler not in (None, "tpe") else opts.search
+def sampler_name(spec: SweepSpec, opts: SweepOptions) -> str:
+    """The sampler as the sweep's first line names it: the one that runs (``engine.make_searcher``)."""
+    if not spec.searched():
+        return "none (nothing searched)"
+    return with_sampler(spec.search, opts.sampler).get("sampler", "tpe")
 
 
 def command_start() -> float:
@@ -181,6 +180,8 @@ def recorded_options(exp_dir: str, name: str, storage: str | None) -> tuple[Swee
     except (FileNotFoundError, OSError):
         raise SpaceError(f"no sweep named '{name}' in {shown(resolve_storage(storage))}") from None
     space_sha = saved.pop(SPACE_SHA256, None)
+    if "search" in saved:  # sweep.json from before --sampler: Tune restores the searcher it pickled
+        saved["sampler"] = "random" if saved.pop("search") == "random" else None
     unknown = sorted(set(saved) - {f.name for f in fields(SweepOptions)})
     if unknown:
         raise ReportError(f"{shown(file_in(exp_dir, SWEEP_FILE))}: unknown option(s) {', '.join(unknown)} "

@@ -22,7 +22,7 @@ import pytest
 
 from dlb_tune.testing import AutoscalingCluster, epochs_around, history, wait_for_victim, wait_until
 
-SWEEP = ["--smoke", "--limit", "400", "--search", "random", "--scheduler", "fifo", "--num-samples", "2",
+SWEEP = ["--smoke", "--limit", "400", "--sampler", "random", "--scheduler", "fifo", "--num-samples", "2",
          "--set", "embedding=random"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]

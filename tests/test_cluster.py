@@ -36,12 +36,16 @@ def test_the_request_not_the_empty_cluster_sets_concurrency():
     assert plan_concurrency(capacity, trial_bundle(1, 0), 1, cpus=None, gpus=None) == 16  # 4 nodes x 4 CPUs
 
 
-def test_a_random_search_keeps_to_the_planned_concurrency(tmp_path):
-    """Tune ignores ``max_concurrent_trials`` for a BasicVariantGenerator, so the searcher itself
-    must hold back: else an autoscaler launches a node for every sample at once."""
+def test_a_sweep_with_nothing_searched_keeps_to_the_planned_concurrency(tmp_path):
+    """Tune ignores ``max_concurrent_trials`` for a BasicVariantGenerator (what runs when every
+    parameter is fixed), so the searcher itself must hold back: else an autoscaler launches a node
+    for every sample at once."""
+    import json
+
     from ray.tune.experiment import Experiment
 
-    opts = SweepOptions(task="fcn", search="random", smoke=True, num_samples=4, storage=str(tmp_path), name="c")
+    fixed = [f"{k}={json.dumps(v)}" for k, v in prepare_spec(SweepOptions(task="fcn", smoke=True)).initial[0].items()]
+    opts = SweepOptions(task="fcn", smoke=True, overrides=fixed, num_samples=4, storage=str(tmp_path), name="c")
     spec = prepare_spec(opts)
     searcher = make_searcher(spec, opts, concurrency=2)
     searcher.add_configurations([Experiment("c", lambda config: None, config=spec.param_space(),

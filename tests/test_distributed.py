@@ -94,7 +94,7 @@ def test_a_diverging_trial_is_errored_and_the_sweep_goes_on(ray_local, data_dir,
     space.write_text("task: fcn\nmetric: val_acc\nmode: max\nmax_epochs: 2\nnum_samples: 4\n"
                      "params:\n  lr: {choice: [0.05, 1.0e+6]}\n  activation: relu\n  hidden_size: 32\n")
     result = runner.invoke(app, ["sweep", "fcn", "--data-dir", str(data_dir), "--space", str(space),
-                                 "--limit", "2000", "--search", "random", "--scheduler", "fifo",
+                                 "--limit", "2000", "--sampler", "random", "--scheduler", "fifo",
                                  "--storage", str(storage), "--name", "nan"])
     assert result.exit_code == 0, result.output
     df = pd.read_parquet(storage / "nan" / "results.parquet")

@@ -29,7 +29,7 @@ runner = CliRunner()
 FINAL_KEYS = [
     "best", "best.checkpoint", "best.config", "best.epoch", "best.trial_id", "best.val_acc", "command_s", "course",
     "course.config", "course.epoch", "course.epochs", "course.status", "course.trial_id", "course.val_acc", "errors",
-    "experiment_dir", "max_epochs", "metric", "mode", "name", "num_samples", "optuna_states", "scheduler", "search",
+    "experiment_dir", "max_epochs", "metric", "mode", "name", "num_samples", "optuna_states", "sampler", "scheduler",
     "seed", "seeds",
     "seeds.max_epochs", "seeds.metric", "seeds.mode", "seeds.ranking", "seeds.runs", "seeds.seeds", "target",
     "target_met", "task", "test", "test.test_acc", "test.test_loss", "test_metric", "timings", "timings.data_s",

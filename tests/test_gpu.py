@@ -22,7 +22,7 @@ from dlb_tune.trainable import pick_device, start_trial
 pytestmark = pytest.mark.gpu
 CONFIG = {"hidden_size": 64, "batch_size": 128}
 # big enough that 4 trials overlap by whole seconds (Tune's timestamps are in seconds)
-FCN_SWEEP = ["--limit", "20000", "--set", "hidden_size=512", "--set", "batch_size=64", "--search", "random",
+FCN_SWEEP = ["--limit", "20000", "--set", "hidden_size=512", "--set", "batch_size=64", "--sampler", "random",
              "--scheduler", "fifo", "--max-epochs", "3"]
 
 

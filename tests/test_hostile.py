@@ -119,7 +119,7 @@ def serve(tmp_path):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
         servers.append(data_mirror.start(root))
-        return runner.invoke(app, ["data", "fetch", target, "--dest", str(tmp_path / "dest"), "--mirror",
+        return runner.invoke(app, ["data", "fetch", target, "--data-dir", str(tmp_path / "dest"), "--mirror",
                                    servers[-1].url, *extra])
 
     yield fetch
@@ -329,7 +329,7 @@ def held(tmp_path_factory, data_dir):
     (root / "space.yaml").write_text(COUNTED_SPACE.replace("RECORD", json.dumps(str(root / "calls.jsonl"))))
     storage = root / "runs"
     args = ["sweep", COUNTED_TASK, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"), "--storage",
-            str(storage), "--name", "i", "--limit", "2000", "--search", "random", "--scheduler", "fifo",
+            str(storage), "--name", "i", "--limit", "2000", "--sampler", "random", "--scheduler", "fifo",
             "--cpus", "2", "--cpus-per-trial", "2"]
     driver = Driver(args, root / "sweep.log")
     try:
@@ -424,7 +424,7 @@ def test_fetched_files_are_checked_against_the_pinned_hashes(data_dir, tmp_path)
     dest = tmp_path / "dest"
     try:
         def fetch(target: str, *extra: str):
-            return runner.invoke(app, ["data", "fetch", target, "--dest", str(dest), "--mirror", server.url, *extra])
+            return runner.invoke(app, ["data", "fetch", target, "--data-dir", str(dest), "--mirror", server.url, *extra])
 
         emotions = fetch("emotions")  # the publisher's bytes: the pinned hashes match
         assert emotions.exit_code == 0 and (dest / "emotions" / "trainEmotions.csv").is_file(), emotions.output
@@ -441,7 +441,7 @@ def test_fetched_files_are_checked_against_the_pinned_hashes(data_dir, tmp_path)
 def test_data_list_verify_checks_installed_files(data_dir, tmp_path):
     dest = tmp_path / "data"
     shutil.copytree(data_dir / "emotions", dest / "emotions")
-    verify = lambda: runner.invoke(app, ["data", "list", "--dest", str(dest), "--verify"])  # noqa: E731
+    verify = lambda: runner.invoke(app, ["data", "list", "--data-dir", str(dest), "--verify"])  # noqa: E731
     ok = verify()
     assert ok.exit_code == 0 and "  emotions  2 match" in ok.output.splitlines(), ok.output
     shutil.copytree(data_dir / "grocery", dest / "grocery")  # images downscaled for the tests: not the originals

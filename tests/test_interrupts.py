@@ -125,7 +125,7 @@ def interrupted(tmp_path_factory, data_dir):
     (root / "space.yaml").write_text(SPACE.replace("RECORD", json.dumps(str(record))))
     storage, exp = root / "runs", root / "runs" / "i"
     sweep = Driver(["sweep", COUNTED_TASK, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"),
-                    "--storage", str(storage), "--name", "i", "--limit", "2000", "--search", "random",
+                    "--storage", str(storage), "--name", "i", "--limit", "2000", "--sampler", "random",
                     "--scheduler", "fifo", "--cpus", "2", "--cpus-per-trial", "2"], root / "sweep.log")
     sweep.wait_for(lambda: max(reported_epochs(exp).values(), default=0) >= 2, "a trial at epoch 2")
     code = sweep.finish(signal.SIGTERM)

@@ -42,7 +42,7 @@ def sweep_in_process(root: Path, name: str, space: str, data_dir: Path, **opts) 
     register_counted_task()
     (root / f"{name}.yaml").write_text(space)
     options = SweepOptions(**{"task": COUNTED_TASK, "data_dir": str(data_dir), "space": str(root / f"{name}.yaml"),
-                              "name": name, "storage": str(root / "runs"), "search": "random", "limit": 2000, **opts})
+                              "name": name, "storage": str(root / "runs"), "sampler": "random", "limit": 2000, **opts})
     lines: list[str] = []
     final = run_sweep(options, echo=lines.append, after=after_sweep(options, lines.append))  # as `dlb-tune sweep` runs it
     return {**final, "output": "\n".join(lines)}, root / "runs" / name
@@ -220,7 +220,7 @@ def test_final_json_holds_the_pareto_front_of_the_trials(tmp_path, data_dir, ray
     objectives = {"acc-params": {"val_acc": "max", "params": "min"}}
     params = "  lr: {loguniform: [1.0e-3, 0.2]}\n  hidden_size: {choice: [8, 32, 128]}\n"
     space = counted_space(tmp_path / "calls.jsonl", params, max_epochs=1, num_samples=5, objectives=objectives)
-    final, exp = sweep_in_process(tmp_path, "mo", space, data_dir, objective="acc-params", search="optuna",
+    final, exp = sweep_in_process(tmp_path, "mo", space, data_dir, objective="acc-params", sampler="tpe",
                                   scheduler="fifo")
     df = pd.read_parquet(exp / "results.parquet")
     points = {r.trial_id: (r.best_val_acc, r.params) for r in df.itertuples()}

@@ -83,7 +83,7 @@ def runs(draw):
     enqueue = draw(st.one_of(st.none(), st.fixed_dictionaries({k: values_of(shipped.params[k]) for k in searched})))
     flags = dict(smoke=draw(st.booleans()), num_samples=draw(st.one_of(st.none(), st.integers(1, 50))),
                  max_epochs=draw(st.one_of(st.none(), st.integers(1, 30))),
-                 search=draw(st.sampled_from(["optuna", "random"])))
+                 sampler=draw(st.sampled_from([None, "tpe", "random"])))
     return task, raw, overrides, enqueue, flags, draw(st.integers(1, 16))
 
 

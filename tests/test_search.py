@@ -222,10 +222,11 @@ def test_a_trial_proposed_after_the_last_save_is_failed_in_the_journal_on_resume
     assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "FAIL")]
 
 
-def test_the_sweeps_first_line_names_a_sampler_other_than_tpe():
-    from dlb_tune.sweep import search_name
+def test_the_sweeps_first_line_names_the_sampler_that_runs():
+    from dlb_tune.sweep import sampler_name
 
     fcn, emotion = load_space(default_space_file("fcn")), load_space(default_space_file("emotion"))
-    assert search_name(fcn, SweepOptions(task="fcn")) == "optuna (random sampler)"  # the space's evidence
-    assert search_name(fcn, SweepOptions(task="fcn", search="random")) == "random"
-    assert search_name(emotion, SweepOptions(task="emotion")) == "optuna"
+    assert sampler_name(fcn, SweepOptions(task="fcn")) == "random"  # the space's evidence
+    assert sampler_name(fcn, SweepOptions(task="fcn", sampler="tpe")) == "tpe"  # the command line wins
+    assert sampler_name(emotion, SweepOptions(task="emotion")) == "tpe"
+    assert sampler_name(emotion, SweepOptions(task="emotion", sampler="random")) == "random"

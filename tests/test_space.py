@@ -403,7 +403,7 @@ def test_errors_say_what_is_wrong_in_their_one_line(make, message):
 
 
 def test_set_splits_at_the_first_equals_sign():
-    with pytest.raises(SpaceError, match=r"params\.activation: 'a=b' is not one of"):
+    with pytest.raises(SpaceError, match=r"--set activation: 'a=b' is not one of"):
         parse_space(BASE, overrides=["activation=a=b"])
 
 

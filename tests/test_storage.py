@@ -170,7 +170,7 @@ def bucket_sweep(s3, tmp_path_factory, data_dir):
     (root / "space.yaml").write_text(SPACE.replace("RECORD", json.dumps(str(record))))
     storage = s3.uri("runs")
     sweep = Driver(["sweep", COUNTED_TASK, "--data-dir", str(data_dir), "--space", str(root / "space.yaml"),
-                    "--storage", storage, "--name", "i", "--limit", "2000", "--search", "random",
+                    "--storage", storage, "--name", "i", "--limit", "2000", "--sampler", "random",
                     "--scheduler", "fifo", "--cpus", "2", "--cpus-per-trial", "2", "--max-epochs", str(EPOCHS)],
                    root / "sweep.log")
     try:

@@ -31,7 +31,7 @@ from dlb_tune.asha import SweepState
 from dlb_tune.cli import app
 from dlb_tune.experiment import JOURNAL_FILE, read_live
 from dlb_tune.progress import summary_line
-from dlb_tune.show import WIDTH, fit, short_config
+from dlb_tune.show import fit, short_config, width
 from dlb_tune.space import load_space
 from test_interrupts import CEILING_S, CLI, ROOT, Driver
 from dlb_tune.testing import COUNTED_TASK, register_counted_task
@@ -177,7 +177,7 @@ def test_status_while_the_sweep_runs(live):
     assert lines[3].startswith("  config: lr=") and "hidden_size" not in lines[3]  # constants left out
     assert lines[4].startswith(f"  running {live['first']}: epoch 1/{EPOCHS}, val_acc 0.")
     assert lines[5].startswith("elapsed ") and "time left about " in lines[5]
-    assert all(len(line) <= WIDTH for line in lines)
+    assert all(len(line) <= width() for line in lines)  # $COLUMNS, else 80 without a terminal
 
 
 def test_report_while_the_sweep_runs(live):
@@ -212,7 +212,7 @@ def test_sweep_prints_where_to_watch_and_progress_lines_that_fit(live):
     assert epoch_lines[0].split("]")[0].endswith(f" 0/{TRIALS}") and " best 0." in epoch_lines[0]
     assert any(ln.split("]")[0].endswith(f" 1/{TRIALS}") for ln in progress if f" {live['second']}  " in ln)
     assert f"next: dlb-tune report w --storage {live['storage']}; dlb-tune best w" in out
-    assert max(len(ln) for ln in progress) <= WIDTH
+    assert max(len(ln) for ln in progress) <= width()  # piped: $COLUMNS, else 80
 
 
 def test_summary_says_the_whole_commands_time_and_its_parts(live):
@@ -252,17 +252,17 @@ def test_watch_ends_with_the_block_status_prints_after_the_end(live):
     assert frames[-1] == live["status_after"].output, live["watch_output"]
 
 
-def test_progress_lines_fit_100_columns_with_the_searched_parameters_only():
+def test_progress_lines_fit_the_width_with_the_searched_parameters_only():
     spec = load_space(ROOT / "search_spaces" / "emotion.yaml")
     config = {"max_len": 64, "min_freq": 2, **spec.initial[0]}  # constants beside the searched values
     shown = short_config(config, spec.searched())
     assert shown.startswith("cell=lstm bidirectional=False") and "max_len" not in shown and "min_freq" not in shown
-    line = fit(f"[ 1m05s 3/40] 7a2c_00004  start {shown}")
-    assert len(line) == WIDTH and line.endswith("...")
+    line = fit(f"[ 1m05s 3/40] 7a2c_00004  start {shown}", 80)
+    assert len(line) <= 80 and line.endswith("...") and f" {line[:-3].split()[-1]} " in shown + " "  # cut at a space
     counts = {"running": 2, "pending": 30, "completed": 3, "stopped_early": 4, "errored": 1}
     summary = summary_line(spec, 3725.0, counts, 0.6512, 300.0)
     assert summary == "[ 1h02m 8/40] 2 running, 30 pending, 8 done: 4 stopped early, 1 errored; best 0.6512; ~5m00s left"
-    assert len(summary_line(spec, 5.0, counts, None, float("nan"))) <= WIDTH
+    assert summary_line(spec, 5.0, counts, None, float("nan")).endswith("best none yet")
 
 
 def test_time_left_of_a_constructed_sweep_in_progress_and_status():
