@@ -33,7 +33,7 @@ def commands(name: str, bad_space: Path) -> list[list[str]]:
     """What is timed. Only refusals that every version refuses (an older one may start Ray on a
     request this one refuses)."""
     return [["--help"], ["--version"], ["tasks"], ["ls"], ["status", name], ["results", name], ["best", name],
-            ["compare", name, name], ["data", "list"], ["sweep", "foo"], ["sweep", "fcn", "--set", "lr"],
+            ["compare", name, name], ["sweep", "foo"], ["sweep", "fcn", "--set", "lr"],
             ["sweep", "fcn", "--space", str(bad_space)], ["report", "nothing-here"]]
 
 

@@ -239,12 +239,13 @@ def check_task(
 ) -> None:
     """Run the contract every task meets: declarations, config round trip, data errors, one epoch,
     checkpoint resume, a smoke sweep. Exit code 1 when a check fails."""
-    from dlb_tune.contract import run_checks
     from dlb_tune.options import SweepOptions
     from dlb_tune.tasks import get_task, load_task_module
 
     recorded = run_guarded(load_task_module, task_module) if task_module else None
-    run_guarded(get_task, task)
+    run_guarded(get_task, task)  # an unknown task: before the contract (torch) is imported
+    from dlb_tune.contract import run_checks
+
     folder = run_guarded(SweepOptions(task=task, data_dir=data_dir).resolved_data_dir)
     runner = None
     if sweep:  # the smoke sweep's runner (importing it imports Ray)

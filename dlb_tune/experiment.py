@@ -242,30 +242,21 @@ def write_results(exp_dir: str, df: pd.DataFrame) -> None:
 
 def read_trials(exp_dir: str | Path) -> pd.DataFrame:
     """``results.parquet``; FileNotFoundError before the sweep has written it."""
-    import pyarrow.parquet as pq
-
-    return _read_results_file(exp_dir, lambda fs, p: pq.read_table(p, filesystem=fs).to_pandas())
+    return read_trial_table(exp_dir).to_pandas()
 
 
 def read_trial_table(exp_dir: str | Path):
-    """``results.parquet`` as a pyarrow Table, for a reader that needs no pandas (``ls``):
-    ``ParquetFile`` reads it without the pandas metadata ``read_table`` imports pandas for."""
+    """``results.parquet`` as a pyarrow Table, for a reader that needs no pandas (``ls``). Read
+    through ``ParquetFile``: ``read_table`` imports pyarrow.dataset and pandas, seconds apart."""
     import pyarrow.parquet as pq
 
-    def read(fs, p):
-        with fs.open_input_file(p) as f:
-            return pq.ParquetFile(f).read()
-
-    return _read_results_file(exp_dir, read)
-
-
-def _read_results_file(exp_dir: str | Path, read):
     path = file_in(exp_dir, RESULTS_FILE)
     if not exists(path):
         raise FileNotFoundError(path)
     fs, p = filesystem(path)
     try:
-        return read(fs, p)
+        with fs.open_input_file(p) as f:
+            return pq.ParquetFile(f).read()
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, its IO errors OSErrors
         raise DamagedFile(path, "Parquet", e) from None
 

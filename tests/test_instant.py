@@ -100,6 +100,7 @@ REFUSALS = [
     (["sweep", "fcn", "--cpus", "100000"], "--cpus 100000 asked for, but this machine has"),
     (["sweep", "fcn", "--gpus", "64"], "64 GPU(s) asked for, but this machine has"),
     (["plan", "foo"], "unknown task 'foo'"),
+    (["check-task", "foo"], "unknown task 'foo'"),
     (["resume", "nothing-here"], "no sweep named 'nothing-here'"),
     (["status", "nothing-here"], "nothing-here"),
     (["results", "nothing-here"], "nothing-here"),
@@ -111,7 +112,8 @@ REFUSALS = [
 @pytest.mark.parametrize("argv, says", REFUSALS, ids=[" ".join(a) for a, _ in REFUSALS])
 def test_bad_input_is_refused_in_one_line_without_heavy_imports(tmp_path, argv, says):
     argv = [a.replace("{bad}", bad_space(tmp_path)) for a in argv]
-    code, heavy, output = run(tmp_path, *argv, "--storage", str(tmp_path / "runs"))
+    storage = [] if argv[0] == "check-task" else ["--storage", str(tmp_path / "runs")]
+    code, heavy, output = run(tmp_path, *argv, *storage)
     assert code == 2, output
     assert output.count("\n") == 1 and output.startswith("error: ") and says in output, output
     assert not heavy, f"dlb-tune {' '.join(argv)} imported {sorted(heavy)} to refuse"
