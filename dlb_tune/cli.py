@@ -160,11 +160,11 @@ def resume(
     """Continue an interrupted sweep; finished trials are never re-run. Ray restores the sweep's
     pickled state (tuner.pkl, the searcher's): resume only folders you trust."""
     from dlb_tune.experiment import experiment_dir, recorded_options
-    from dlb_tune.storage import check_storage, resolve_storage
+    from dlb_tune.storage import is_uri, resolve_storage
 
     name, storage = name_and_storage(name, storage)
-    run_guarded(check_storage, run_guarded(resolve_storage, storage))  # an unknown sweep: before Ray is imported
-    run_guarded(recorded_options, experiment_dir(name, storage), name, storage)
+    if not is_uri(run_guarded(resolve_storage, storage)):  # an unknown sweep, before Ray is imported (a store: by resume)
+        run_guarded(recorded_options, experiment_dir(name, storage), name, storage)
     from dlb_tune.sweep import resume_sweep
 
     run_guarded(resume_sweep, name, storage, data_dir, echo=typer.echo, task_module=task_module)
