@@ -15,9 +15,9 @@ import typer
 
 from dlb_tune import cli_reading
 from dlb_tune.cli_common import (BUDGET_PANEL, CLUSTER_PANEL, OUTPUT_PANEL, RESOURCES_PANEL, SPACE_PANEL, DataDir,
-                                 FixedParams, Gpus, MaxEpochs, NumSamples, RecordedTaskModule, Scheduler, Sampler,
-                                 SpaceFile, Storage, TaskModule, TimeBudget, check_seeds, fail, gpus_per_trial_default,
-                                 name_and_storage, panel, renamed, run_guarded)
+                                 ExperimentName, FixedParams, Gpus, MaxEpochs, NumSamples, RecordedTaskModule,
+                                 Sampler, Scheduler, SpaceFile, Storage, TaskModule, TaskName, TimeBudget, check_seeds,
+                                 examples, fail, gpus_per_trial_default, name_and_storage, panel, renamed, run_guarded)
 from dlb_tune.cluster import NODE_TIMEOUT_S
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,21 +43,22 @@ def _global_options(
     set_debug(debug)
 
 
-@app.command()
+@app.command(epilog=examples("dlb-tune tasks", "the package's tasks and any installed ones",
+                             "dlb-tune tasks --task-module my_task.py", "with a task of your own"))
 def tasks(task_module: TaskModule = None) -> None:
     """List tasks with their search-space files, metric and target."""
     from dlb_tune.space import default_space_file, load_space
-    from dlb_tune.tasks import all_tasks, load_task_module
+    from dlb_tune.tasks import load_task_module, task_names
 
     if task_module:
         run_guarded(load_task_module, task_module)
     from dlb_tune.show import table, wrapped
 
     rows, notes = [], []
-    for name, task in run_guarded(all_tasks).items():
+    for name in task_names():  # from the entry points and space files: no task module is imported
         try:
             path = default_space_file(name)
-            spec = load_space(path)
+            spec = load_space(path, with_task=False)
             rows.append([name, f"{spec.metric} ({spec.mode})", "none" if spec.target is None else spec.target,
                          ", ".join(spec.searched()) or "nothing"])
             notes += wrapped(f"{name}: {path}" + (f": {spec.description}" if spec.description else ""), indent="    ")
@@ -86,7 +87,7 @@ SweepStorage = panel(Storage, OUTPUT_PANEL)
 
 @app.command(epilog=SWEEP_EXAMPLES)
 def sweep(
-    task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
+    task: TaskName,
     task_module: TaskModule = None,
     data_dir: DataDir = None,
     space: panel(SpaceFile, SPACE_PANEL) = None,
@@ -137,8 +138,7 @@ def sweep(
 ) -> None:
     """Run a sweep: Optuna's sampler with ASHA early stopping, then one test evaluation of the best trial."""
     from dlb_tune.options import SweepOptions
-    from dlb_tune.reruns import after_sweep
-    from dlb_tune.sweep import run_sweep
+    from dlb_tune.prepare import check_request
 
     check_seeds(seeds)
     opts = SweepOptions(
@@ -150,39 +150,54 @@ def sweep(
         node_timeout_s=node_timeout, limit=limit,
         smoke=smoke, max_failures=max_failures, seeds=seeds, enqueue=enqueue,
     )
+    run_guarded(check_request, opts)  # before torch and Ray are imported: a mistake fails at once
+    from dlb_tune.reruns import after_sweep
+    from dlb_tune.sweep import run_sweep
+
     final = run_guarded(run_sweep, opts, echo=typer.echo, after=after_sweep(opts, echo=typer.echo))
     if final.get("interrupted"):
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "dlb-tune resume fcn-20250101-120000", "continue an interrupted sweep under the default storage",
+    "dlb-tune resume my-sweep --storage s3://bucket/runs --data-dir ~/data",
+    "one kept on object storage, with the data in another folder on this machine"))
 def resume(
-    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    name: ExperimentName,
     storage: Storage = None,
     data_dir: DataDir = None,
     task_module: RecordedTaskModule = None,
 ) -> None:
     """Continue an interrupted sweep; finished trials are never re-run. Ray restores the sweep's
     pickled state (tuner.pkl, the searcher's): resume only folders you trust."""
-    from dlb_tune.sweep import resume_sweep
+    from dlb_tune.experiment import experiment_dir, recorded_options
+    from dlb_tune.storage import is_uri, resolve_storage
 
     name, storage = name_and_storage(name, storage)
+    if not is_uri(run_guarded(resolve_storage, storage)):  # an unknown sweep, before Ray is imported (a store: by resume)
+        run_guarded(recorded_options, experiment_dir(name, storage), name, storage)
+    from dlb_tune.sweep import resume_sweep
+
     run_guarded(resume_sweep, name, storage, data_dir, echo=typer.echo, task_module=task_module)
 
 
 # The reading commands, in the order `--help` lists them (dlb_tune.cli_reading).
-app.command()(cli_reading.results)
-app.command(name="ls")(cli_reading.list_sweeps)
-app.command()(cli_reading.tensorboard)
-app.command()(cli_reading.status)
-app.command()(cli_reading.report)
-app.command()(cli_reading.best)
-app.command()(cli_reading.compare)
+app.command(epilog=examples(*cli_reading.EXAMPLES["results"]))(cli_reading.results)
+app.command(name="ls", epilog=examples(*cli_reading.EXAMPLES["ls"]))(cli_reading.list_sweeps)
+app.command(epilog=examples(*cli_reading.EXAMPLES["tensorboard"]))(cli_reading.tensorboard)
+app.command(epilog=examples(*cli_reading.EXAMPLES["status"]))(cli_reading.status)
+app.command(epilog=examples(*cli_reading.EXAMPLES["report"]))(cli_reading.report)
+app.command(epilog=examples(*cli_reading.EXAMPLES["best"]))(cli_reading.best)
+app.command(epilog=examples(*cli_reading.EXAMPLES["compare"]))(cli_reading.compare)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "dlb-tune plan fcn", "trial-epochs and wall time of the default FCN sweep on this machine",
+    "dlb-tune plan cnn --num-samples 40 --cpus 8 --name cnn-big",
+    "40 trials on 8 CPUs; plan.json saved for `dlb-tune sweep cnn --name cnn-big`"))
 def plan(
-    task: Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).")],
+    task: TaskName,
     task_module: TaskModule = None,
     data_dir: DataDir = None,
     space: SpaceFile = None,
@@ -205,13 +220,16 @@ def plan(
 ) -> None:
     """Estimate a sweep's trial-epochs and wall time before launching it."""
     from dlb_tune.options import SweepOptions
-    from dlb_tune.plan import plan_sweep
+    from dlb_tune.prepare import check_request
 
     opts = SweepOptions(task=task, task_module=task_module, data_dir=data_dir, space=space, overrides=list(set_ or []), name=name,
                         storage=storage, num_samples=num_samples, max_epochs=max_epochs, time_budget_s=time_budget,
                         cpus=cpus, gpus=gpus, cpus_per_trial=cpus_per_trial,
                         gpus_per_trial=gpus_per_trial_default(gpus, gpus_per_trial), scheduler=scheduler.value,
                         limit=limit, smoke=smoke)
+    run_guarded(check_request, opts, machine=False)
+    from dlb_tune.plan import plan_sweep
+
     run_guarded(plan_sweep, opts, vary=vary, max_corners=corners, calibration_batches=calibration_batches,
                    echo=typer.echo)
 
@@ -222,21 +240,24 @@ app.add_typer(data_app, name="data")
 # --- a task of the user's own -----------------------------------------------------------------
 
 
-@app.command("check-task")
+@app.command("check-task", epilog=examples(
+    "dlb-tune check-task my_task --task-module my_task.py", "every check, ending with a smoke sweep",
+    "dlb-tune check-task fcn --no-sweep", "a built-in task, without starting Ray"))
 def check_task(
-    task: Annotated[str, typer.Argument(help="Task name.")],
+    task: TaskName,
     task_module: TaskModule = None,
     data_dir: DataDir = None,
     sweep: Annotated[bool, typer.Option(help="End with a real --smoke sweep (starts Ray).")] = True,
 ) -> None:
     """Run the contract every task meets: declarations, config round trip, data errors, one epoch,
     checkpoint resume, a smoke sweep. Exit code 1 when a check fails."""
-    from dlb_tune.contract import run_checks
     from dlb_tune.options import SweepOptions
     from dlb_tune.tasks import get_task, load_task_module
 
     recorded = run_guarded(load_task_module, task_module) if task_module else None
-    run_guarded(get_task, task)
+    run_guarded(get_task, task)  # an unknown task: before the contract (torch) is imported
+    from dlb_tune.contract import run_checks
+
     folder = run_guarded(SweepOptions(task=task, data_dir=data_dir).resolved_data_dir)
     runner = None
     if sweep:  # the smoke sweep's runner (importing it imports Ray)
@@ -247,7 +268,9 @@ def check_task(
         raise typer.Exit(1)
 
 
-@app.command("new-task")
+@app.command("new-task", epilog=examples(
+    "dlb-tune new-task digits", "digits.py and digits.yaml here: an MNIST classifier to edit",
+    "dlb-tune new-task fashion --dataset FashionMNIST --dir tasks/", "another torchvision data set, into tasks/"))
 def new_task(
     name: Annotated[str, typer.Argument(help="The task's name (a Python identifier).")],
     dir: Annotated[Path, typer.Option("--dir", help="Folder to write NAME.py and NAME.yaml into.")] = Path("."),

@@ -1,5 +1,10 @@
-"""What every ``dlb-tune`` command shares: its option types, and how a command turns a user's
-mistake into one ``error:`` line and exit code 2."""
+"""What every ``dlb-tune`` command shares: its option types, what the shell completes (task and
+experiment names; Click completes enum values itself), the Examples block of a command's help, and
+how a command turns a user's mistake into one ``error:`` line and exit code 2.
+
+Completion runs this module's callbacks on every TAB: they read entry-point metadata and folder
+names, never a task module (torch) or an experiment's files.
+"""
 
 from __future__ import annotations
 
@@ -80,6 +85,38 @@ def load(name: str, storage: Optional[str]):
     return exp
 
 
+def examples(*pairs: str) -> str:
+    """A command's help epilog: ``Examples:`` then each command line and, under it, what it does
+    (given as command, what, command, what, ...), as ``sweep --help`` shows them."""
+    lines = [f"  {command}\n    {what}" for command, what in zip(pairs[::2], pairs[1::2])]
+    return "Examples:\n\n" + "\n\n".join(lines)
+
+
+def complete_task(incomplete: str) -> list[str]:
+    """Task names for the shell: the entry points' names, no task module imported."""
+    from dlb_tune.tasks import task_names
+
+    return [name for name in task_names() if name.startswith(incomplete)]
+
+
+def complete_experiment(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Experiment names for the shell: the folders holding a space.yaml under ``--storage`` when
+    the command line gives it already, else under the default storage. A URI is not listed (a
+    round trip to a bucket on every TAB)."""
+    from dlb_tune.experiment import SPACE_FILE
+    from dlb_tune.storage import is_uri, resolve_storage
+
+    storage = ctx.params.get("storage")
+    try:
+        root = resolve_storage(storage)
+    except Exception:  # noqa: BLE001 - a TAB never prints an error
+        return []
+    if is_uri(root) or not Path(root).is_dir():
+        return []
+    names = sorted(d.name for d in Path(root).iterdir() if (d / SPACE_FILE).is_file())
+    return [n for n in names if n.startswith(incomplete) and n not in (ctx.params.get("names") or [])]
+
+
 DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA, else ~/.cache/dlb-tune/data).")]
 Storage = Annotated[Optional[str], typer.Option(help="Results folder or URI (default: $DLB_TUNE_RESULTS or ./dlb-tune-runs).")]
 SpaceFile = Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")]
@@ -132,3 +169,8 @@ def name_and_storage(name: str, storage: str | None) -> tuple[str, str | None]:
     return name, storage
 
 
+
+
+TaskName = Annotated[str, typer.Argument(help="Task name (see `dlb-tune tasks`).", autocompletion=complete_task)]
+ExperimentName = Annotated[str, typer.Argument(help="Experiment name (or its folder).",
+                                               autocompletion=complete_experiment)]

@@ -10,8 +10,27 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlb_tune.cli_common import (CompareFormat, DataDir, Format, RecordedTaskModule, Storage, check_seeds, fail, load,
-                                 run_guarded)
+from dlb_tune.cli_common import (CompareFormat, DataDir, ExperimentName, Format, RecordedTaskModule, Storage, check_seeds,
+                                 complete_experiment, fail, load, run_guarded)
+
+
+# Each command's Examples block (its help's epilog): command line, what it does, twice
+EXAMPLES = {
+    "results": ["dlb-tune results fcn-20250101-120000", "the trials as a table, then the test result",
+                "dlb-tune results my-sweep --format csv -o trials.csv", "every column, as CSV, into a file"],
+    "ls": ["dlb-tune ls", "the experiments under ./dlb-tune-runs (or $DLB_TUNE_RESULTS)",
+           "dlb-tune ls --storage s3://bucket/runs", "those kept on object storage"],
+    "tensorboard": ["dlb-tune tensorboard my-sweep", "on http://127.0.0.1:6006, while the sweep runs or after",
+                    "dlb-tune tensorboard my-sweep --port 0", "on any free port (the line it prints says which)"],
+    "status": ["dlb-tune status my-sweep", "trials by state, best so far, time left",
+               "dlb-tune status my-sweep --watch --every 30", "refreshed every 30 s until the sweep ends"],
+    "report": ["dlb-tune report my-sweep", "report.md and its figures in the experiment folder",
+               "dlb-tune report my-sweep --storage s3://bucket/runs", "written beside its local copy, then uploaded"],
+    "best": ["dlb-tune best my-sweep -o best.yaml", "the winner as a space file; `dlb-tune sweep TASK --space best.yaml` trains it",
+             "dlb-tune best my-sweep --seeds 3 --top 3", "re-train the top 3 with 3 seeds each; the best mean wins"],
+    "compare": ["dlb-tune compare tpe-run random-run", "two sweeps side by side: best value, when reached, trials, wall time",
+                "dlb-tune compare a b c --format csv", "as CSV, one row per sweep"],
+}
 
 
 def guard_board(fn, *args, **kwargs):
@@ -26,7 +45,7 @@ def guard_board(fn, *args, **kwargs):
 
 
 def results(
-    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    name: ExperimentName,
     storage: Storage = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout (parquet: NAME.parquet in this folder by default).")] = None,
@@ -36,7 +55,6 @@ def results(
     from dlb_tune.experiment import experiment_dir, find_experiment, read_results, read_space, resolve_storage
     from dlb_tune.storage import is_uri
     from dlb_tune.storage import check_storage
-    from dlb_tune.summary import summary_lines
 
     root = run_guarded(resolve_storage, storage)
     run_guarded(check_storage, root)
@@ -60,6 +78,8 @@ def results(
         output.write_text(text)
         typer.echo(f"wrote {output}")
     else:
+        from dlb_tune.summary import summary_lines
+
         typer.echo(text)
         if format is Format.table and final:
             for line in summary_lines(final, df):
@@ -101,7 +121,7 @@ def list_sweeps(storage: Storage = None) -> None:
 
 
 def tensorboard(
-    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    name: ExperimentName,
     storage: Storage = None,
     port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 6006,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
@@ -158,7 +178,7 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def status(
-    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    name: ExperimentName,
     storage: Storage = None,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until the sweep ends.")] = False,
     every: Annotated[float, typer.Option(min=1.0, help="Seconds between refreshes with --watch.")] = 10.0,
@@ -175,17 +195,17 @@ def status(
 
 
 def report(
-    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    name: ExperimentName,
     storage: Storage = None,
 ) -> None:
     """Write report.md and its figures into the experiment folder (a stored one: its local copy,
     then uploaded to the store)."""
     from dlb_tune.experiment import cached_from, experiment_dir
-    from dlb_tune.storage import is_uri
-    from dlb_tune.report import headline, upload_report, write_report
-    from dlb_tune.storage import shown
+    from dlb_tune.storage import is_uri, shown
 
-    exp = load(name, storage)
+    exp = load(name, storage)  # an unknown experiment: before matplotlib is imported
+    from dlb_tune.report import headline, upload_report, write_report
+
     path, figures = run_guarded(write_report, exp)
     for line in headline(exp):
         typer.echo(line.replace("**", ""))
@@ -199,7 +219,7 @@ def report(
 
 
 def best(
-    name: Annotated[str, typer.Argument(help="Experiment name (or its folder).")],
+    name: ExperimentName,
     storage: Storage = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML here too.")] = None,
     seeds: Annotated[int, typer.Option(min=0, help="Re-run the top configs with this many seeds (2 or more); rank by mean.")] = 0,
@@ -238,7 +258,8 @@ def best(
 
 
 def compare(
-    names: Annotated[list[str], typer.Argument(help="Experiment names (or folders).")],
+    names: Annotated[list[str], typer.Argument(help="Experiment names (or folders).",
+                                               autocompletion=complete_experiment)],
     storage: Storage = None,
     format: Annotated[CompareFormat, typer.Option("--format", help="Output format.")] = CompareFormat.table,
 ) -> None:
@@ -247,9 +268,9 @@ def compare(
     time_to_best_val_s: the first second after the sweep started at which any trial's validation
     value was as good as the winner's. The target is judged on the test split only.
     """
+    exps = [load(n, storage) for n in names]
     from dlb_tune.report_numbers import compare as compare_sweeps
 
-    exps = [load(n, storage) for n in names]
     df = compare_sweeps(exps)
     if format is CompareFormat.csv:
         typer.echo(df.to_csv(index=False), nl=False)

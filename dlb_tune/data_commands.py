@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlb_tune.cli_common import DataDir, renamed
+from dlb_tune.cli_common import DataDir, examples, renamed
 
 data_app = typer.Typer(no_args_is_help=True, help="Download the data sets the tasks read, and list them.")
 
@@ -30,9 +30,19 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-@data_app.command()
+def _complete_target(incomplete: str) -> list[str]:
+    """``all`` and the task names (a data set's name needs its task imported: not on a TAB)."""
+    from dlb_tune.cli_common import complete_task
+
+    return ["all"][:"all".startswith(incomplete)] + complete_task(incomplete)
+
+
+@data_app.command(epilog=examples(
+    "dlb-tune data fetch fcn", "the FCN task's data sets, checked, into $DLB_TUNE_DATA (or the per-user folder)",
+    "dlb-tune data fetch all --mirror https://mirror.example/dlb", "every data set, from a mirror"))
 def fetch(
-    target: Annotated[str, typer.Argument(help="A task (its data sets), a data set (`dlb-tune data list`), or all.")],
+    target: Annotated[str, typer.Argument(help="A task (its data sets), a data set (`dlb-tune data list`), or all.",
+                                          autocompletion=_complete_target)],
     data_dir: DataDir = None,
     _dest: OldDest = None,
     mirror: Annotated[Optional[str], typer.Option(help="Base URL replacing every publisher's: files at URL/<data set>/<file>.")] = None,
@@ -61,7 +71,9 @@ def fetch(
         _fail("interrupted; run the same command again to resume the download", 130)
 
 
-@data_app.command("list")
+@data_app.command("list", epilog=examples(
+    "dlb-tune data list", "what is installed in the data folder, and what is missing",
+    "dlb-tune data list --verify", "and check every installed file's SHA-256"))
 def list_(
     data_dir: DataDir = None,
     _dest: OldDest = None,

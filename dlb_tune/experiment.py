@@ -33,18 +33,21 @@ import os
 import re
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dlb_tune import places
 from dlb_tune import storage as stores
+from dlb_tune.distributions import SpaceError
 from dlb_tune.objective import Objective, TrialStatus
+from dlb_tune.options import SweepOptions
 from dlb_tune.space import SweepSpec, load_yaml, parse_space
 from dlb_tune.storage import (DamagedFile, ReportError, atomic, exists, filesystem, is_uri, read_bytes, read_json,
                               read_text, resolve_storage, to_jsonable, write_json, write_text)
+
+if TYPE_CHECKING:  # a DataFrame only where trials are read: naming a sweep or listing one needs no pandas
+    import pandas as pd
 
 SPACE_FILE = "space.yaml"
 SWEEP_FILE = "sweep.json"
@@ -173,6 +176,22 @@ def read_sweep_options(exp_dir: str | Path) -> dict[str, Any]:
     return options
 
 
+def recorded_options(exp_dir: str, name: str, storage: str | None) -> tuple[SweepOptions, str | None]:
+    """``sweep.json``'s options, and the SHA-256 of space.yaml recorded with them."""
+    try:
+        saved = read_sweep_options(exp_dir)
+    except (FileNotFoundError, OSError):
+        raise SpaceError(f"no sweep named '{name}' in {stores.shown(resolve_storage(storage))}") from None
+    space_sha = saved.pop(SPACE_SHA256, None)
+    if "search" in saved:  # sweep.json from before --sampler: Tune restores the searcher it pickled
+        saved["sampler"] = "random" if saved.pop("search") == "random" else None
+    unknown = sorted(set(saved) - {f.name for f in fields(SweepOptions)})
+    if unknown:
+        raise ReportError(f"{stores.shown(file_in(exp_dir, SWEEP_FILE))}: unknown option(s) {', '.join(unknown)} "
+                          f"(written by another version of dlb-tune?)")
+    return SweepOptions(**saved), space_sha
+
+
 def check_space_unchanged(exp_dir: str | Path, recorded: str | None) -> None:
     """``resume`` goes on with the searcher and scheduler the sweep started with: an edited
     ``space.yaml`` (another metric, other epochs) would be run against them."""
@@ -229,6 +248,12 @@ def write_results(exp_dir: str, df: pd.DataFrame) -> None:
 
 def read_trials(exp_dir: str | Path) -> pd.DataFrame:
     """``results.parquet``; FileNotFoundError before the sweep has written it."""
+    return read_trial_table(exp_dir).to_pandas()
+
+
+def read_trial_table(exp_dir: str | Path):
+    """``results.parquet`` as a pyarrow Table, for a reader that needs no pandas (``ls``). Read
+    through ``ParquetFile``: ``read_table`` imports pyarrow.dataset and pandas, seconds apart."""
     import pyarrow.parquet as pq
 
     path = file_in(exp_dir, RESULTS_FILE)
@@ -236,7 +261,8 @@ def read_trials(exp_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(path)
     fs, p = filesystem(path)
     try:
-        return pq.read_table(p, filesystem=fs).to_pandas()
+        with fs.open_input_file(p) as f:
+            return pq.ParquetFile(f).read()
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, its IO errors OSErrors
         raise DamagedFile(path, "Parquet", e) from None
 
@@ -321,6 +347,8 @@ def read_tune_states(path: Path) -> dict[str, dict[str, Any]]:
 def read_live_trials(path: Path, spec: SweepSpec) -> pd.DataFrame:
     """One row per trial started so far, with results.parquet's columns (status, epochs,
     config/<key>, last metrics, best_<metric>, best_epoch, path)."""
+    import pandas as pd
+
     states = read_tune_states(path)
     ids = set(states) | {d.name.removeprefix("trial_") for d in path.glob("trial_*") if d.is_dir()}
     rows = [_live_row(path / f"trial_{tid}", tid, states.get(tid, {}), spec) for tid in sorted(ids)]
@@ -346,6 +374,8 @@ def _live_row(folder: Path, trial_id: str, state: dict[str, Any], spec: SweepSpe
 
 
 def _progress(csv: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_csv(csv)
     except (OSError, ValueError):  # not written yet, or empty
@@ -443,6 +473,8 @@ def load_experiment(exp: Path | str, storage: str | None = None) -> Experiment:
 
 
 def _read_history(exp: Experiment) -> pd.DataFrame:
+    import pandas as pd
+
     frames = []
     for row in exp.trials.itertuples():
         csv = exp.path / f"trial_{row.trial_id}" / "progress.csv"

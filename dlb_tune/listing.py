@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from dlb_tune.distributions import SpaceError
-from dlb_tune.experiment import (SPACE_FILE, experiment_dir, read_final, read_space, read_trials,
+from dlb_tune.experiment import (SPACE_FILE, experiment_dir, read_final, read_space, read_trial_table,
                                  resolve_storage)
 from dlb_tune.storage import DamagedFile, filesystem
 
@@ -55,17 +55,20 @@ def _filled(row: dict[str, Any], exp_dir: str) -> dict[str, Any]:
     spec = read_space(exp_dir)
     row["task"] = spec.task
     final = read_final(exp_dir)
-    try:
-        trials = read_trials(exp_dir)
+    try:  # read by pyarrow alone: listing needs no pandas
+        trials = read_trial_table(exp_dir)
     except OSError:  # no results.parquet: the sweep is running, or stopped before its end
         trials = None
-    row["trials"] = str(len(trials)) if trials is not None else "-"
+    row["trials"] = str(trials.num_rows) if trials is not None else "-"
     row["state"] = _state(final, trials is not None)
     best = (final or {}).get("best")
+    column = f"best_{spec.metric}"
     if best and best.get(spec.metric) is not None:
         row["best"] = f"{best[spec.metric]:.4g}"
-    elif trials is not None and f"best_{spec.metric}" in trials and trials[f"best_{spec.metric}"].notna().any():
-        row["best"] = f"{spec.goal.best(trials[f'best_{spec.metric}']):.4g}"
+    elif trials is not None and column in trials.column_names:
+        value = spec.goal.best(trials.column(column).to_pylist())
+        if value is not None:
+            row["best"] = f"{value:.4g}"
     row["test"] = _test(final or {}, spec.metric)
     return row
 

@@ -4,6 +4,7 @@ whether the sweep will start at all."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,3 +62,58 @@ class SweepOptions:
     def data_parallel(self) -> bool:
         """Trials run under Ray Train (TorchTrainer): several workers, or asked for."""
         return self.workers_per_trial > 1 or self.ray_train
+
+
+def local_cpus() -> int:
+    """The cores this process may run on (its affinity), which a local Ray can use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def local_gpus() -> int:
+    """NVIDIA GPUs this process can see, without importing torch: the driver's entries (else
+    ``nvidia-smi -L``), cut to the ids CUDA_VISIBLE_DEVICES lists before its first invalid one."""
+    driver = Path("/proc/driver/nvidia/gpus")
+    if driver.is_dir():
+        found = sum(1 for _ in driver.iterdir())
+    else:
+        import shutil
+        import subprocess
+
+        smi = shutil.which("nvidia-smi")
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout if smi else ""
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        found = sum(line.startswith("GPU ") for line in out.splitlines())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return found
+    ids = []
+    for item in visible.split(","):
+        item = item.strip()
+        if not item or item.startswith("-"):  # CUDA ignores this id and every one after it
+            break
+        ids.append(item)
+    return min(found, len(ids))
+
+
+def check_machine(opts: SweepOptions) -> None:
+    """A local sweep's --cpus/--gpus against this machine, before Ray (or torch) starts; with
+    --address the cluster's resources are checked once connected (engine.check_resources)."""
+    if opts.address:
+        return
+    cpus, gpus = local_cpus(), None
+    if opts.cpus is not None and opts.cpus > cpus:
+        raise ResourceError(f"--cpus {opts.cpus:g} asked for, but this machine has {cpus} CPU(s) "
+                            f"(use --address to run on a cluster)")
+    per_trial_cpus = opts.cpus_per_trial * max(1, opts.workers_per_trial)
+    if per_trial_cpus > (opts.cpus if opts.cpus is not None else cpus):
+        raise ResourceError(f"a trial needs {per_trial_cpus:g} CPU(s) but the sweep may use "
+                            f"{opts.cpus if opts.cpus is not None else cpus:g}")
+    wanted = opts.gpus if opts.gpus is not None else opts.gpus_per_trial * max(1, opts.workers_per_trial)
+    if wanted > 0 and wanted > (gpus := local_gpus()):
+        raise ResourceError(f"{wanted:g} GPU(s) asked for, but this machine has {gpus} "
+                            f"(use --address to run on a GPU cluster)")

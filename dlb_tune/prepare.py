@@ -11,11 +11,34 @@ import json
 from pathlib import Path
 
 from dlb_tune.distributions import SpaceError
-from dlb_tune.options import ResourceError, SweepOptions
+from dlb_tune.options import ResourceError, SweepOptions, check_machine
 from dlb_tune.space import SAMPLERS, SweepSpec, check_compare_by, default_space_file, enqueued_point, load_space
-from dlb_tune.tasks import get_task, load_task_module
+from dlb_tune.tasks import check_task_name, get_task, load_task_module
 
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
+
+
+def check_request(opts: SweepOptions, machine: bool = True) -> None:
+    """What can be checked without the task's module (torch) or Ray, so that the commonest
+    mistakes fail at once: the experiment name, the task's name, the space file and ``--set`` as
+    text and distributions, the machine's CPUs and GPUs. ``prepare_spec`` then checks the rest
+    (parameters against the task's config) before Ray starts. ``machine=False``: a plan, which may
+    be made for a bigger machine than this one."""
+    from dlb_tune.experiment import check_name
+
+    if opts.name:
+        check_name(opts.name)
+    if opts.task_module:  # named by the user: imported here, as prepare_spec would
+        opts.task_module = load_task_module(opts.task_module)
+    check_task_name(opts.task)
+    path = Path(opts.space) if opts.space else default_space_file(opts.task)
+    spec = load_space(path, opts.overrides, opts.objective, with_task=False)
+    if spec.task != opts.task:
+        raise SpaceError(f"{path} is a space for task '{spec.task}', not '{opts.task}'")
+    if opts.enqueue:
+        load_space(opts.enqueue, with_task=False)
+    if machine:
+        check_machine(opts)
 
 
 def prepare_spec(opts: SweepOptions) -> SweepSpec:

@@ -33,7 +33,7 @@ import yaml
 
 from dlb_tune.distributions import Choice, Constant, Distribution, SpaceError, distribution_or_constant, is_number
 from dlb_tune.objective import MODES, Objective
-from dlb_tune.tasks import Task, UnknownTask, get_task, space_file_beside
+from dlb_tune.tasks import Task, UnknownTask, check_task_name, get_task, space_file_beside
 from dlb_tune.tasks.base import ConfigError, config_fields
 
 
@@ -152,15 +152,18 @@ def builtin_spaces_dir() -> Path:
 
 
 def default_space_file(task: str) -> Path:
-    task_cls = get_task(task)  # an unknown task says so first
-    path = space_file_beside(task_cls) or builtin_spaces_dir() / f"{task}.yaml"
+    check_task_name(task)  # an unknown task says so first; a known one is not imported
+    path = space_file_beside(task) or builtin_spaces_dir() / f"{task}.yaml"
     if not path.exists():
         raise SpaceError(f"task '{task}' has no search-space file {path}")
     return path
 
 
-def load_space(path: Path | str, overrides: list[str] = (), objective: str | None = None) -> SweepSpec:
-    """Read, override (``--set key=value``) and validate a search-space file."""
+def load_space(path: Path | str, overrides: list[str] = (), objective: str | None = None,
+               with_task: bool = True) -> SweepSpec:
+    """Read, override (``--set key=value``) and validate a search-space file. ``with_task=False``:
+    checked without the task's class (its module, torch) as ``parse_space(recorded=True)`` does;
+    the cheap first look at a sweep's input, and enough to list a task."""
     path = Path(path)
     try:
         raw = load_yaml(path.read_text(encoding="utf-8"))
@@ -175,7 +178,7 @@ def load_space(path: Path | str, overrides: list[str] = (), objective: str | Non
         # a ReaderError (a control character) has no ``problem``, and its text runs over two lines
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpaceError(f"{path}: not valid YAML{where}: {problem}") from None
-    return parse_space(raw, source=str(path), overrides=overrides, objective=objective)
+    return parse_space(raw, source=str(path), overrides=overrides, objective=objective, recorded=not with_task)
 
 
 def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str | None = None,

@@ -331,12 +331,16 @@ def read_json(path: str | Path) -> dict[str, Any] | None:
 
 
 def read_bytes(path: str | Path) -> bytes:
+    if not is_uri(path):  # a local file needs no pyarrow (a command that only reads JSON stays light)
+        return Path(path).expanduser().read_bytes()
     fs, p = filesystem(path)
     with fs.open_input_stream(p) as f:
         return f.read()
 
 
 def exists(path: str | Path) -> bool:
+    if not is_uri(path):
+        return Path(path).expanduser().exists()
     import pyarrow.fs
 
     fs, p = filesystem(path)

@@ -15,17 +15,17 @@ import datetime as dt
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from dlb_tune.distributions import SpaceError
 from dlb_tune.engine import (check_local_request, check_resources, dashboard_url, fit, ray_session, sweep_tuner,
                              warn_if_storage_not_shared)
-from dlb_tune.experiment import (FINAL_FILE, LIVE_FILE, SPACE_SHA256, SWEEP_FILE, check_name, check_space_unchanged,
-                                 claimed, experiment_dir, experiment_log, file_in, read_space, read_sweep_options,
+from dlb_tune.experiment import (FINAL_FILE, LIVE_FILE, check_name, check_space_unchanged,
+                                 claimed, experiment_dir, experiment_log, file_in, read_space, recorded_options,
                                  resolve_storage, write_final, write_live, write_space, write_sweep_options)
-from dlb_tune.storage import ReportError, read_json, write_json
+from dlb_tune.storage import read_json, write_json
 from dlb_tune.board import after_sweep
 from dlb_tune.finish import finish
 from dlb_tune.logs import library_logs
@@ -171,22 +171,6 @@ def live_sweep(exp_dir: str, opts: SweepOptions, concurrency: int, echo: Callabl
     finally:
         live = read_json(file_in(exp_dir, LIVE_FILE)) or {}
         write_json(file_in(exp_dir, LIVE_FILE), {**live, "ended": time.time()})
-
-
-def recorded_options(exp_dir: str, name: str, storage: str | None) -> tuple[SweepOptions, str | None]:
-    """``sweep.json``'s options, and the SHA-256 of space.yaml recorded with them."""
-    try:
-        saved = read_sweep_options(exp_dir)
-    except (FileNotFoundError, OSError):
-        raise SpaceError(f"no sweep named '{name}' in {shown(resolve_storage(storage))}") from None
-    space_sha = saved.pop(SPACE_SHA256, None)
-    if "search" in saved:  # sweep.json from before --sampler: Tune restores the searcher it pickled
-        saved["sampler"] = "random" if saved.pop("search") == "random" else None
-    unknown = sorted(set(saved) - {f.name for f in fields(SweepOptions)})
-    if unknown:
-        raise ReportError(f"{shown(file_in(exp_dir, SWEEP_FILE))}: unknown option(s) {', '.join(unknown)} "
-                          f"(written by another version of dlb-tune?)")
-    return SweepOptions(**saved), space_sha
 
 
 def import_recorded_task(opts: SweepOptions, name: str, task_module: str | None) -> None:

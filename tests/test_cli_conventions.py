@@ -55,10 +55,12 @@ def test_sweep_help_groups_its_options_and_shows_three_examples(columns):
 @pytest.mark.parametrize("command", ["sweep", "plan"])
 def test_plan_and_sweep_give_a_trial_a_gpu_when_the_sweep_has_gpus(command, monkeypatch):
     """`plan --gpus 1` timed on the CPU while `sweep --gpus 1` ran on the GPU: one default rule."""
+    import dlb_tune.options
     import dlb_tune.plan
     import dlb_tune.sweep
 
     seen = []
+    monkeypatch.setattr(dlb_tune.options, "local_gpus", lambda: 2)  # sweep checks its request against the machine
     target = (dlb_tune.sweep, "run_sweep") if command == "sweep" else (dlb_tune.plan, "plan_sweep")
     monkeypatch.setattr(*target, lambda opts, **kw: seen.append(opts) or {})
     for gpus, expected in [(["--gpus", "1"], 1.0), ([], 0.0), (["--gpus", "2", "--gpus-per-trial", "0.5"], 0.5)]:
@@ -86,6 +88,7 @@ def test_resume_takes_a_folder(tmp_path, monkeypatch):
     folder = tmp_path / "runs" / "mine"
     folder.mkdir(parents=True)
     (folder / "space.yaml").write_text("task: fcn\n")  # what marks an experiment folder; never parsed here
+    (folder / "sweep.json").write_text('{"task": "fcn"}')  # what resume looks for before it imports Ray
     result = runner.invoke(app, ["resume", str(folder)])
     assert result.exit_code == 0, result.output
     assert seen == [("mine", str(tmp_path / "runs"))]

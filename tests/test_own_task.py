@@ -73,7 +73,9 @@ def test_entry_point_of_an_installed_package(tmp_path, monkeypatch, data_dir):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: eptask-pkg\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[dlb_tune.tasks]\neptask = eptask_pkg.eptask\n")
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(registry, "_loaded", False)  # discover again, as a new process would
+    monkeypatch.setattr(registry, "_entry_points", None)  # read the metadata again, as a new process would
+    assert "eptask" in registry.task_names() and "eptask_pkg.eptask" not in sys.modules  # named, not imported
+    assert default_space_file("eptask") == site / "eptask_pkg" / "eptask.yaml"
     task_cls = get_task("eptask")
     assert task_cls.__module__ == "eptask_pkg.eptask"
     assert default_space_file("eptask") == site / "eptask_pkg" / "eptask.yaml"

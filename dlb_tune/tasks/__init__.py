@@ -2,12 +2,18 @@
 
 Three places hold tasks, all with the same contract (``base.py``):
 
-* the modules of this package, discovered;
+* the modules of this package, one task each, named as the module;
 * installed packages that name a module (or a ``Task`` class) in the entry point group
   ``dlb_tune.tasks`` (``[project.entry-points."dlb_tune.tasks"] mytask = "my_pkg.my_task"``);
 * a module the user names with ``--task-module``: a path to a ``.py`` file or a dotted module
   name (``load_task_module``). The experiment folder records it, so ``resume``, ``report`` and
   the other commands import it again.
+
+Names come from this package's module names and the entry points' metadata, so listing tasks and
+refusing an unknown one import no task module (nor torch, which they import); ``get_task``
+imports the one module it is asked for, when its ``Config`` or training code is needed. The
+package's own tasks are not entry points: metadata goes stale (a checkout's ``*.egg-info``, read
+before the environment's, hides entry points added since it was written), module names do not.
 
 A ``--task-module`` reaches Ray's worker processes with the task's name: ``portable_name`` is a
 ``str`` that, unpickled in a worker, imports the module there first, from the same path or
@@ -24,7 +30,7 @@ import importlib.util
 import inspect
 import pkgutil
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from dlb_tune.tasks.base import (_REGISTRY, ConfigError, DataError, Task, TrialContext, TrialError, Trials,
@@ -32,37 +38,62 @@ from dlb_tune.tasks.base import (_REGISTRY, ConfigError, DataError, Task, TrialC
 
 __all__ = ["ConfigError", "DataError", "ENTRY_POINT_GROUP", "Task", "TaskModuleError", "TrialContext", "TrialError",
            "TrialSummary", "Trials", "all_tasks", "get_task", "is_builtin", "load_task_module", "portable_name",
-           "register", "space_file_beside"]
+           "register", "space_file_beside", "task_names", "task_source"]
 
 ENTRY_POINT_GROUP = "dlb_tune.tasks"
 
-_loaded = False
 _modules: dict[str, str] = {}  # what load_task_module was given -> the name it recorded
 _sources: dict[str, str] = {}  # task name -> the recorded module that registered it
+_entry_points: dict[str, EntryPoint] | None = None
 
 
 class TaskModuleError(Exception):
     """A task module or entry point that cannot be imported. One line, for the user."""
 
 
-def _discover() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name != "base" and not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
-    _loaded = True  # before the entry points: a plugin may itself ask for the registry
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()  # importing the module runs its @register
-        except Exception as e:  # noqa: BLE001 - whatever a third-party import raises: one line
-            raise TaskModuleError(f"entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) cannot be "
-                                  f"imported: {type(e).__name__}: {e}") from e
+def _declared() -> dict[str, EntryPoint]:
+    """Task name -> where it lives: this package's modules, then the installed packages' entry
+    points (nothing imported)."""
+    global _entry_points
+    if _entry_points is None:
+        _entry_points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        _entry_points.update({m.name: EntryPoint(m.name, f"{__name__}.{m.name}", ENTRY_POINT_GROUP)
+                              for m in pkgutil.iter_modules(__path__)
+                              if m.name != "base" and not m.name.startswith("_")})
+    return _entry_points
+
+
+def task_names() -> list[str]:
+    """Every task name known without importing a task: the entry points and the modules loaded."""
+    return sorted(set(_declared()) | set(_REGISTRY))
+
+
+def task_source(name: str) -> str | None:
+    """The module that defines task ``name`` (``my_pkg.my_task``, a .py path), without importing
+    it; None for an unknown task."""
+    if name in _sources:
+        return _sources[name]
+    ep = _declared().get(name)
+    if ep is not None:
+        return ep.module
+    return _REGISTRY[name].__module__ if name in _REGISTRY else None
+
+
+def _load(ep: EntryPoint) -> None:
+    try:
+        ep.load()  # importing the module runs its @register
+    except Exception as e:  # noqa: BLE001 - whatever a third-party import raises: one line
+        raise TaskModuleError(f"entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) cannot be "
+                              f"imported: {type(e).__name__}: {e}") from e
+    if ep.name not in _REGISTRY:
+        raise TaskModuleError(f"entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) registers no task "
+                              f"'{ep.name}' (a @register'ed Task with name = '{ep.name}')")
 
 
 def all_tasks() -> dict[str, type[Task]]:
-    _discover()
+    """Every task, imported (the contract tests, `check-task`): listing names needs ``task_names``."""
+    for name in task_names():
+        get_task(name)
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -70,12 +101,19 @@ class UnknownTask(KeyError):
     pass
 
 
-def get_task(name: str) -> type[Task]:
-    tasks = all_tasks()
-    if name not in tasks:
-        raise UnknownTask(f"unknown task '{name}'; known tasks: {', '.join(tasks)} "
+def check_task_name(name: str) -> None:
+    """An unknown task, refused without importing any."""
+    if name not in _REGISTRY and name not in _declared():
+        raise UnknownTask(f"unknown task '{name}'; known tasks: {', '.join(task_names())} "
                           f"(a task of your own: --task-module path/to/my_task.py)")
-    return tasks[name]
+
+
+def get_task(name: str) -> type[Task]:
+    """The task's class; the first call imports its module."""
+    check_task_name(name)
+    if name not in _REGISTRY:
+        _load(_declared()[name])
+    return _REGISTRY[name]
 
 
 # --- tasks from outside the package --------------------------------------------------------------
@@ -86,8 +124,7 @@ def load_task_module(ref: str) -> str:
     importing it again (the file's absolute path, or the dotted name). Importing twice is a no-op."""
     if ref in _modules:
         return _modules[ref]
-    _discover()
-    before = set(_REGISTRY)
+    before = dict(_REGISTRY)
     if ref.endswith(".py") or "/" in ref or Path(ref).is_file():
         path = Path(ref).expanduser().resolve()
         if not path.is_file():
@@ -98,7 +135,9 @@ def load_task_module(ref: str) -> str:
         _import_dotted(ref)
         recorded = ref
     _modules[ref] = _modules[recorded] = recorded
-    _sources.update({name: recorded for name in set(_REGISTRY) - before})
+    declared = _declared()  # a task of the package (or an entry point's) that the module imports is not its own
+    _sources.update({name: recorded for name, cls in _REGISTRY.items() if before.get(name) is not cls
+                     and not (name in declared and declared[name].module == cls.__module__)})
     return recorded
 
 
@@ -145,11 +184,23 @@ def is_builtin(task_cls: type[Task]) -> bool:
     return task_cls.__module__.startswith(f"{__name__}.")
 
 
-def space_file_beside(task_cls: type[Task]) -> Path | None:
-    """An outside task's default search space: ``<task name>.yaml`` beside the module that defines it."""
-    if is_builtin(task_cls):
+def space_file_beside(name: str) -> Path | None:
+    """An outside task's default search space: ``<task name>.yaml`` beside the module that defines
+    it, found without importing that module (None for the package's own tasks)."""
+    source = task_source(name)
+    if source is None or source.startswith(f"{__name__}."):
         return None
-    return Path(inspect.getfile(task_cls)).with_name(f"{task_cls.name}.yaml")
+    if name in _REGISTRY and not is_builtin(_REGISTRY[name]):  # imported already: its file
+        return Path(inspect.getfile(_REGISTRY[name])).with_name(f"{name}.yaml")
+    if source.endswith(".py"):
+        return Path(source).with_name(f"{name}.yaml")
+    try:
+        spec = importlib.util.find_spec(source)  # imports the parent packages only
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).with_name(f"{name}.yaml")
 
 
 class _PortableName(str):

@@ -30,9 +30,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a trial runs: listing tasks and checking input need none
+    import torch
 
 
 class DataError(Exception):
@@ -52,18 +53,24 @@ class ConfigError(ValueError):
     """A value a config field cannot take. One line naming the rule, not the field."""
 
 
+def _torch():
+    import torch
+
+    return torch
+
+
 @dataclass
 class TrialContext:
     """What the sweep hands a task besides its config and data."""
 
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=lambda: _torch().device("cpu"))
     max_epochs: int = 10  # planned epochs, for learning-rate schedules and annealing
     seed: int = 0
     rank: int = 0  # data-parallel rank under Ray Train; 0 in a plain trial
     world_size: int = 1  # data-parallel workers under Ray Train; 1 in a plain trial
 
     def __post_init__(self) -> None:
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = _torch().Generator().manual_seed(self.seed)
 
     @property
     def distributed(self) -> bool:
@@ -75,6 +82,7 @@ class TrialContext:
         Every worker draws the same permutation (shared generator state) and takes every
         ``world_size``-th batch, so shards are disjoint and equal in count.
         """
+        torch = _torch()
         order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
         starts = range(0, n, batch_size)
         if self.distributed:
@@ -107,6 +115,7 @@ class TrialContext:
         """Sum per-worker totals (loss sums, correct counts) so every worker sees the whole."""
         if not self.distributed or not values:
             return values
+        import torch
         import torch.distributed as dist
 
         keys = sorted(values)
