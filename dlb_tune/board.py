@@ -144,17 +144,20 @@ def _image_summary(png: Path):
     return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=png.stem, image=image)])
 
 
-def _write_events(folder: Path, wall_time: float, summaries: list) -> None:
+def _write_events(folder: Path, wall_time: float, summaries: list) -> Path:
     """One event file of ``summaries`` at ``wall_time``, through TensorBoard's writer as torch
-    ships it (the file name ends in ``SUFFIX``, so a rewrite finds and replaces it)."""
+    ships it (the file name ends in ``SUFFIX``, so a rewrite finds and replaces it); its path."""
     from torch.utils.tensorboard.writer import FileWriter
 
+    before = set(folder.glob(f"events.out.tfevents.*{SUFFIX}"))
     writer = FileWriter(str(folder), filename_suffix=SUFFIX)
     try:
         for summary in summaries:
             writer.add_summary(summary, global_step=0, walltime=wall_time)
     finally:
         writer.close()
+    [path] = set(folder.glob(f"events.out.tfevents.*{SUFFIX}")) - before
+    return path
 
 
 # --- launching ---------------------------------------------------------------------------------
