@@ -35,6 +35,8 @@ def status_lines(exp: Experiment, now: float | None = None) -> list[str]:
         lines.append(fit(f"  running {row.trial_id}: epoch {row.epochs}/{exp.spec.max_epochs}, {shown}"))
     if exp.in_progress and live.get("started"):
         lines.append(_time_line(exp, live, now))
+    if exp.in_progress and live.get("dashboard") and sweep_alive(live) is not False:  # a URL is never cut
+        lines.append(f"Ray dashboard http://{live['dashboard'].removeprefix('http://')}")
     return lines
 
 
@@ -49,10 +51,7 @@ def _state(exp: Experiment, live: dict, now: float) -> str:
         if final.get("interrupted"):
             return f"interrupted after {wall} (`dlb-tune resume` continues it)"
         return f"finished in {wall}"
-    line = exp.progress_line()
-    if live.get("dashboard") and sweep_alive(live) is not False:
-        line += f"; Ray dashboard http://{live['dashboard'].removeprefix('http://')}"
-    return line
+    return exp.progress_line()
 
 
 def _counts_line(exp: Experiment) -> str:

@@ -109,7 +109,8 @@ def test_each_trial_is_classified_as_what_happened(status_sweep):
     assert df.loc[df.status == "errored", "error"].str.contains("diverged").all()
     assert final["trials"] == {"total": 3, "completed": 1, "stopped_early": 1, "cut_by_budget": 0,
                                "incomplete": 0, "errored": 1}
-    assert "1 completed, 1 stopped early by ASHA, 0 cut by the time budget, 0 incomplete, 1 errored" in final["output"]
+    said = " ".join(final["output"].split())  # as printed, wrapped to the terminal
+    assert "1 completed, 1 stopped early by ASHA, 0 cut by the time budget, 0 incomplete, 1 errored" in said
 
 
 def test_seeds_rerun_the_top_configs_for_every_epoch(status_sweep):

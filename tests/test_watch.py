@@ -171,7 +171,7 @@ def test_status_while_the_sweep_runs(live):
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert lines[0].startswith(f"w ({COUNTED_TASK}): running: 0 of {TRIALS} trials finished"), out.output
-    assert "Ray dashboard http://127.0.0.1:" in lines[0]
+    assert lines[-1].startswith("Ray dashboard http://127.0.0.1:")
     assert lines[1] == f"trials: 1 running, {TRIALS - 1} pending, 0 completed, 0 stopped early, 0 errored"
     assert lines[2].startswith(f"best so far: trial {live['first']}, val_acc 0.") and lines[2].endswith("(epoch 1)")
     assert lines[3].startswith("  config: lr=") and "hidden_size" not in lines[3]  # constants left out
