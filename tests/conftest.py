@@ -50,8 +50,8 @@ def _deselect(config, items, marker: str) -> None:
 # test_autoscaling (its own autoscaling cluster, node launches; `make test` runs it in a stage of
 # its own) goes first in a run that includes it: one process spends most of the run on it.
 LONGEST_FIRST = ("test_autoscaling", "test_golden_path", "test_distributed", "test_promises", "test_storage",
-                 "test_datasets", "test_watch", "test_interrupts", "test_readme", "test_cnn", "test_emotion", "test_search",
-                 "test_experiment", "test_cli", "test_board")
+                 "test_datasets", "test_watch", "test_interrupts", "test_cells", "test_readme", "test_instant",
+                 "test_cnn", "test_emotion", "test_search", "test_experiment", "test_cli", "test_board")
 
 
 def pytest_collection_modifyitems(config, items):
