@@ -97,7 +97,8 @@ def rerun_seeds(exp: Experiment, seeds: int, top: int = 3, *, data_dir: str | No
         echo(f"Ray: {opts.address} (from sweep.json)")
     spec = exp.spec
     data = load_data(spec, opts) if data is None else data
-    echo(f"re-running the top {len(candidates)} config(s) of {exp.name} with {seeds} seeds each, "
+    which = f"the top {len(candidates)} config(s)" if trial_ids is None else f"{len(candidates)} given config(s)"
+    echo(f"re-running {which} of {exp.name} with {seeds} seeds each, "
          f"{spec.max_epochs} epochs, no early stopping")
     with ray_session(opts):
         concurrency, per_trial = check_resources(opts)
@@ -133,6 +134,8 @@ def after_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> Call
             return
         exp_dir = final["experiment_dir"]
         ids = [r["trial_id"] for r in compared["rows"] if "trial_id" in r] if compared else None
+        if compared:
+            echo(f"re-running each {compared['param']}'s best config with {seeds} seeds (--seeds K; 0: none)")
         final["seeds"] = rerun_seeds(load_experiment(exp_dir), seeds, data=data, echo=echo, trial_ids=ids)
         if compared:
             add_seed_runs(compared, final["seeds"]["ranking"])
