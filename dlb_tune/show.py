@@ -67,7 +67,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, whole: Itera
     return lines
 
 
-MIN_WRAPPED = 12  # columns a column of wrapped text keeps at the least, when its words are longer
+MIN_WRAPPED = 20  # columns a column of wrapped text keeps at the least, when its words are longer
 
 
 def _least(header: str, cells: list[str]) -> int:
