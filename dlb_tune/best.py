@@ -18,7 +18,11 @@ def best_config(exp: Experiment) -> dict[str, Any]:
     ok = exp.trials.dropna(subset=[best_col]) if best_col in exp.trials else exp.trials.iloc[0:0]
     if ok.empty:
         raise ReportError(f"{exp.path}: no trial reported {exp.metric}; there is no best config")
-    row = exp.goal.sort(ok, best_col).iloc[0]
+    return trial_config(exp.goal.sort(ok, best_col).iloc[0])
+
+
+def trial_config(row) -> dict[str, Any]:
+    """A results.parquet row's config (its ``config/<key>`` columns) as plain values."""
     return {k.removeprefix("config/"): to_jsonable(v) for k, v in row.items() if k.startswith("config/")}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dlb_tune.objective import TrialStatus
 from dlb_tune.show import fmt
 
 DEFAULT_SEEDS = 3
@@ -29,7 +30,8 @@ def value_rows(df, param: str, values: list[Any], metric: str, goal) -> list[dic
         mine = df[df[col] == value] if col in df else df.iloc[0:0]
         row: dict[str, Any] = {"value": value, "trials": int(len(mine)),
                                "epochs": int(mine["epochs"].sum()) if "epochs" in mine else 0}
-        scored = mine[mine["status"] != "errored"].dropna(subset=[best_col]) if best_col in mine else mine.iloc[0:0]
+        scored = mine[mine["status"] != TrialStatus.ERRORED]
+        scored = scored.dropna(subset=[best_col]) if best_col in scored else scored.iloc[0:0]
         if len(scored):
             best = goal.sort(scored, best_col).iloc[0]
             row.update(trial_id=str(best["trial_id"]), best=float(best[best_col]))

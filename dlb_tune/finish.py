@@ -116,7 +116,7 @@ def compare_values(grid, df: pd.DataFrame, spec, data, exp_dir: str, final: dict
     best trial, evaluated here, once, for comparison only (the winner's is the one already read)."""
     param = spec.compare_by
     rows = value_rows(df, param, list(spec.params[param].values), spec.metric, spec.goal)
-    test_metric = "test_" + spec.metric.removeprefix("val_")
+    test_metric = test_metric_of(spec.metric)
     winner = (final.get("best") or {}).get("trial_id")
     for row in rows:
         if "trial_id" not in row:
@@ -151,13 +151,18 @@ def evaluate_best(grid, best_row, spec, data, exp_dir: str, report_dir: str = TE
         else:  # a data-parallel trial: Ray Train's checkpoint, a folder in the trial's storage
             test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_path, out_dir, spec.max_epochs)
     out["test"] = test
-    test_metric = "test_" + spec.metric.removeprefix("val_")
+    test_metric = test_metric_of(spec.metric)
     if test_metric in test:  # what `ls`, `compare` and the report show, with or without a target
         out["test_metric"] = test_metric
         if spec.target is not None:
             value = test[test_metric]
             out["target_met"] = spec.goal.reached(value, spec.target)
     return out
+
+
+def test_metric_of(metric: str) -> str:
+    """The test split's name for the sweep metric: ``val_acc`` -> ``test_acc``."""
+    return "test_" + metric.removeprefix("val_")
 
 
 def initial_trial(df: pd.DataFrame, spec, enqueued: int = 0) -> dict[str, Any] | None:

@@ -25,11 +25,11 @@ from typing import Any, Callable
 import pandas as pd
 from ray import tune
 
-from dlb_tune.best import fixed_space_yaml
+from dlb_tune.best import fixed_space_yaml, trial_config
 from dlb_tune.compared import DEFAULT_SEEDS, add_seed_runs, compared_lines
 from dlb_tune.engine import check_resources, ray_session, tuner
 from dlb_tune.experiment import Experiment, load_experiment, write_final, write_seeds
-from dlb_tune.storage import ReportError, to_jsonable
+from dlb_tune.storage import ReportError
 from dlb_tune.objective import Objective, TrialStatus
 from dlb_tune.options import SweepOptions
 from dlb_tune.prepare import load_data
@@ -46,11 +46,10 @@ def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
     t = exp.goal.sort(t[t["status"] != TrialStatus.ERRORED].dropna(subset=[best_col]), best_col)
     out, seen = [], set()
     for _, row in t.iterrows():
-        config = {k.removeprefix("config/"): to_jsonable(v) for k, v in row.items() if k.startswith("config/")}
-        key = json.dumps(config, sort_keys=True, default=str)
+        key = json.dumps(trial_config(row), sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
-            out.append({"trial_id": row["trial_id"], "sweep_value": float(row[best_col]), "config": config})
+            out.append(_candidate(row, best_col))
         if len(out) == top:
             break
     if not out:
@@ -60,11 +59,12 @@ def top_configs(exp: Experiment, top: int) -> list[dict[str, Any]]:
 
 def configs_of(exp: Experiment, trial_ids: list[str]) -> list[dict[str, Any]]:
     """The given trials' configs, as ``top_configs`` lists them (``compare_by``: each value's best)."""
-    t = exp.trials.set_index("trial_id")
-    best_col = f"best_{exp.metric}"
-    return [{"trial_id": tid, "sweep_value": float(t.loc[tid, best_col]),
-             "config": {k.removeprefix("config/"): to_jsonable(v) for k, v in t.loc[tid].items()
-                        if k.startswith("config/")}} for tid in trial_ids]
+    rows = exp.trials.set_index("trial_id", drop=False)
+    return [_candidate(rows.loc[tid], f"best_{exp.metric}") for tid in trial_ids]
+
+
+def _candidate(row, best_col: str) -> dict[str, Any]:
+    return {"trial_id": row["trial_id"], "sweep_value": float(row[best_col]), "config": trial_config(row)}
 
 
 def seed_trial(config: dict[str, Any], *, data: Any, configs: list[dict[str, Any]], task_name: str, metric: str,

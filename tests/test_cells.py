@@ -104,15 +104,14 @@ def test_test_of_a_cells_best_is_read_from_its_checkpoint_not_its_results(cell_s
 
 def checkpoint_test_metrics(exp, trial_id: str, data_dir) -> dict:
     """The test metrics of a trial's best checkpoint, evaluated here as the sweep's driver does."""
+    from dlb_tune.best import trial_config
     from dlb_tune.experiment import load_experiment
     from dlb_tune.options import SweepOptions
     from dlb_tune.prepare import load_data
-    from dlb_tune.storage import to_jsonable
     from dlb_tune.trainable import evaluate_checkpoint
 
     e = load_experiment(exp)
-    config = {k.removeprefix("config/"): to_jsonable(v) for k, v in e.trials.set_index("trial_id").loc[trial_id].items()
-              if k.startswith("config/")}
+    config = trial_config(e.trials.set_index("trial_id").loc[trial_id])
     data = load_data(e.spec, SweepOptions(task="emotion", data_dir=str(data_dir), limit=128))
     with tempfile.TemporaryDirectory() as out:
         return evaluate_checkpoint("emotion", config, data, e.checkpoint(trial_id), Path(out), e.spec.max_epochs)

@@ -125,6 +125,14 @@ def test_best_so_far_marks_when_the_winners_validation_level_was_reached(exp):
     assert f"at {seconds(hit)}" in label and not [k for k in _legend(ax) if "target" in k and "reached" in k]
 
 
+def test_parallel_axis_labels_are_drawn_over_every_line_the_winners_included(exp):
+    ax = plot_parallel(exp, []).axes[0]
+    assert best_trial_id(exp) in _trial_lines(ax)  # the red winner's line is the topmost line
+    ticks = [t for t in ax.texts if t.get_gid() == "axis tick"]
+    assert ticks and max(ln.get_zorder() for ln in ax.lines) < min(t.get_zorder() for t in ticks)
+    assert all(t.get_bbox_patch() is not None and t.get_bbox_patch().get_alpha() >= 0.8 for t in ticks)
+
+
 def test_too_few_trials_for_importance_draw_no_figure_and_say_why(exp):
     assert len(exp.trials) < MIN_IMPORTANCE_TRIALS
     assert param_importance(exp) == []
@@ -200,7 +208,4 @@ def test_parallel_coordinates_keep_the_most_important_axes_and_readable_labels(e
         assert not a.overlaps(b), (a, b)
     width, height = fig.get_size_inches() * fig.dpi
     assert all(b.x0 >= 0 and b.y0 >= 0 and b.x1 <= width and b.y1 <= height for b in boxes)  # inside the figure
-    # each axis's value labels are drawn over the trials' lines, on an opaque patch
-    ticks = [t for t in ax.texts if t.get_gid() == "axis tick"]
-    assert ticks and max(ln.get_zorder() for ln in ax.lines) < min(t.get_zorder() for t in ticks)
-    assert all(t.get_bbox_patch() is not None and t.get_bbox_patch().get_alpha() >= 0.8 for t in ticks)
+
