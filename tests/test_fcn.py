@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dlb_tune.tasks import DataError, TrialContext
-from dlb_tune.tasks.fcn import (FCN, MNIST_MEAN, MNIST_STD, FCNConfig, activate, activate_grad, backward, forward,
-                                init_params, load_mnist, softmax_cross_entropy)
+from dlb_tune.tasks.fcn import (BACKGROUND, FCN, MNIST_MEAN, MNIST_STD, FCNConfig, activate, activate_grad, backward,
+                                forward, init_params, load_mnist, random_shift, softmax_cross_entropy)
 
 
 @pytest.fixture(scope="module")
@@ -17,16 +17,17 @@ def mnist(data_dir):
     return load_mnist(data_dir, val_size=5000)
 
 
-def _autograd_reference(params, x, y, activation):
-    """The same network through torch.nn.functional and autograd, in float64."""
+def _autograd_reference(params, x, y, activation, masks=None, smoothing=0.0):
+    """The same network through torch.nn.functional and autograd, in float64; ``masks``: the
+    dropout masks the hand-written forward drew, applied here as constants."""
     leaves = [[w.clone().requires_grad_(), b.clone().requires_grad_()] for w, b in params]
     act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[activation]
     a = x
     for i, (w, b) in enumerate(leaves):
         a = a @ w + b
         if i < len(leaves) - 1:
-            a = act(a)
-    loss = torch.nn.functional.cross_entropy(a, y)
+            a = act(a) if masks is None else act(a) * masks[i]
+    loss = torch.nn.functional.cross_entropy(a, y, label_smoothing=smoothing)
     loss.backward()
     return loss.detach(), [[w.grad, b.grad] for w, b in leaves]
 
@@ -50,6 +51,62 @@ def test_gradients_match_autograd(activation, layers):
         for mine, ref in ((dw, rw), (db, rb)):
             rel = (mine - ref).abs().max() / ref.abs().max().clamp_min(1e-30)
             assert rel < 1e-10, f"max relative gradient error {rel:.2e}"
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_dropout_and_label_smoothing_gradients_match_autograd(activation):
+    """The regularisers' hand-written backward against autograd on the same dropout masks: the
+    masks the forward pass drew are applied to the reference network as constants."""
+    g = torch.Generator().manual_seed(7)
+    params = init_params([20, 16, 16, 10], activation, g, dtype=torch.float64)
+    x = torch.randn(32, 20, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (32,), generator=g)
+    logits, cache = forward(params, x, activation, dropout=0.3, generator=g)
+    masks = [c[3] for c in cache]
+    assert masks[0] is not None and (masks[0] == 0).any() and masks[-1] is None
+    loss, dlogits = softmax_cross_entropy(logits, y, smoothing=0.1)
+    grads = backward(params, cache, dlogits, activation)
+    ref_loss, ref_grads = _autograd_reference(params, x, y, activation, masks, smoothing=0.1)
+    assert torch.allclose(loss, ref_loss, rtol=1e-12)
+    for (dw, db), (rw, rb) in zip(grads, ref_grads):
+        for mine, want in ((dw, rw), (db, rb)):
+            rel = (mine - want).abs().max() / want.abs().max().clamp_min(1e-30)
+            assert rel < 1e-10, f"max relative gradient error {rel:.2e}"
+
+
+def test_dropout_keeps_the_expected_activation_and_is_off_by_default():
+    g = torch.Generator().manual_seed(0)
+    params = init_params([50, 400, 10], "relu", g)
+    x = torch.randn(256, 50, generator=g)
+    _, plain = forward(params, x, "relu")
+    _, dropped = forward(params, x, "relu", dropout=0.5, generator=g)
+    assert plain[0][3] is None
+    kept = (dropped[0][3] > 0).float().mean().item()
+    assert 0.45 < kept < 0.55 and torch.allclose(dropped[0][3].max(), torch.tensor(2.0))
+    # inverted dropout: the hidden layer's mean activation is unchanged in expectation
+    assert dropped[0][2].mean().item() == pytest.approx(plain[0][2].mean().item(), rel=0.05)
+
+
+def test_random_shift_moves_each_image_within_the_limit(mnist):
+    x = mnist["train"]["x"][:64].reshape(64, -1).float().div(255).sub(MNIST_MEAN).div(MNIST_STD)
+    moved = random_shift(x, 2, torch.Generator().manual_seed(0), BACKGROUND).view(64, 28, 28)
+    orig = x.view(64, 28, 28)
+    found = []
+    for img, out in zip(orig, moved):  # which (dy, dx) turns the original into the moved image
+        pad = torch.nn.functional.pad(img, (2, 2, 2, 2), value=BACKGROUND)
+        hits = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(pad[dy:dy + 28, dx:dx + 28], out)]
+        assert hits, "not a shift of the original by at most 2 pixels"
+        found.append(hits[0])
+    assert len(set(found)) > 10  # each image draws its own offset
+    assert random_shift(x, 0, torch.Generator(), BACKGROUND).equal(x)
+
+
+@pytest.mark.parametrize("field,value", [("dropout", 1.0), ("label_smoothing", -0.1), ("shift", 14)])
+def test_regulariser_values_out_of_range_are_refused(field, value):
+    from dlb_tune.tasks import ConfigError
+
+    with pytest.raises(ConfigError):
+        FCN.validate(field, value)
 
 
 def test_cross_entropy_is_stable_for_large_logits():

@@ -1,8 +1,9 @@
 """Task ``fcn``: a fully connected net on MNIST with hand-written forward and backward passes.
 
 Only torch tensor operations: no autograd, no ``torch.nn``, no built-in loss, activation or
-optimiser. Softmax cross-entropy, the activations and their derivatives, and SGD with momentum
-are written out below, so the gradient checks in ``tests/test_fcn.py`` test this code.
+optimiser. Softmax cross-entropy (with label smoothing), the activations and their derivatives,
+inverted dropout, random shifts of the training images and SGD with momentum are written out
+below, so the gradient checks in ``tests/test_fcn.py`` test this code.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 import torch
 
 from dlb_tune.tasks._common import LR_SCHEDULES, MNIST_DATA, load_mnist, lr_factor
-from dlb_tune.tasks.base import Task, TrialContext, register
+from dlb_tune.tasks.base import ConfigError, Task, TrialContext, register
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # training-set pixel statistics, the usual constants
+BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a blank pixel, normalised
 
 
 @dataclass
@@ -30,6 +32,9 @@ class FCNConfig:
     weight_decay: float = 0.0  # L2 penalty added to the weight gradients
     batch_size: int = 64  # examples per SGD step
     lr_schedule: str = "cosine"  # none | cosine (decays to 0 over max_epochs) | step | onecycle, per epoch
+    dropout: float = 0.0  # probability of zeroing each hidden unit while training (inverted dropout)
+    label_smoothing: float = 0.0  # share of the target spread evenly over the 10 classes
+    shift: int = 0  # pixels: each training image moves by up to this much along each axis
     val_size: int = 5000  # examples carved from the 60,000 training images for validation
 
 
@@ -69,29 +74,57 @@ def init_params(sizes: list[int], activation: str, generator: torch.Generator, d
     return params
 
 
-def forward(params, x: torch.Tensor, activation: str):
-    """x: [B, 784] -> logits [B, 10], plus what backward needs: every layer's (input, z, a)."""
+def forward(params, x: torch.Tensor, activation: str, dropout: float = 0.0,
+            generator: torch.Generator | None = None):
+    """x: [B, 784] -> logits [B, 10], plus what backward needs: every layer's (input, z, a, mask).
+
+    With ``dropout`` > 0 each hidden unit is zeroed with that probability and the survivors are
+    scaled by 1 / (1 - dropout), so evaluation (dropout 0) needs no rescaling; mask is None
+    without dropout and for the output layer."""
     cache = []
     a = x
     for i, (w, b) in enumerate(params):
         z = a @ w + b  # [B, out]
         last = i == len(params) - 1
         out = z if last else activate(z, activation)
-        cache.append((a, z, out))
+        mask = None
+        if dropout > 0 and not last:
+            keep = torch.rand(out.shape, generator=generator).to(out.device) >= dropout
+            mask = keep.to(out.dtype) / (1.0 - dropout)
+            out = out * mask
+        cache.append((a, z, out, mask))
         a = out
     return a, cache
 
 
-def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and its gradient w.r.t. the logits, with the log-sum-exp shift."""
+def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor,
+                          smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and its gradient w.r.t. the logits, with the log-sum-exp shift.
+
+    The target is (1 - smoothing) on the true class plus smoothing / K on every class, so the
+    gradient is softmax - target."""
     shifted = logits - logits.max(dim=1, keepdim=True).values  # [B, 10], avoids exp overflow
     log_norm = torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))  # [B, 1]
     log_probs = shifted - log_norm
     rows = torch.arange(len(y), device=y.device)
-    loss = -log_probs[rows, y].mean()
-    grad = torch.exp(log_probs)  # softmax
-    grad[rows, y] -= 1.0
+    target = torch.full_like(log_probs, smoothing / logits.shape[1])
+    target[rows, y] += 1.0 - smoothing
+    loss = -(target * log_probs).sum(dim=1).mean()
+    grad = torch.exp(log_probs) - target  # softmax - target
     return loss, grad / len(y)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, background: float) -> torch.Tensor:
+    """Each 28x28 image of x [B, 784] moved by its own (dy, dx), each in [-max_shift, max_shift];
+    pixels moved in from outside take ``background`` (a blank pixel after normalisation)."""
+    n, side = len(x), 28
+    padded = torch.full((n, side + 2 * max_shift, side + 2 * max_shift), background, dtype=x.dtype, device=x.device)
+    padded[:, max_shift : max_shift + side, max_shift : max_shift + side] = x.view(n, side, side)
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).to(x.device)
+    grid = torch.arange(side, device=x.device)
+    rows = (dy[:, None] + grid)[:, :, None]  # [B, 28, 1]
+    cols = (dx[:, None] + grid)[:, None, :]  # [B, 1, 28]
+    return padded[torch.arange(n, device=x.device)[:, None, None], rows, cols].reshape(n, -1)
 
 
 def backward(params, cache, dlogits: torch.Tensor, activation: str):
@@ -99,12 +132,16 @@ def backward(params, cache, dlogits: torch.Tensor, activation: str):
     grads = [None] * len(params)
     dz = dlogits
     for i in range(len(params) - 1, -1, -1):
-        a_in, _, _ = cache[i]
+        a_in = cache[i][0]
         w = params[i][0]
         grads[i] = [a_in.T @ dz, dz.sum(dim=0)]
         if i > 0:
-            _, z_prev, a_prev = cache[i - 1]
-            dz = (dz @ w.T) * activate_grad(z_prev, a_prev, activation)
+            _, z_prev, a_prev, mask = cache[i - 1]
+            da = dz @ w.T
+            if mask is not None:  # a_prev = act(z) * mask: the mask scales both value and gradient
+                da = da * mask
+                a_prev = activate(z_prev, activation)
+            dz = da * activate_grad(z_prev, a_prev, activation)
     return grads
 
 
@@ -119,6 +156,14 @@ class FCN(Task):
     data_sets = (MNIST_DATA,)
     smoke = {"hidden_size": 32, "batch_size": 128}
     allowed_values = {"activation": ("relu", "tanh", "sigmoid"), "lr_schedule": LR_SCHEDULES}
+
+    @classmethod
+    def validate(cls, name: str, value: Any) -> None:
+        super().validate(name, value)
+        if name in ("dropout", "label_smoothing") and not 0.0 <= value < 1.0:
+            raise ConfigError(f"{value!r} is outside [0, 1)")
+        if name == "shift" and not 0 <= value <= 13:
+            raise ConfigError(f"{value!r} pixels is outside 0..13 (images are 28 pixels wide)")
 
     @classmethod
     def load_data(cls, data_dir: Path, config: FCNConfig, limit: int | None = None) -> dict[str, Any]:
@@ -145,8 +190,10 @@ class FCN(Task):
         totals = {"loss": 0.0, "correct": 0.0, "n": 0.0}
         for idx in self.ctx.batches(len(y), cfg.batch_size):
             xb, yb = x[idx], y[idx]
-            logits, cache = forward(self.params, xb, cfg.activation)
-            loss, dlogits = softmax_cross_entropy(logits, yb)
+            if cfg.shift:
+                xb = random_shift(xb, cfg.shift, self.ctx.generator, BACKGROUND)
+            logits, cache = forward(self.params, xb, cfg.activation, cfg.dropout, self.ctx.generator)
+            loss, dlogits = softmax_cross_entropy(logits, yb, cfg.label_smoothing)
             grads = backward(self.params, cache, dlogits, cfg.activation)
             self.ctx.all_reduce_mean([g for layer in grads for g in layer])
             self._sgd_step(grads, lr)
