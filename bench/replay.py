@@ -105,6 +105,7 @@ _BASE = {s.name: s for s in STRATEGIES}
 STRATEGIES += (
     variant(_BASE["random-asha"], grace_period=1, reduction_factor=3),
     variant(_BASE["random-asha"], grace_period=1, reduction_factor=4),
+    variant(_BASE["random-asha"], grace_period=4, reduction_factor=4),
     variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4),
     variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4, n_startup_trials=5),
     # emotion's target is mostly reached within ~10 trials, TPE's default random start-up
@@ -595,6 +596,9 @@ def replay(
         "--runs-only", help="Write no summary (e.g. while holding a shared lock).")] = False,
     target_quantile: Annotated[float, typer.Option(
         help="Of the grid points' final values: the target.")] = TARGET_QUANTILE,
+    held_out: Annotated[Optional[int], typer.Option(
+        "--held-out", help="Summarise only the seeds from this one on (ones that played no part in "
+                           "choosing the default) -> TASK.held-out-N.*")] = None,
 ) -> None:
     """Search strategies compared on a recorded table, many seeds each -> bench/results/replay/."""
     chosen = pick(strategies)
@@ -607,7 +611,7 @@ def replay(
     for setup in setups if not runs_only else ():
         task = setup.table.meta["task"]
         path = replay_report.write(setup, read_runs(task), target_of(setup.table, target_quantile), target_quantile,
-                                   {n: s.about for n, s in BY_NAME.items()})
+                                   {n: s.about for n, s in BY_NAME.items()}, held_out)
         say(f"wrote {path}")
 
 

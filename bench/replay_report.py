@@ -152,11 +152,14 @@ def curves(runs: list[dict[str, Any]], mode: str, table=None) -> tuple[np.ndarra
 # --- files ------------------------------------------------------------------------------------
 
 
-def write(setup, runs: list[dict[str, Any]], target: float, quantile: float, about: dict[str, str]) -> Path:
+def write(setup, runs: list[dict[str, Any]], target: float, quantile: float, about: dict[str, str],
+          held_out: int | None = None) -> Path:
     """``TASK.json``, ``TASK.png`` and ``TASK.md`` in bench/results/replay/ from the matching runs;
-    ``about``: each strategy's description."""
+    ``about``: each strategy's description. ``held_out``: only the seeds from this one on (seeds
+    that played no part in choosing the default), written as ``TASK.held-out-N.*``."""
     task, key = setup.table.meta["task"], setup.key()
-    runs = [r for r in runs if all(r.get(k) == v for k, v in key.items())]
+    runs = [r for r in runs if all(r.get(k) == v for k, v in key.items())
+            and (held_out is None or r["seed"] >= held_out)]
     if not runs:
         raise SystemExit(f"error: no runs of {task} at scale {setup.scale} on this table yet; run without --summary")
     mode = setup.table.mode
@@ -169,9 +172,12 @@ def write(setup, runs: list[dict[str, Any]], target: float, quantile: float, abo
            "table_best": setup.table.best(), "default": setup.default, "concurrency": CONCURRENCY,
            "space": setup.spec.to_yaml(), "strategies": {n: {"about": about[n], **s} for n, s in summary.items()},
            "overhead": overhead_rec}
-    save_json(RESULTS / f"{task}.json", rec)
-    figure(runs, rec, RESULTS / f"{task}.png", setup.table)
-    path = RESULTS / f"{task}.md"
+    name = task if held_out is None else f"{task}.held-out-{held_out}"
+    if held_out is not None:
+        rec["held_out_from_seed"] = held_out
+    save_json(RESULTS / f"{name}.json", rec)
+    figure(runs, rec, RESULTS / f"{name}.png", setup.table)
+    path = RESULTS / f"{name}.md"
     path.write_text(markdown(rec))
     return path
 
@@ -255,7 +261,9 @@ def figure(runs: list[dict[str, Any]], rec: dict[str, Any], path: Path, table=No
         ax.set_ylim(*_ylim(bands, rec))
     axes[0][0].set_ylabel(f"best {rec['metric']} so far (median; IQR band: default and fastest other)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{rec['task']}: anytime best, {rec['num_samples']} trials x {rec['max_epochs']} epochs, 2 at a time")
+    seeds = f", held-out seeds from {rec['held_out_from_seed']} on" if "held_out_from_seed" in rec else ""
+    fig.suptitle(f"{rec['task']}: anytime best, {rec['num_samples']} trials x {rec['max_epochs']} epochs, "
+                 f"2 at a time{seeds}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

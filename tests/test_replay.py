@@ -178,3 +178,26 @@ def test_the_overhead_replay_is_constant_and_never_cut(tiny):
     assert len(rows) == 4 * EPOCHS
     recorded = {(r.point, r.epoch): r.val_acc for r in table.frame.itertuples()}
     assert all(v == recorded[p, e] for _, v, e, p in rows)
+
+
+def test_a_held_out_summary_reads_only_the_later_seeds(tiny, tmp_path, monkeypatch):
+    """``--summary --held-out N``: the strategies compared on seeds N and up only (seeds that
+    played no part in choosing the default), in files of their own beside the full summary."""
+    import json
+
+    from bench import replay_report
+
+    monkeypatch.setattr(replay_report, "RESULTS", tmp_path)
+    table, spec = tiny
+    setup = Setup(table, spec, scale=0.001, table_id="tiny", default="a")
+    # seed 0: "b" reaches 0.12 first; seeds 1 and 2: "a" does
+    rows = {"early": [[0.005, 0.121, 2, 1]], "late": [[0.04, 0.121, 2, 1]]}
+    runs = [{**setup.key(), "strategy": name, "seed": seed, "mode": "max", "wall_s": 1.0,
+             "results": rows["early" if (name == "b") == (seed == 0) else "late"]}
+            for seed in range(3) for name in ("a", "b")]
+    path = replay_report.write(setup, runs, 0.12, 0.95, {"a": "", "b": ""}, held_out=1)
+    assert path.name == "fcn.held-out-1.md" and not (tmp_path / "fcn.json").exists()
+    rec = json.loads((tmp_path / "fcn.held-out-1.json").read_text())
+    assert rec["held_out_from_seed"] == 1
+    assert {n: s["seeds"] for n, s in rec["strategies"].items()} == {"a": 2, "b": 2}
+    assert rec["strategies"]["a"]["time_to_target_q"][1] < rec["strategies"]["b"]["time_to_target_q"][1]
