@@ -213,6 +213,18 @@ def test_separable_blocks_count_as_by_hand_and_train():
                for p in task.model.parameters())
 
 
+SMALL_ARCH = ("block", "depth", "base_width", "width_growth")
+SMALL_CORNERS = list(itertools.product(*(load_space(SPACE.with_name("cnn_small.yaml")).params[k].extremes()
+                                         for k in SMALL_ARCH)))
+
+
+@pytest.mark.parametrize("corner", SMALL_CORNERS, ids=lambda c: "-".join(map(str, c)))
+def test_count_params_without_data_is_the_trained_models_count(corner):
+    cfg = CNNConfig(**dict(zip(SMALL_ARCH, corner)), head="gap")
+    task = CNNTask(cfg, fake_data(3, 64, 43), TrialContext(max_epochs=1))
+    assert CNNTask.count_params(cfg) == task.trial_metrics()["params"] == expected_params(cfg, 3, 43, 64)
+
+
 def test_count_params_knows_the_real_data_sets_shapes(grocery, grocery_root, data_dir):
     """``count_params`` has no data: its class counts and image sizes must be the loaders'."""
     fine = CNNTask.load_data(grocery_root, CNNConfig(labels="fine"), limit=8)
