@@ -73,7 +73,7 @@ class Request:
 def plan(args: Request) -> list[Run]:
     """The sweeps to run: the default one, then each chosen baseline (one trial, one CPU, FIFO);
     each checked against its space file here, before the first one starts."""
-    from dlb_tune import SweepOptions, default_space_file, get_task, load_space, prepare_spec
+    from dlb_tune import SweepOptions, get_task, load_space, prepare_spec, space_file
 
     task = args.task
     task_cls, extras = get_task(task), EXTRAS.get(task, Extras())
@@ -83,7 +83,7 @@ def plan(args: Request) -> list[Run]:
     runs = [Run("best", SweepOptions(**common, cpus=CPUS, overrides=list(args.overrides), objective=args.objective,
                                      name=f"{task}-bench-{stamp}"))]
     chosen = extras.baselines if args.baselines is None else [b for b in args.baselines.split(",") if b]
-    epochs = None if args.smoke else load_space(args.space or default_space_file(task)).max_epochs
+    epochs = None if args.smoke else load_space(space_file(task, args.space)).max_epochs
     for tag in chosen:
         if tag not in extras.baselines:
             raise ValueError(f"task '{task}' has no baseline '{tag}'; known: {', '.join(extras.baselines) or 'none'}")

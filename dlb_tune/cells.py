@@ -88,6 +88,10 @@ class CellSearch(Searcher):
             rows += [{**r, self.param: v} for r in (s.trial_states() if hasattr(s, "trial_states") else [])]
         return rows
 
+    def rejected(self) -> int:
+        """Configurations refused by ``max_params``, every value's searcher together."""
+        return sum(s.rejected() for s in self.searchers if hasattr(s, "rejected"))
+
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
             pickle.dump(self.__dict__.copy(), f)

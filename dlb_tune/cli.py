@@ -48,6 +48,7 @@ def _global_options(
 def tasks(task_module: TaskModule = None) -> None:
     """List tasks with their search-space files, metric and target."""
     from dlb_tune.space import default_space_file, load_space
+    from dlb_tune.space_files import other_spaces
     from dlb_tune.tasks import load_task_module, task_names
 
     if task_module:
@@ -62,6 +63,9 @@ def tasks(task_module: TaskModule = None) -> None:
             rows.append([name, f"{spec.metric} ({spec.mode})", "none" if spec.target is None else spec.target,
                          ", ".join(spec.searched()) or "nothing"])
             notes += wrapped(f"{name}: {path}" + (f": {spec.description}" if spec.description else ""), indent="    ")
+            for other in other_spaces(name):  # a second space for the task: cnn_small
+                about = load_space(other, with_task=False).description
+                notes += wrapped(f"{name}: --space {other.stem}: {other}" + (f": {about}" if about else ""), indent="    ")
         except Exception as e:  # noqa: BLE001 - a broken file should not hide the other tasks
             rows.append([name, "-", "-", "space file unusable"])
             notes += wrapped(f"{name}: space file unusable: {e}", indent="    ")

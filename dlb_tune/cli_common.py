@@ -119,7 +119,7 @@ def complete_experiment(ctx: typer.Context, incomplete: str) -> list[str]:
 
 DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data folder (default: $DLB_TUNE_DATA, else ~/.cache/dlb-tune/data).")]
 Storage = Annotated[Optional[str], typer.Option(help="Results folder or URI (default: $DLB_TUNE_RESULTS or ./dlb-tune-runs).")]
-SpaceFile = Annotated[Optional[str], typer.Option(help="Search-space YAML (default: search_spaces/TASK.yaml).")]
+SpaceFile = Annotated[Optional[str], typer.Option(help="Search-space YAML, or a shipped one's name (cnn_small); default: search_spaces/TASK.yaml.")]
 FixedParams = Annotated[Optional[list[str]], typer.Option("--set", help="Fix a parameter: key=value (repeatable).")]
 NumSamples = Annotated[Optional[int], typer.Option(min=1, help="Trials (default: the space file's).")]
 MaxEpochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs per trial (default: the space file's).")]

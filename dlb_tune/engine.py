@@ -30,6 +30,7 @@ from dlb_tune.cluster import (NODE_POLL_S, ClusterError, WatchState, cluster_cap
 from dlb_tune.distributed import DRIVER_CPU, PLACEMENT_GROUP_KEY, ddp_trial
 from dlb_tune.experiment import JOURNAL_FILE, experiment_dir, file_in
 from dlb_tune.options import ResourceError, SweepOptions
+from dlb_tune.param_limit import param_limit
 from dlb_tune.progress import Progress
 from dlb_tune.space import SweepSpec, with_sampler
 from dlb_tune.storage import ray_storage
@@ -200,7 +201,7 @@ def make_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: C
     return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=spec.initial,
                                 sampler=make_sampler(with_sampler(spec.search, opts.sampler), opts.seed, concurrency),
                                 storage=journal_storage(file_in(experiment_dir(opts.name, opts.storage), JOURNAL_FILE), echo),
-                                study_name=opts.name)
+                                study_name=opts.name, limit=param_limit(spec))
 
 
 def _goal_args(spec: SweepSpec) -> tuple[Any, Any]:
@@ -229,7 +230,8 @@ def cell_searcher(spec: SweepSpec, opts: SweepOptions, concurrency: int, echo: C
         seed = opts.seed + values.index(value)  # a sampler of its own, reproducible from the sweep's seed
         return TruthfulOptunaSearch(metric=metric, mode=mode, max_epochs=spec.max_epochs, points_to_evaluate=points,
                                     sampler=make_sampler(settings, seed, share), storage=storage,
-                                    study_name=cell_study_name(opts.name, spec.compare_by, value))
+                                    study_name=cell_study_name(opts.name, spec.compare_by, value),
+                                    limit=param_limit(spec, {spec.compare_by: value}))  # the value sizes the net too
 
     return CellSearch(spec.compare_by, values, one, points_to_evaluate=spec.initial, metric=metric, mode=mode)
 
@@ -381,6 +383,7 @@ class Fitted:
     no_nodes: str | None = None  # NodeWatch's verdict, when it ended the sweep
     stopped: set[str] = field(default_factory=set)  # trials ASHA stopped
     optuna_states: list[dict[str, Any]] = field(default_factory=list)  # what Optuna was told per trial
+    rejected: int = 0  # configurations over max_params, never trained
 
 
 def fit(tuner: tune.Tuner) -> Fitted:
@@ -401,7 +404,8 @@ def fit(tuner: tune.Tuner) -> Fitted:
                      if isinstance(cb, NodeWatch) and cb.state.timed_out), None)
     return Fitted(grid, wall, interrupted=guard.interrupted or bool(no_nodes), no_nodes=no_nodes,
                   stopped=set(getattr(scheduler, "stopped", set())),
-                  optuna_states=searcher.trial_states() if hasattr(searcher, "trial_states") else [])
+                  optuna_states=searcher.trial_states() if hasattr(searcher, "trial_states") else [],
+                  rejected=searcher.rejected() if hasattr(searcher, "rejected") else 0)
 
 
 class GracefulInterrupt:

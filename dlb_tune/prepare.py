@@ -12,7 +12,9 @@ from pathlib import Path
 
 from dlb_tune.distributions import SpaceError
 from dlb_tune.options import ResourceError, SweepOptions, check_machine
-from dlb_tune.space import SAMPLERS, SweepSpec, check_compare_by, default_space_file, enqueued_point, load_space
+from dlb_tune.param_limit import check_one_config
+from dlb_tune.space import SAMPLERS, SweepSpec, check_compare_by, enqueued_point, load_space
+from dlb_tune.space_files import space_file
 from dlb_tune.tasks import check_task_name, get_task, load_task_module
 
 SMOKE_LIMIT = 512  # examples per split in a --smoke sweep
@@ -31,7 +33,7 @@ def check_request(opts: SweepOptions, machine: bool = True) -> None:
     if opts.task_module:  # named by the user: imported here, as prepare_spec would
         opts.task_module = load_task_module(opts.task_module)
     check_task_name(opts.task)
-    path = Path(opts.space) if opts.space else default_space_file(opts.task)
+    path = space_file(opts.task, opts.space)
     spec = load_space(path, opts.overrides, opts.objective, with_task=False)
     if spec.task != opts.task:
         raise SpaceError(f"{path} is a space for task '{spec.task}', not '{opts.task}'")
@@ -48,7 +50,7 @@ def prepare_spec(opts: SweepOptions) -> SweepSpec:
     task_cls = get_task(opts.task)
     if (opts.workers_per_trial > 1 or opts.ray_train) and not task_cls.supports_ddp:
         raise ResourceError(f"task '{opts.task}' does not support --workers-per-trial > 1")
-    path = Path(opts.space) if opts.space else default_space_file(opts.task)
+    path = space_file(opts.task, opts.space)
     overrides = list(opts.overrides)
     if opts.smoke:  # the task's tiny config, unless the user fixed those keys themselves
         given = {o.partition("=")[0].strip() for o in overrides}
@@ -73,6 +75,7 @@ def prepare_spec(opts: SweepOptions) -> SweepSpec:
     if opts.scheduler not in ("asha", "fifo"):
         raise SpaceError(f"unknown scheduler '{opts.scheduler}' (asha, fifo)")
     check_compare_by(spec, "the sweep")
+    check_one_config(spec)
     return spec
 
 

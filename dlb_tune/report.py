@@ -70,6 +70,13 @@ def _course_section(exp: Experiment) -> list[str]:
             *_md_table(["parameter", "value"], [[k, fmt(v)] for k, v in course["config"].items()]), ""]
 
 
+def _rejected_line(final: dict) -> list[str]:
+    """Configurations a space's ``max_params`` refused before they trained (none without one)."""
+    rejected = final.get("trials", {}).get("rejected")
+    return [] if rejected is None else [f"- {rejected} configuration(s) over max_params {final['max_params']} "
+                                        f"rejected before training"]
+
+
 def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: list[Path]) -> str:
     final = exp.final or {}
     lines = [f"# Sweep `{exp.name}`: task `{exp.spec.task}`", ""]
@@ -81,6 +88,7 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
         f"- trials: {row['trials']} ({row['completed']} completed, {row['stopped_early']} stopped early by ASHA, "
         f"{row['cut_by_budget']} cut by the time budget, {row['incomplete']} incomplete, {row['errored']} errored); "
         f"{row['trial_epochs']} trial-epochs",
+        *_rejected_line(final),
         f"- wall time: {fmt(row['wall_s'])} s; the winner's validation level ({fmt(row['best_val'])}) was "
         f"first reached after " + ("-" if row["time_to_best_val_s"] is None else seconds(row["time_to_best_val_s"])),
         "",

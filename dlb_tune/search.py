@@ -4,7 +4,12 @@ Ray's ``OptunaSearch`` tells Optuna every trial that ends without an error as CO
 last value, so a trial ASHA stopped after 2 epochs counts as a finished 2-epoch result beside
 16-epoch ones. ``TruthfulOptunaSearch`` tells such a trial PRUNED instead (Optuna then ranks it
 by its per-epoch intermediate values, as its own pruning integration would) and an errored trial
-FAIL. This module imports Ray and Optuna: import it inside the functions that use it.
+FAIL. A space's ``max_params`` is kept here too: a proposal whose model is too big never
+becomes a trial; it is told PRUNED at once, before any result, with its excess as an Optuna
+constraint (TPE ranks an infeasible trial below every feasible one, and infeasible ones by how
+far over they are, so it learns where the limit lies even before any trial has reported) and
+its parameter count as ``REJECTED_ATTR``; then the searcher proposes again. This module imports
+Ray and Optuna: import it inside the functions that use it.
 
 The study lives in a journal file in the experiment folder (``optuna.journal``, Optuna's
 ``JournalStorage`` over a ``JournalFileBackend``), so ``optuna-dashboard <exp>/optuna.journal``
@@ -22,8 +27,14 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from dlb_tune.storage import is_uri
+from dlb_tune.distributions import SpaceError
+from dlb_tune.param_limit import ParamLimit
 from dlb_tune.space import search_as_run
+from dlb_tune.storage import is_uri
+
+REJECTED_ATTR = "rejected_params"  # user attr of an Optuna trial over max_params: its parameter count
+# proposals over max_params in a row before the sweep stops: the space hardly holds a net that fits
+MAX_REJECTED_IN_A_ROW = 200
 
 
 def journal_storage(path: str, echo: Callable[[str], None]) -> optuna.storages.JournalStorage | None:
@@ -62,9 +73,33 @@ class TruthfulOptunaSearch(OptunaSearch):
     (resume) needs nothing else.
     """
 
-    def __init__(self, *, max_epochs: int, **kwargs):
+    def __init__(self, *, max_epochs: int, limit: ParamLimit | None = None, **kwargs):
         super().__init__(**kwargs)
         self._max_epochs = max_epochs
+        self._limit = limit
+
+    def suggest(self, trial_id: str) -> dict | None:
+        """Optuna's next config within ``max_params``; those over it are told PRUNED and counted."""
+        smallest = None
+        for _ in range(MAX_REJECTED_IN_A_ROW):
+            config = super().suggest(trial_id)
+            if self._limit is None or not isinstance(config, dict):
+                return config
+            n = self._limit.count(config)
+            if n <= self._limit.most:
+                return config
+            smallest = n if smallest is None else min(smallest, n)
+            rejected = self._ot_trials.pop(trial_id)  # the next super().suggest asks Optuna anew
+            rejected.set_user_attr(REJECTED_ATTR, n)
+            rejected.set_constraint("max_params", n - self._limit.most)  # > 0: infeasible
+            self._ot_study.tell(rejected, state=TrialState.PRUNED)
+        raise SpaceError(f"max_params {self._limit.most}: {MAX_REJECTED_IN_A_ROW} configurations in a row had more "
+                         f"parameters (the smallest {smallest}); raise max_params or narrow the space to smaller nets")
+
+    def rejected(self) -> int:
+        """Configurations proposed so far and refused by ``max_params``."""
+        trials = self._ot_study.get_trials(deepcopy=False) if self._ot_study else []
+        return sum(REJECTED_ATTR in t.user_attrs for t in trials)
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)

@@ -14,6 +14,7 @@ Format::
     target: 0.98          # test split, checked once at the end
     max_epochs: 16
     grace_period: 2       # ASHA: epochs before a trial can be stopped
+    max_params: 100000    # configurations whose model is bigger are never trained (optional)
     params:
       activation: {choice: [sigmoid, tanh, relu]}
       lr: {loguniform: [1.0e-3, 0.5]}
@@ -34,7 +35,7 @@ import yaml
 from dlb_tune.distributions import Choice, Constant, Distribution, SpaceError, distribution_or_constant, is_number
 from dlb_tune.objective import MODES, Objective
 from dlb_tune.tasks import Task, UnknownTask, check_task_name, get_task, space_file_beside
-from dlb_tune.tasks.base import ConfigError, config_fields
+from dlb_tune.tasks.base import ConfigError, config_fields, counts_params
 
 
 class _Loader(yaml.SafeLoader):
@@ -68,7 +69,10 @@ TOP_LEVEL = {
     "initial": "configs to run first [{param: value, ...}], e.g. the course's own",
     "search": "Optuna sampler settings {sampler: tpe|random, multivariate, group, constant_liar, n_startup_trials}",
     "compare_by": "a categorical parameter whose values get equal shares of the trials, each its own sampler",
+    "max_params": "configurations whose model has more parameters are rejected before they train",
 }
+# Top-level keys that ``--set`` reaches too: a limit set for one run (the sizes have options of their own)
+SET_TOP_LEVEL = ("max_params",)
 # The ``search:`` section: key -> (type, what it means). Defaults are Optuna's, except that the
 # constant liar follows the concurrency (``search_as_run``).
 SAMPLERS = ("tpe", "random")
@@ -104,6 +108,7 @@ class SweepSpec:
     search: dict[str, Any] = field(default_factory=dict)  # Optuna sampler settings (SEARCH_KEYS)
     initial: list[dict[str, Any]] = field(default_factory=list)  # searched field -> value, run first
     compare_by: str | None = None  # a searched choice: equal shares of the trials per value (dlb_tune/cells.py)
+    max_params: int | None = None  # model parameters a trained configuration may have (Task.count_params)
     description: str = ""
     source: str = ""
 
@@ -200,9 +205,13 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         raise SpaceError(f"{source}: 'params' must be a mapping of field -> value or distribution, got {params!r}")
     params = dict(params)
     from_cli = set()
+    raw = dict(raw)
     for item in overrides:
         key, value = _parse_override(item)
-        params[key] = value
+        if key in SET_TOP_LEVEL:
+            raw[key] = value
+        else:
+            params[key] = value
         from_cli.add(key)
     spec = SweepSpec(
         task=str(raw["task"]),
@@ -219,10 +228,15 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         objective=objective if objective is not None else raw.get("objective"),
         search=_parse_search(raw.get("search"), source),
         compare_by=None if raw.get("compare_by") is None else str(raw["compare_by"]),
+        max_params=_max_params(raw.get("max_params"), "--set max_params" if "max_params" in from_cli
+                               else f"{source}: max_params"),
         description=str(raw.get("description", "")),
         source=source,
     )
     _validate(spec, source)
+    if spec.max_params is not None and task is not None and not counts_params(task):
+        raise SpaceError(f"{source}: max_params needs each model's size before it trains, and task '{task.name}' "
+                         f"cannot count it (no Task.count_params); remove max_params")
     spec.initial = _parse_initial(raw.get("initial"), spec, task, source)
     return spec
 
@@ -243,6 +257,16 @@ def _number(raw: dict, key: str, source: str, default, minimum=None):
     if minimum is not None and value < minimum:
         raise SpaceError(f"{source}: '{key}' must be at least {minimum}, got {value}")
     return value
+
+
+def _max_params(value: Any, where: str) -> int | None:
+    """A positive whole number of parameters (``1e5`` and ``100000.0`` are fine), or None."""
+    if value is None:
+        return None
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < 1:
+        raise SpaceError(f"{where} must be a positive whole number of parameters such as 100000, got {value!r}")
+    return int(value)
 
 
 def _parse_search(raw: Any, source: str) -> dict[str, Any]:

@@ -26,6 +26,8 @@ def _lines(final: dict[str, Any]) -> list[str]:
         f"by ASHA, {t['cut_by_budget']} cut by the time budget, {t['incomplete']} incomplete, "
         f"{t['errored']} errored",
     ]
+    if "rejected" in t:
+        lines.append(f"rejected before training: {t['rejected']} configuration(s) over max_params {final['max_params']}")
     if final.get("interrupted"):
         lines.append(f"interrupted: {t['incomplete']} trial(s) unfinished; nothing is lost. Continue with "
                      f"`dlb-tune resume {final['name']}`; the test split is evaluated when the sweep ends")

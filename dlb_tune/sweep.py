@@ -74,6 +74,9 @@ def run(spec: SweepSpec, opts: SweepOptions, echo: Callable[[str], None], restor
                                   interrupted=fitted.interrupted, timings=timings)
             if fitted.optuna_states:  # what Optuna was told about each trial: COMPLETE, PRUNED or FAIL
                 final["optuna_states"] = fitted.optuna_states
+            if spec.max_params is not None:  # proposals the searcher refused: never trials, so counted apart
+                final["max_params"] = spec.max_params
+                final["trials"]["rejected"] = fitted.rejected
             after_sweep(exp_dir, echo)  # TensorBoard: the HParams config and the task's test figures
             final["command_s"] = round(time.time() - timings["command_start"], 1)  # the whole command's
             write_final(exp_dir, final)

@@ -14,24 +14,26 @@ from typing import Any
 import yaml
 
 from dlb_tune.distributions import parse_distribution
-from dlb_tune.space import default_space_file
+from dlb_tune.space_files import space_file
 
-SIZES = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "time_budget_s")
-
-
-def shipped(task: str) -> dict[str, Any]:
-    """The task's shipped space file, as YAML reads it."""
-    return yaml.safe_load(default_space_file(task).read_text())
+SIZES = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "time_budget_s", "max_params")
 
 
-def shrunk(task: str, path: Path, params: dict[str, Any] | None = None, **sizes: Any) -> Path:
-    """The shipped space of ``task`` written to ``path``, with ``sizes`` (``num_samples``,
-    ``max_epochs``, ``grace_period``, ``reduction_factor``, ``time_budget_s``; None drops the
-    key) and ``params`` in place of the shipped values (as ``--set`` does). ``initial:`` points
-    keep what still lies inside the space; a point left naming a value outside it is dropped."""
+def shipped(task: str, space: str | None = None) -> dict[str, Any]:
+    """The task's shipped space file (or the shipped one named ``space``, e.g. cnn_small), as YAML reads it."""
+    return yaml.safe_load(space_file(task, space).read_text())
+
+
+def shrunk(task: str, path: Path, params: dict[str, Any] | None = None, space: str | None = None,
+           **sizes: Any) -> Path:
+    """The shipped space of ``task`` (``space``: another shipped one) written to ``path``, with
+    ``sizes`` (``num_samples``, ``max_epochs``, ``grace_period``, ``reduction_factor``,
+    ``time_budget_s``, ``max_params``; None drops the key) and ``params`` in place of the shipped
+    values (as ``--set`` does). ``initial:`` points keep what still lies inside the space; a
+    point left naming a value outside it is dropped."""
     unknown = set(sizes) - set(SIZES)
     assert not unknown, f"not a size: {unknown}; change parameters through params="
-    raw = shipped(task)
+    raw = shipped(task, space)
     for key, value in sizes.items():
         if value is None:
             raw.pop(key, None)

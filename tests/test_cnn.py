@@ -162,10 +162,11 @@ def space_params() -> dict:
 
 
 def expected_params(cfg: CNNConfig, in_ch: int, classes: int, size: int) -> int:
-    """Counted by hand: conv 3x3 without bias + batch norm (2 per channel), then the head."""
+    """Counted by hand: conv 3x3 without bias + batch norm (2 per channel), or (separable, after
+    the first block) depthwise 3x3 + BN on the input channels and pointwise 1x1 + BN; then the head."""
     n, c = 0, in_ch
-    for w in cnn.block_widths(cfg.depth, cfg.base_width, cfg.width_growth):
-        n += 9 * c * w + 2 * w
+    for i, w in enumerate(cnn.block_widths(cfg.depth, cfg.base_width, cfg.width_growth)):
+        n += (9 * c + 2 * c) + (c * w + 2 * w) if cfg.block == "separable" and i else 9 * c * w + 2 * w
         c, size = w, -(-size // 2)
     if cfg.head == "gap":
         return n + c * classes + classes
@@ -194,6 +195,45 @@ def test_every_corner_of_the_space_builds_and_trains(corner):
     assert logits.shape == (4, 43)
     logits.logsumexp(1).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in task.model.parameters())
+
+
+def test_separable_blocks_count_as_by_hand_and_train():
+    cfg = CNNConfig(block="separable", depth=3, base_width=8, width_growth=2.0, head="gap", batch_size=4)
+    # by hand: stem conv 3->8 (216 + 16); dw 8 (72 + 16), pw 8->16 (128 + 32); dw 16 (144 + 32),
+    # pw 16->32 (512 + 64); linear 32->43 (1376 + 43)
+    assert expected_params(cfg, 3, 43, 64) == 2651 == CNNTask.count_params(cfg)
+    task = CNNTask(cfg, fake_data(3, 64, 43), TrialContext(max_epochs=1))
+    assert cnn.count_params(task.model) == 2651
+    depthwise = [m for m in task.model if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert [(m.in_channels, m.groups, m.kernel_size) for m in depthwise] == [(8, 8, (3, 3)), (16, 16, (3, 3))]
+    logits = task.model(task.inputs(task.x["train"][:4], train=True))
+    assert logits.shape == (4, 43)
+    logits.logsumexp(1).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+               for p in task.model.parameters())
+
+
+SMALL_ARCH = ("block", "depth", "base_width", "width_growth")
+SMALL_CORNERS = list(itertools.product(*(load_space(SPACE.with_name("cnn_small.yaml")).params[k].extremes()
+                                         for k in SMALL_ARCH)))
+
+
+@pytest.mark.parametrize("corner", SMALL_CORNERS, ids=lambda c: "-".join(map(str, c)))
+def test_count_params_without_data_is_the_trained_models_count(corner):
+    cfg = CNNConfig(**dict(zip(SMALL_ARCH, corner)), head="gap")
+    task = CNNTask(cfg, fake_data(3, 64, 43), TrialContext(max_epochs=1))
+    assert CNNTask.count_params(cfg) == task.trial_metrics()["params"] == expected_params(cfg, 3, 43, 64)
+
+
+def test_count_params_knows_the_real_data_sets_shapes(grocery, grocery_root, data_dir):
+    """``count_params`` has no data: its class counts and image sizes must be the loaders'."""
+    fine = CNNTask.load_data(grocery_root, CNNConfig(labels="fine"), limit=8)
+    cases = [(CNNConfig(), grocery), (CNNConfig(labels="fine", block="separable"), fine)]
+    if (Path(data_dir) / "MNIST" / "raw").is_dir():
+        mnist = CNNTask.load_data(Path(data_dir), CNNConfig(dataset="mnist"), limit=8)
+        cases.append((CNNConfig(dataset="mnist", depth=3), mnist))
+    for cfg, data in cases:
+        assert CNNTask.count_params(cfg) == CNNTask(cfg, data, TrialContext(max_epochs=1)).trial_metrics()["params"]
 
 
 def test_course_reference_net_is_a_point_of_the_space():

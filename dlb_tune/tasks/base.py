@@ -201,6 +201,13 @@ class Task:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    @classmethod
+    def count_params(cls, config: Any) -> int:
+        """The number of parameters of the model ``config`` builds, without data or training (on
+        CPU): what a space's ``max_params`` is checked against before a trial starts. A task that
+        cannot count cheaply leaves this out, and a space with ``max_params`` is refused for it."""
+        raise NotImplementedError
+
     def trial_metrics(self) -> dict[str, float]:
         """Per-trial constants reported with every epoch (parameter count, embedding coverage)."""
         return {}
@@ -294,6 +301,11 @@ def register(cls: type[Task]) -> type[Task]:
 
 def config_fields(task: type[Task]) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(task.Config)}
+
+
+def counts_params(task: type[Task]) -> bool:
+    """Whether ``task`` overrides ``Task.count_params`` (a space's ``max_params`` needs it)."""
+    return getattr(task.count_params, "__func__", None) is not Task.count_params.__func__
 
 
 def check_finite(value: float, what: str) -> float:

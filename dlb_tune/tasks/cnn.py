@@ -1,9 +1,10 @@
 """CNN image classification: the Grocery Store dataset (Klasson et al., WACV 2019), or MNIST.
 
-Blocks of conv 3x3 -> batch norm -> ReLU -> max pool 2x2, then a head: flatten + FC + dropout
+Blocks of conv 3x3 -> batch norm -> ReLU -> max pool 2x2 (or, ``block: separable``, depthwise
+3x3 -> BN -> ReLU -> pointwise 1x1 -> BN -> ReLU -> max pool), then a head: flatten + FC + dropout
 (the course net) or global average pooling + linear (small nets). The search trades validation
 accuracy against parameter count; ``summarize`` lists the Pareto front and the best net under
-100K parameters.
+100K parameters, and ``count_params`` sizes a config without data, for a space's ``max_params``.
 
 JPEG decoding is paid once per machine: ``load_data`` decodes every split into a uint8 tensor
 cache on disk (``$DLB_TUNE_CACHE`` or ``~/.cache/dlb_tune``), keyed by the split files, the image
@@ -42,6 +43,7 @@ class CNNConfig:
     depth: int = 4  # conv blocks, 2..6; each halves the resolution (ceil, so never below 1 px)
     base_width: int = 32  # channels of the first block; 32 is the course net
     width_growth: float = 2.0  # channel multiplier from one block to the next
+    block: str = "conv"  # "conv": conv 3x3 (course net); "separable": depthwise 3x3 + pointwise 1x1, ~1/8 the weights
     head: str = "fc"  # "fc": flatten + FC + ReLU + dropout (course net); "gap": global avg pool
     fc_hidden: int = 512  # hidden units of the "fc" head; unused by "gap"
     dropout: float = 0.3  # before the final linear layer, both heads
@@ -191,15 +193,24 @@ def block_widths(depth: int, base_width: int, width_growth: float) -> list[int]:
     return [max(1, round(base_width * width_growth**i)) for i in range(depth)]
 
 
+def conv_layers(block: str, c: int, w: int) -> list[nn.Module]:
+    """One block's convolutions, ``c`` -> ``w`` channels, size kept; bias is redundant before batch norm."""
+    if block == "separable":  # 9c + cw weights instead of 9cw
+        return [nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                nn.Conv2d(c, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+
+
 def build_model(cfg: CNNConfig, in_ch: int, n_classes: int, image_size: int) -> nn.Sequential:
     """[B, in_ch, S, S] -> [B, n_classes] logits."""
     if cfg.head not in ("fc", "gap"):
         raise TrialError(f"head must be 'fc' or 'gap', got {cfg.head!r}")
     layers: list[nn.Module] = []
     c, s = in_ch, image_size
-    for w in block_widths(cfg.depth, cfg.base_width, cfg.width_growth):
-        layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                   nn.MaxPool2d(2, ceil_mode=True)]  # bias is redundant before batch norm
+    for i, w in enumerate(block_widths(cfg.depth, cfg.base_width, cfg.width_growth)):
+        # the first block is a plain conv either way (MobileNet's stem): a depthwise 3x3 over the
+        # colour channels alone sees no colour, and a full one costs only 27 x its width
+        layers += [*conv_layers(cfg.block if i else "conv", c, w), nn.MaxPool2d(2, ceil_mode=True)]
         c, s = w, math.ceil(s / 2)  # ceil: 6 blocks on 28 px end at 1 px, not 0
     if cfg.head == "fc":
         layers += [nn.Flatten(), nn.Linear(c * s * s, cfg.fc_hidden), nn.ReLU(inplace=True),
@@ -211,6 +222,17 @@ def build_model(cfg: CNNConfig, in_ch: int, n_classes: int, image_size: int) -> 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# classes per label set of the Grocery Store dataset (its classes.csv; tests/test_cnn.py checks)
+GROCERY_CLASSES = {"coarse": 43, "fine": 81}
+
+
+def input_shape(cfg: CNNConfig) -> tuple[int, int, int]:
+    """(channels, classes, image side) of the data ``cfg``'s data fields select."""
+    if cfg.dataset == "mnist":
+        return 1, 10, 28
+    return 3, GROCERY_CLASSES[cfg.labels], cfg.image_size
 
 
 # -------------------------------------------------------------------------- augmentation
@@ -275,7 +297,12 @@ class CNNTask(Task):
     data_sets = (GROCERY_DATA, MNIST_DATA)  # MNIST: the dataset=mnist variant
     smoke = {"depth": 2, "base_width": 4, "head": "gap", "batch_size": 32, "augment": False}
     allowed_values = {"dataset": ("grocery", "mnist"), "labels": ("coarse", "fine"), "head": ("fc", "gap"),
-                      "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}
+                      "block": ("conv", "separable"), "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}
+
+    @classmethod
+    def count_params(cls, config: CNNConfig) -> int:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            return count_params(build_model(config, *input_shape(config)))
 
     @classmethod
     def load_data(cls, data_dir: Path, config: CNNConfig, limit: int | None = None) -> dict[str, Any]:
