@@ -26,7 +26,7 @@ from dlb_tune import board
 from dlb_tune.cli import app
 
 runner = CliRunner()
-SEARCHED = {"activation", "hidden_size", "lr", "momentum", "weight_decay"}  # the shipped fcn space's
+SEARCHED = {"activation", "hidden_size", "lr", "momentum", "weight_decay", "shift"}  # the shipped fcn space's
 
 
 @pytest.fixture(scope="module")

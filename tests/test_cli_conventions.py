@@ -134,7 +134,7 @@ def test_results_takes_a_folder_and_shows_the_searched_parameters_in_100_columns
     head = [w for block in table.split("\n\n") for w in block.splitlines()[0].split() if w != "\\"]
     names = [w for line in table.splitlines() for w in line.split() if w != "\\" and not w[0].isdigit()]
     assert head[:5] == ["trial_id", "status", "epochs", "best_val_acc", "val_acc"]
-    searched = ["activation", "hidden_size", "lr", "momentum", "weight_decay"]
+    searched = ["activation", "hidden_size", "lr", "momentum", "weight_decay", "shift"]
     assert [n for n in names if n in searched] == searched  # searched only: batch_size is a constant of the space
     assert "batch_size" not in table
     every = runner.invoke(app, ["results", str(storage.exp), "--all"])

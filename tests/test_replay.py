@@ -104,12 +104,13 @@ def test_the_default_is_the_strategy_with_the_space_files_settings(tmp_path, set
         default_strategy(path)
 
 
-@pytest.mark.parametrize("task, default", [("fcn", "random-asha-g1-rf4"),
+@pytest.mark.parametrize("task, default", [("fcn", "random-asha-g4-rf4"),
                                            ("emotion", "optuna-asha-pruned-liar-g1-rf4-ns5")])
 def test_a_space_files_new_rungs_leave_the_recorded_strategies_as_they_ran(task, default):
-    """The space files' ASHA is grace 1, rf 4 (emotion's TPE 5 start-up trials) since the replay
-    chose it: the campaign's other strategies keep replaying grace 2, rf 3 and TPE's 10 start-up
-    trials (their recorded runs'), and the table marks the variant default."""
+    """The space files' ASHA is grace 4, rf 4 for fcn (its shifted nets trail until epoch 4) and
+    grace 1, rf 4 with TPE's 5 start-up trials for emotion: the campaign's other strategies keep
+    replaying grace 2, rf 3 and TPE's 10 start-up trials (their recorded runs'), and the table
+    marks the variant default."""
     setup = make_setup(task, None, None)
     assert (setup.spec.grace_period, setup.spec.reduction_factor, setup.spec.search) == (2, 3, {})
     assert setup.default == default

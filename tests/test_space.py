@@ -222,12 +222,13 @@ DEFAULT_PARAM_SPACES = {
     },
     "fcn": {
         "activation": ("Categorical", "_Uniform", ["sigmoid", "tanh", "relu"]),
-        "hidden_size": ("Categorical", "_Uniform", [128, 256, 512]),
+        "hidden_size": ("Categorical", "_Uniform", [128, 256, 512, 1024]),
         "num_layers": ("Categorical", "_Uniform", [1, 2]),
         "lr": ("Float", "_LogUniform", 0.01, 0.3),
         "momentum": ("Categorical", "_Uniform", [0.0, 0.9]),
         "weight_decay": ("Float", "_LogUniform", 1e-06, 0.001),
         "batch_size": ("Categorical", "_Uniform", [32, 64, 128]),
+        "shift": ("Categorical", "_Uniform", [0, 1, 2]),
         "lr_schedule": "cosine",
     },
     "vae": {
