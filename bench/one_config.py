@@ -33,8 +33,7 @@ def one_config(task: Annotated[str, typer.Argument(help="A registered task (dlb-
     """One config trained for N epochs on one thread, validation metric per epoch (no Ray, no test split)."""
     import torch
 
-    from dlb_tune.space import load_yaml
-    from dlb_tune.tasks import TrialContext, get_task
+    from dlb_tune import TrialContext, get_task, load_yaml
 
     torch.set_num_threads(1)  # as a trial on one CPU of a default sweep
     task_cls = get_task(task)

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     # the search space, and which value is better
     "SweepSpec": "dlb_tune.space", "SpaceError": "dlb_tune.space", "load_space": "dlb_tune.space",
-    "parse_space": "dlb_tune.space", "default_space_file": "dlb_tune.space",
+    "parse_space": "dlb_tune.space", "default_space_file": "dlb_tune.space", "load_yaml": "dlb_tune.space",
     "space_file": "dlb_tune.space_files", "Choice": "dlb_tune.distributions",
     "Uniform": "dlb_tune.distributions", "LogUniform": "dlb_tune.distributions", "Objective": "dlb_tune.objective",
     "TrialStatus": "dlb_tune.objective",

@@ -38,7 +38,7 @@ FINAL_KEYS = [
 ]
 RESULTS_COLUMNS = [
     "trial_id", "config/activation", "config/hidden_size", "config/num_layers", "config/lr", "config/momentum",
-    "config/weight_decay", "config/batch_size", "config/lr_schedule",
+    "config/weight_decay", "config/batch_size", "config/shift", "config/lr_schedule",
     "status", "epochs", "error", "train_loss", "train_acc", "train_lr", "val_loss", "val_acc", "params", "epoch",
     "epoch_s", "best_val_acc", "ended_at", "timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid",
     "time_since_restore", "iterations_since_restore", "best_epoch", "node_id", "wall_s", "path",
