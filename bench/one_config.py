@@ -33,9 +33,8 @@ def one_config(task: Annotated[str, typer.Argument(help="A registered task (dlb-
     """One config trained for N epochs on one thread, validation metric per epoch (no Ray, no test split)."""
     import torch
 
-    from dlb_tune import TrialContext, get_task, load_yaml
+    from dlb_tune import get_task, load_yaml, start_trial
 
-    torch.set_num_threads(1)  # as a trial on one CPU of a default sweep
     task_cls = get_task(task)
     given = {k: load_yaml(v) for k, _, v in (s.partition("=") for s in sets or [])}  # 1e-5 a number, as in --set
     defaults = {f.name: f.default for f in dataclasses.fields(task_cls.Config)}
@@ -50,7 +49,8 @@ def one_config(task: Annotated[str, typer.Argument(help="A registered task (dlb-
     config = task_cls.Config(**given)
     task_cls.check_config(config)
     data = task_cls.load_data(Path(data_dir or default_data_dir()), config)
-    trial = task_cls(config, data, TrialContext(max_epochs=epochs, seed=seed))
+    # as a trial on one CPU of a default sweep: one thread, seeded, built as trials are
+    trial, _, _ = start_trial(task, given, data, seed=seed, max_epochs=epochs, threads=1, device=torch.device("cpu"))
     start, load, rows = time.time(), loadavg(), []
     for epoch in range(epochs):
         train = trial.train_epoch(epoch)
