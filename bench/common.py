@@ -143,7 +143,8 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, float):
-        return round(obj, 4) if math.isfinite(obj) else None
+        # significant digits, not decimals: round(1.5e-4, 4) would record a weight decay of 1e-4
+        return float(f"{obj:.6g}") if math.isfinite(obj) else None
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         try:
             return jsonable(obj.item())

@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from bench import cli, quality, sweep, table
-from bench.common import default_data_dir
+from bench.common import default_data_dir, jsonable
 from dlb_tune.tasks import Task, all_tasks, is_builtin
 from dlb_tune.tasks.base import _REGISTRY
 
@@ -195,3 +195,10 @@ def test_the_benchmark_table_goes_into_bench_readme(tmp_path):
     table.update_readme("# dlb-tune benchmarks (quick)\n\n## 1. Sweep efficiency\nrows", "quick", readme)
     assert readme.read_text() == ("intro\n<!-- bench-table:quick -->\n## dlb-tune benchmarks (quick)\n\n"
                                   "### 1. Sweep efficiency\nrows\n<!-- /bench-table:quick -->\nafter\n")
+
+
+def test_recorded_numbers_keep_small_config_values():
+    # bench records carry configs (weight decay 1.5e-4, lr 3e-5) beside metrics
+    out = jsonable({"weight_decay": 1.5e-4, "lr": 3e-5, "val_acc": 0.6452702879905701, "nats": 6768.34,
+                    "bad": float("nan")})
+    assert out == {"weight_decay": 1.5e-4, "lr": 3e-5, "val_acc": 0.64527, "nats": 6768.34, "bad": None}
