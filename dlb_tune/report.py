@@ -58,13 +58,13 @@ def upload_report(exp: Experiment, files: list[Path], uri: str) -> int:
 
 
 def _course_section(exp: Experiment) -> list[str]:
-    """The space's first ``initial:`` point (the course's configuration in the default spaces),
-    run on the same budget as the winner."""
+    """The space's first ``initial:`` point (the course's or the paper's configuration in most
+    shipped spaces, an earlier winner in cnn_small), run on the same budget as the winner."""
     course = (exp.final or {}).get("course")
     if not course:
         return []
     status = TrialStatus(course["status"]).words
-    return ["## Course configuration (the space's first `initial:` point)", "",
+    return ["## Initial point (the space's first `initial:`)", "",
             f"Trial `{course['trial_id']}`, {exp.metric} {fmt(course.get(exp.metric))} at epoch {course.get('epoch')} "
             f"({status} after {course['epochs']} epochs).", "",
             *_md_table(["parameter", "value"], [[k, fmt(v)] for k, v in course["config"].items()]), ""]

@@ -41,7 +41,7 @@ def _lines(final: dict[str, Any]) -> list[str]:
     if course:
         value = course[final["metric"]]
         shown = "no result" if value is None else f"{final['metric']} {value:.4f} (epoch {course['epoch']})"
-        lines.append(f"course config, trial {course['trial_id']}: {shown}, {TrialStatus(course['status']).words} "
+        lines.append(f"initial point (space file), trial {course['trial_id']}: {shown}, {TrialStatus(course['status']).words} "
                      f"after {course['epochs']} epoch(s)")
     test = final.get("test")
     if test:
