@@ -433,6 +433,19 @@ def test_nmi_split_moves_nothing_when_validation_has_enough_attributes(official,
     assert few["nmi"]["attrs"].tolist() == [[False, True], [True, False]]
 
 
+def test_summary_gives_each_trials_discrete_capacity_use():
+    import pandas as pd
+
+    from dlb_tune.tasks import Trials
+
+    table = pd.DataFrame([{"trial_id": "a", "status": "completed", "best_val_nelbo": 7000.0, "val_kl_disc": 1.8,
+                           "cap_disc_max": 2.0, "val_disc_nmi": 0.07},
+                          {"trial_id": "b", "status": "errored", "best_val_nelbo": float("nan")}])
+    out = VAE.summarize(Trials.from_table(table, "val_nelbo"))
+    assert out == {"discrete_use": [{"trial_id": "a", "val_kl_disc": 1.8, "cap_disc_max": 2.0, "share": 0.9,
+                                     "val_disc_nmi": 0.07}]}
+
+
 def test_shipped_space_and_readme_name_two_objectives():
     from dlb_tune.space import load_space
     from dlb_tune.space_files import space_file
@@ -497,6 +510,8 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
     assert {"traverse_cont", "traverse_disc0"} <= set(drawn["figures"])
     assert all((exp / drawn["folder"] / f).is_file() for f in drawn["figures"].values())
     assert len(drawn["figure_info"]["traverse_cont_dims"]) == 5  # the 5 with the most KL (cont_dim >= 16)
+    use = {r["trial_id"]: r for r in final["task_summary"]["discrete_use"]}
+    assert set(use) == set(df["trial_id"]) and all(0 <= r["val_disc_nmi"] <= 1 for r in use.values())
 
     assert runner.invoke(app, ["report", "mo", "--storage", str(storage)]).exit_code == 0
     md = (exp / "report.md").read_text()

@@ -36,7 +36,8 @@ from torch import nn
 
 from dlb_tune.tasks._celeba import CELEBA_DATA, IMAGE_SIZE, MIN_VAL_ATTRIBUTED, load_celeba, with_nmi_split
 from dlb_tune.tasks._common import save_labelled_grid
-from dlb_tune.tasks.base import ConfigError, DataError, Task, TrialContext, TrialError, check_finite, register
+from dlb_tune.tasks.base import (ConfigError, DataError, Task, TrialContext, TrialError, Trials, check_finite,
+                                 register)
 
 
 EVAL_SEED = 1234  # the ELBO's noise on val/test: the same draw every epoch and every trial
@@ -242,6 +243,18 @@ class VAE(Task):
             raise DataError(f"{NMI_METRIC} needs CelebA attributes (celeba/list_attr_celeba.txt) for some "
                             f"validation or training faces, and this data has none: add the file, or "
                             f"sweep val_nelbo alone with --objective none")
+
+    @classmethod
+    def summarize(cls, trials: Trials) -> dict[str, Any]:
+        """Per trial (best first), the share of its discrete capacity the validation faces use
+        (last epoch's val_kl_disc / cap_disc_max) beside its val_disc_nmi: is the code used."""
+        rows = []
+        for t in trials:
+            kl, cap = t.metrics.get("val_kl_disc"), t.metrics.get("cap_disc_max")
+            if kl is not None and cap:
+                rows.append({"trial_id": t.trial_id, "val_kl_disc": round(kl, 4), "cap_disc_max": round(cap, 4),
+                             "share": round(kl / cap, 3), NMI_METRIC: t.metrics.get(NMI_METRIC)})
+        return {"discrete_use": rows} if rows else {}
 
     def __init__(self, config: VAEConfig, data: dict[str, Any], ctx: TrialContext) -> None:
         super().__init__(config, data, ctx)
