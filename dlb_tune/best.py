@@ -36,6 +36,10 @@ def best_yaml(exp: Experiment) -> str:
     if final.get("test_metric") in test:
         head.append(f"{final['test_metric']} {fmt(test[final['test_metric']])} (test split, evaluated once)")
     head.append(f"checkpoint: {best.get('checkpoint') or exp.checkpoint(best.get('trial_id')) or 'none'}")
+    goals = exp.spec.goals()
+    if len(goals) > 1:
+        head.append(f"picked by {exp.metric} alone, the first of objective {exp.spec.objective} "
+                    f"({', '.join(f'{g.metric} {g.mode}' for g in goals)}); its Pareto front: final.json, report.md")
     return fixed_space_yaml(exp, best_config(exp), head)
 
 
