@@ -147,7 +147,8 @@ def pareto_figures(grid, front: pd.DataFrame, goals, columns: list[str], spec, d
         return None
     i = metrics.index(by)
     row = goals[i].sort(front, columns[i]).iloc[0]
-    out = {"trial_id": row["trial_id"], "metric": by, "value": float(row[columns[i]])}
+    out = {"trial_id": row["trial_id"], "metric": by, "value": float(row[columns[i]]), "status": row["status"],
+           "epochs": int(row["epochs"])}  # a model stopped after 2 epochs reads differently from one trained out
     result, checkpoint, ckpt_path = _best_checkpoint(grid, row["trial_id"], spec, exp_dir)
     if ckpt_path is None:
         return {**out, "error": "the trial left no checkpoint"}

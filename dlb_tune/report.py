@@ -76,7 +76,8 @@ def _pareto_model_section(exp: Experiment) -> list[str]:
     if not drawn:
         return []
     head = [f"## The Pareto model with the highest `{drawn['metric']}`", "",
-            f"Trial `{drawn['trial_id']}`, {drawn['metric']} {fmt(drawn['value'])}; its best checkpoint's figures "
+            f"Trial `{drawn['trial_id']}` ({TrialStatus(drawn['status']).words} after {drawn['epochs']} epochs), "
+            f"{drawn['metric']} {fmt(drawn['value'])}; its best checkpoint's figures "
             f"(test faces; no test metric computed for it).", ""]
     if drawn.get("error"):
         return head + [f"No figures: {drawn['error']}.", ""]

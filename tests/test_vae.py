@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -496,6 +497,8 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
                                  str(storage), "--name", "mo", "--limit", "64", "--cpus", "2", "--seed", "0"])
     assert result.exit_code == 0, result.output
     assert "13 training faces with attributes held out of training for val_disc_nmi" in result.output
+    words = " ".join(result.output.split())  # progress lines wrap at the terminal's width
+    assert re.search(r"epoch 1/1 val_nelbo [\d.]+ val_disc_nmi [\d.]+ best", words), result.output
     exp = storage / "mo"
     final = json.loads((exp / "final.json").read_text())
     assert final["trials"]["errored"] == 0 and final["course"]  # the paper's settings ran
@@ -507,6 +510,7 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
     drawn = final["pareto_figures"]
     assert drawn["metric"] == "val_disc_nmi" and drawn["trial_id"] in {p["trial_id"] for p in front}
     assert drawn["value"] == max(p["val_disc_nmi"] for p in front)
+    assert drawn["epochs"] == int(df.set_index("trial_id").loc[drawn["trial_id"], "epochs"]) == 1
     assert {"traverse_cont", "traverse_disc0"} <= set(drawn["figures"])
     assert all((exp / drawn["folder"] / f).is_file() for f in drawn["figures"].values())
     assert len(drawn["figure_info"]["traverse_cont_dims"]) == 5  # the 5 with the most KL (cont_dim >= 16)
@@ -516,6 +520,7 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
     assert runner.invoke(app, ["report", "mo", "--storage", str(storage)]).exit_code == 0
     md = (exp / "report.md").read_text()
     assert "(report/pareto_front.png)" in md and "Pareto model with the highest `val_disc_nmi`" in md
+    assert f"Trial `{drawn['trial_id']}` (completed after 1 epochs)" in md
     assert all(f"({drawn['folder']}/{f})" in md for f in drawn["figures"].values())
     handles, labels = plot_pareto(load_experiment(exp)).axes[0].get_legend_handles_labels()
     marked = [lab for h, lab in zip(handles, labels) if h.get_gid() == "initial"]
