@@ -36,7 +36,30 @@ def best_yaml(exp: Experiment) -> str:
     if final.get("test_metric") in test:
         head.append(f"{final['test_metric']} {fmt(test[final['test_metric']])} (test split, evaluated once)")
     head.append(f"checkpoint: {best.get('checkpoint') or exp.checkpoint(best.get('trial_id')) or 'none'}")
+    goals = exp.spec.goals()
+    if len(goals) > 1:
+        head.append(f"picked by {exp.metric} alone, the first of objective {exp.spec.objective} "
+                    f"({', '.join(f'{g.metric} {g.mode}' for g in goals)}); its Pareto front: final.json, report.md")
     return fixed_space_yaml(exp, best_config(exp), head)
+
+
+def trial_yaml(exp: Experiment, trial_id: str) -> str:
+    """Any trial's config as a fixed space file, e.g. a Pareto point's or a runner-up's, to train it
+    longer (``--space``) or first (``--enqueue``); the winner is ``best_yaml``."""
+    df = exp.trials
+    rows = df[df["trial_id"] == trial_id] if len(df) else df
+    if rows.empty:
+        known = ", ".join(df["trial_id"].head(8)) if len(df) else "none"
+        raise ReportError(f"{exp.name}: no trial {trial_id!r} (trials: {known}{', ...' if len(df) > 8 else ''})")
+    row = rows.iloc[0]
+    best_col = f"best_{exp.metric}"
+    value = row.get(best_col)
+    head = [f"trial {trial_id} of sweep {exp.name}: {exp.metric} {fmt(value)} at epoch {fmt(row.get('best_epoch'))}"]
+    winner = ((exp.final or {}).get("best") or {}).get("trial_id")
+    head.append("the sweep's winner" if winner == trial_id else
+                f"not the winner ({winner or 'none'}); its test split was not read")
+    head.append(f"checkpoint: {exp.checkpoint(trial_id) or 'none'}")
+    return fixed_space_yaml(exp, trial_config(row), head)
 
 
 def fixed_space_yaml(exp: Experiment, config: dict[str, Any], comments: list[str]) -> str:

@@ -96,7 +96,7 @@ def sweep(
     data_dir: DataDir = None,
     space: panel(SpaceFile, SPACE_PANEL) = None,
     set_: panel(FixedParams, SPACE_PANEL) = None,
-    objective: Annotated[Optional[str], typer.Option(help="A named multi-objective mode of the space file.",
+    objective: Annotated[Optional[str], typer.Option(help="A named multi-objective mode of the space file; none: the metric alone.",
                                                      rich_help_panel=SPACE_PANEL)] = None,
     sampler: Annotated[Optional[Sampler], typer.Option(
         help="Optuna's sampler (default: the space file's search.sampler, else tpe).",

@@ -27,7 +27,8 @@ EXAMPLES = {
     "report": ["dlb-tune report my-sweep", "report.md and its figures in the experiment folder",
                "dlb-tune report my-sweep --storage s3://bucket/runs", "written beside its local copy, then uploaded"],
     "best": ["dlb-tune best my-sweep -o best.yaml", "the winner as a space file; `dlb-tune sweep TASK --space best.yaml` trains it",
-             "dlb-tune best my-sweep --seeds 3 --top 3", "re-train the top 3 with 3 seeds each; the best mean wins"],
+             "dlb-tune best my-sweep --seeds 3 --top 3", "re-train the top 3 with 3 seeds each; the best mean wins",
+             "dlb-tune best my-sweep --trial 3f2a9c1d -o long.yaml", "a Pareto point's config, to train it longer"],
     "compare": ["dlb-tune compare tpe-run random-run", "two sweeps side by side: best value, when reached, trials, wall time",
                 "dlb-tune compare a b c --format csv", "as CSV, one row per sweep"],
 }
@@ -227,6 +228,8 @@ def best(
     data_dir: DataDir = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPUs the --seeds runs may use (default: the sweep's).")] = None,
     task_module: RecordedTaskModule = None,
+    trial: Annotated[Optional[str], typer.Option(
+        help="This trial's config instead of the winner's (a Pareto point, a runner-up).")] = None,
 ) -> None:
     """Print the best config as a space file with every parameter fixed (feed it to --space).
 
@@ -234,11 +237,13 @@ def best(
     stderr) and the printed config is the one with the best mean; a task of your own needs
     --task-module then.
     """
-    from dlb_tune.best import best_yaml
+    from dlb_tune.best import best_yaml, trial_yaml
 
     check_seeds(seeds)
+    if trial and seeds:
+        fail("--trial and --seeds: choose one (--seeds ranks the top configs again)")
     exp = load(name, storage)
-    text = run_guarded(best_yaml, exp)
+    text = run_guarded(trial_yaml, exp, trial) if trial else run_guarded(best_yaml, exp)
     if seeds:
         from dlb_tune.reruns import ranking_lines, rerun_seeds, seed_yaml
         from dlb_tune.tasks import load_task_module

@@ -61,6 +61,7 @@ LIVE_FILE = "live.json"
 JOURNAL_FILE = "optuna.journal"  # Optuna's JournalStorage: `optuna-dashboard <exp>/optuna.journal`
 REPORT_DIR = "report"  # the report's figures
 TEST_REPORT_DIR = "test_report"  # the task's figures from the one test-split evaluation
+PARETO_REPORT_DIR = f"{TEST_REPORT_DIR}/pareto"  # a multi-objective sweep's chosen Pareto model's figures
 LOCK_FILE = ".lock"  # held by the one process that runs the sweep (``claimed``)
 SPACE_SHA256 = "space_sha256"  # sweep.json's record of space.yaml, so resume can tell an edited one
 # A folder name on every file system and in every URI: no separators, no "..", no leading dot or dash

@@ -430,6 +430,11 @@ def plot_pareto(exp: Experiment):
             label=f"Pareto front ({len(f)})")
     for _, r in f.iterrows():
         ax.annotate(str(r["trial_id"]), (r[m2], r[m1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    course = (exp.final or {}).get("course")
+    ran = t[t["trial_id"] == course["trial_id"]] if course else t.iloc[0:0]
+    if len(ran):  # the space's first initial: point, the course's or paper's settings in the shipped spaces
+        ax.scatter(ran[c2], ran[c1], marker="*", s=220, color="tab:green", edgecolors="black", zorder=5,
+                   label=f"course/paper settings (first initial: point), trial {course['trial_id']}", gid="initial")
     if t[c2].min() > 0 and t[c2].max() / t[c2].min() > 100:
         ax.set_xscale("log")
     ax.set(xlabel=f"{m2} ({d2})", ylabel=f"{c1} ({d1})", title=f"{exp.name}: {m1} against {m2}")

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
 from dlb_tune.compared import value_rows
 from dlb_tune.distributed import best_train_checkpoint
-from dlb_tune.experiment import TEST_REPORT_DIR, file_in, write_final, write_results
+from dlb_tune.experiment import PARETO_REPORT_DIR, TEST_REPORT_DIR, file_in, write_final, write_results
 from dlb_tune.storage import is_uri, local_folder
 from dlb_tune.objective import ENDED, TrialStatus, pareto_front
 from dlb_tune.show import error_line
 from dlb_tune.storage import located
 from dlb_tune.tasks import Trials
-from dlb_tune.trainable import evaluate_checkpoint
+from dlb_tune.trainable import checkpoint_figures, evaluate_checkpoint
 
 
 def trial_table(grid, spec, stopped: set[str], budget_hit: bool, interrupted: bool = False) -> pd.DataFrame:
@@ -100,6 +101,10 @@ def finish(grid, spec, opts, data, exp_dir: str, wall: float, stopped: set[str],
         front = pareto_front(ok, goals, columns)
         final["pareto"] = [{"trial_id": r["trial_id"], **{g.metric: r.get(c) for g, c in zip(goals, columns)},
                             "config": _config_of(r)} for _, r in front.iterrows()]
+        if not final.get("interrupted"):
+            drawn = pareto_figures(grid, front, goals, columns, spec, data, exp_dir)
+            if drawn:
+                final["pareto_figures"] = drawn
     extra = spec.task_cls.summarize(Trials.from_table(df, spec.metric))
     if extra:
         final["task_summary"] = extra
@@ -131,25 +136,59 @@ def compare_values(grid, df: pd.DataFrame, spec, data, exp_dir: str, final: dict
     return {"param": param, "test_metric": test_metric, "rows": rows}
 
 
-def evaluate_best(grid, best_row, spec, data, exp_dir: str, report_dir: str = TEST_REPORT_DIR) -> dict[str, Any]:
-    """Evaluate the best trial's best checkpoint on the test split: once, here."""
-    result = next(r for r in grid if (r.metrics or {}).get("trial_id") == best_row["trial_id"])
+def pareto_figures(grid, front: pd.DataFrame, goals, columns: list[str], spec, data, exp_dir: str
+                   ) -> dict[str, Any] | None:
+    """The Pareto trial best on the task's ``pareto_figures_by`` metric and its best checkpoint's
+    ``test_report`` figures (no test metric computed), in a folder of their own even when it is
+    the winner; None when the task names no such metric among the objectives."""
+    by = spec.task_cls.pareto_figures_by
+    metrics = [g.metric for g in goals]
+    if by not in metrics or front.empty:
+        return None
+    i = metrics.index(by)
+    row = goals[i].sort(front, columns[i]).iloc[0]
+    out = {"trial_id": row["trial_id"], "metric": by, "value": float(row[columns[i]]), "status": row["status"],
+           "epochs": int(row["epochs"])}  # a model stopped after 2 epochs reads differently from one trained out
+    result, checkpoint, ckpt_path = _best_checkpoint(grid, row["trial_id"], spec, exp_dir)
+    if ckpt_path is None:
+        return {**out, "error": "the trial left no checkpoint"}
+    with local_folder(file_in(exp_dir, PARETO_REPORT_DIR)) as out_dir, _checkpoint_dir(checkpoint, ckpt_path) as ckpt_dir:
+        drawn = checkpoint_figures(spec.task, dict(result.config), data, ckpt_dir, out_dir, spec.max_epochs)
+    return {**out, "folder": PARETO_REPORT_DIR, **drawn}
+
+
+def _best_checkpoint(grid, trial_id: str, spec, exp_dir: str):
+    """A trial's result, its best Tune checkpoint (None for a data-parallel trial's) and that
+    checkpoint's path (None when it left none)."""
+    result = next(r for r in grid if (r.metrics or {}).get("trial_id") == trial_id)
     checkpoint = result.get_best_checkpoint(spec.metric, spec.mode) if result.best_checkpoints else None
     ckpt_path = checkpoint.path if checkpoint else best_train_checkpoint(result.metrics_dataframe, spec.metric, spec.mode)
     if checkpoint and is_uri(exp_dir):  # Ray gives the path inside the bucket
         ckpt_path = located(exp_dir, ckpt_path)
+    return result, checkpoint, ckpt_path
+
+
+@contextmanager
+def _checkpoint_dir(checkpoint, ckpt_path: str) -> Iterator[str]:
+    """A local folder holding the checkpoint: Tune's, fetched; a data-parallel trial's, as it is."""
+    if checkpoint is None:  # Ray Train's checkpoint, a folder in the trial's storage
+        yield ckpt_path
+        return
+    with checkpoint.as_directory() as ckpt_dir:
+        yield ckpt_dir
+
+
+def evaluate_best(grid, best_row, spec, data, exp_dir: str, report_dir: str = TEST_REPORT_DIR) -> dict[str, Any]:
+    """Evaluate the best trial's best checkpoint on the test split: once, here."""
+    result, checkpoint, ckpt_path = _best_checkpoint(grid, best_row["trial_id"], spec, exp_dir)
     out = {"best": {"trial_id": best_row["trial_id"], "config": dict(result.config),
                     spec.metric: float(best_row[f"best_{spec.metric}"]),
                     "epoch": _maybe_int(best_row.get("best_epoch")), "checkpoint": ckpt_path}}
     if ckpt_path is None:
         out["test_error"] = "the best trial left no checkpoint"
         return out
-    with local_folder(file_in(exp_dir, report_dir)) as out_dir:
-        if checkpoint is not None:
-            with checkpoint.as_directory() as ckpt_dir:
-                test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir, out_dir, spec.max_epochs)
-        else:  # a data-parallel trial: Ray Train's checkpoint, a folder in the trial's storage
-            test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_path, out_dir, spec.max_epochs)
+    with local_folder(file_in(exp_dir, report_dir)) as out_dir, _checkpoint_dir(checkpoint, ckpt_path) as ckpt_dir:
+        test = evaluate_checkpoint(spec.task, dict(result.config), data, ckpt_dir, out_dir, spec.max_epochs)
     out["test"] = test
     test_metric = test_metric_of(spec.metric)
     if test_metric in test:  # what `ls`, `compare` and the report show, with or without a target

@@ -87,4 +87,6 @@ def compared(spec: SweepSpec) -> int:
 
 def load_data(spec: SweepSpec, opts: SweepOptions):
     limit = opts.limit if opts.limit is not None else (SMOKE_LIMIT if opts.smoke else None)
-    return spec.task_cls.load_data(opts.resolved_data_dir(), spec.base_config(), limit)
+    data = spec.task_cls.load_data(opts.resolved_data_dir(), spec.base_config(), limit)
+    spec.task_cls.check_metrics(data, [g.metric for g in spec.goals()])
+    return data

@@ -25,7 +25,7 @@ from ray import tune
 from dlb_tune.asha import SweepState, time_left
 from dlb_tune.storage import is_uri
 from dlb_tune.objective import TrialStatus
-from dlb_tune.show import clock, error_line, short_config, table, wrapped
+from dlb_tune.show import clock, error_line, fmt, short_config, table, wrapped
 from dlb_tune.space import SweepSpec
 
 SUMMARY_EVERY_S = 60.0  # seconds between summary lines
@@ -107,8 +107,10 @@ class Progress(tune.Callback):
         row = self.rows.setdefault(trial.trial_id, {"state": "running"})
         row["value"] = value
         row["best"] = value if spec.goal.better(value, row.get("best")) else row.get("best")
+        # a multi-objective sweep's other objectives too: the trade-off is what the user follows
+        others = "".join(f"  {g.metric} {fmt(result[g.metric])}" for g in spec.goals()[1:] if g.metric in result)
         self._line(trial, f"epoch {result.get('epoch', '?')}/{spec.max_epochs}  {spec.metric} "
-                          f"{value:.4f}  best {self.best:.4f}  {result.get('epoch_s', 0):.1f}s/epoch")
+                          f"{value:.4f}{others}  best {self.best:.4f}  {result.get('epoch_s', 0):.1f}s/epoch")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.trials_seen = trials

@@ -58,16 +58,30 @@ def upload_report(exp: Experiment, files: list[Path], uri: str) -> int:
 
 
 def _course_section(exp: Experiment) -> list[str]:
-    """The space's first ``initial:`` point (the course's configuration in the default spaces),
-    run on the same budget as the winner."""
+    """The space's first ``initial:`` point (the course's or the paper's configuration in most
+    shipped spaces, an earlier winner in cnn_small), run on the same budget as the winner."""
     course = (exp.final or {}).get("course")
     if not course:
         return []
     status = TrialStatus(course["status"]).words
-    return ["## Course configuration (the space's first `initial:` point)", "",
+    return ["## Initial point (the space's first `initial:`)", "",
             f"Trial `{course['trial_id']}`, {exp.metric} {fmt(course.get(exp.metric))} at epoch {course.get('epoch')} "
             f"({status} after {course['epochs']} epochs).", "",
             *_md_table(["parameter", "value"], [[k, fmt(v)] for k, v in course["config"].items()]), ""]
+
+
+def _pareto_model_section(exp: Experiment) -> list[str]:
+    """The Pareto trial best on the task's chosen objective (``finish.pareto_figures``): its figures."""
+    drawn = (exp.final or {}).get("pareto_figures")
+    if not drawn:
+        return []
+    head = [f"## The Pareto model with the highest `{drawn['metric']}`", "",
+            f"Trial `{drawn['trial_id']}` ({TrialStatus(drawn['status']).words} after {drawn['epochs']} epochs), "
+            f"{drawn['metric']} {fmt(drawn['value'])}; its best checkpoint's figures "
+            f"(test faces; no test metric computed for it).", ""]
+    if drawn.get("error"):
+        return head + [f"No figures: {drawn['error']}.", ""]
+    return head + [f"![{name}]({drawn['folder']}/{file})" for name, file in (drawn.get("figures") or {}).items()] + [""]
 
 
 def _rejected_line(final: dict) -> list[str]:
@@ -110,6 +124,8 @@ def _markdown(exp: Experiment, figures: dict[str, Path], importance, task_figs: 
     }
     for key, path in figures.items():
         lines += [f"## {titles[key]}", "", f"![{key}]({REPORT_DIR}/{path.name})", ""]
+        if key == "pareto_front":
+            lines += _pareto_model_section(exp)
         if key == "param_importance":
             lines += [f"- {imp.label} ({imp.trials}): " + ", ".join(
                 f"{k} {v:.2f} ({imp.low[k]:.2f}-{imp.high[k]:.2f})" for k, v in imp.mean.items()) for imp in importance]

@@ -73,6 +73,7 @@ TOP_LEVEL = {
 }
 # Top-level keys that ``--set`` reaches too: a limit set for one run (the sizes have options of their own)
 SET_TOP_LEVEL = ("max_params",)
+SINGLE_OBJECTIVE = "none"  # --objective none: the sweep metric alone, whatever the file's default
 # The ``search:`` section: key -> (type, what it means). Defaults are Optuna's, except that the
 # constant liar follows the concurrency (``search_as_run``).
 SAMPLERS = ("tpe", "random")
@@ -225,7 +226,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         num_samples=int(_number(raw, "num_samples", source, 8, minimum=1)),
         time_budget_s=_number(raw, "time_budget_s", source, None, minimum=1),
         objectives=raw.get("objectives") or {},
-        objective=objective if objective is not None else raw.get("objective"),
+        objective=_chosen_objective(objective, raw.get("objective")),
         search=_parse_search(raw.get("search"), source),
         compare_by=None if raw.get("compare_by") is None else str(raw["compare_by"]),
         max_params=_max_params(raw.get("max_params"), "--set max_params" if "max_params" in from_cli
@@ -473,10 +474,18 @@ def _check_value(where: str, value: Any, want: type) -> None:
         raise SpaceError(f"{where}: expected {want.__name__}, got {value!r}")
 
 
+def _chosen_objective(given: str | None, default: Any) -> str | None:
+    """``--objective`` over the file's ``objective:``; ``none`` picks the sweep metric alone."""
+    chosen = given if given is not None else default
+    return None if chosen == SINGLE_OBJECTIVE else chosen
+
+
 def _validate_objectives(spec: SweepSpec, source: str) -> None:
     if not isinstance(spec.objectives, dict):
         raise SpaceError(f"{source}: objectives must map a name to {{metric: max|min, ...}}")
     for name, pairs in spec.objectives.items():
+        if name == SINGLE_OBJECTIVE:
+            raise SpaceError(f"{source}: '{SINGLE_OBJECTIVE}' is reserved (--objective none: the sweep metric alone)")
         if not isinstance(pairs, dict) or len(pairs) < 2 or any(m not in MODES for m in pairs.values()):
             raise SpaceError(f"{source}: objective '{name}' must map two or more metrics to max|min")
         if list(pairs)[0] != spec.metric:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from dlb_tune.compared import compared_lines
 from dlb_tune.objective import Objective, TrialStatus
-from dlb_tune.show import wrapped
+from dlb_tune.show import fmt, wrapped
 
 
 def summary_lines(final: dict[str, Any], df: pd.DataFrame, columns: int | None = None) -> list[str]:
@@ -41,7 +41,7 @@ def _lines(final: dict[str, Any]) -> list[str]:
     if course:
         value = course[final["metric"]]
         shown = "no result" if value is None else f"{final['metric']} {value:.4f} (epoch {course['epoch']})"
-        lines.append(f"course config, trial {course['trial_id']}: {shown}, {TrialStatus(course['status']).words} "
+        lines.append(f"initial point (space file), trial {course['trial_id']}: {shown}, {TrialStatus(course['status']).words} "
                      f"after {course['epochs']} epoch(s)")
     test = final.get("test")
     if test:
@@ -54,7 +54,9 @@ def _lines(final: dict[str, Any]) -> list[str]:
     for err in final["errors"][:5]:
         lines.append(f"errored {err['trial_id']}: {err['error']}")
     if final.get("pareto"):
-        lines.append(f"pareto front: {len(final['pareto'])} trial(s)")
+        drawn = final.get("pareto_figures") or {}
+        best_on = f"; highest {drawn['metric']}: trial {drawn['trial_id']} ({fmt(drawn['value'])})" if drawn else ""
+        lines.append(f"pareto front: {len(final['pareto'])} trial(s){best_on}")
     lines += compared_lines(final)
     lines.append(f"results: {final['experiment_dir']}/results.parquet, final.json")
     return lines

@@ -194,13 +194,28 @@ def node_label() -> str:
 def evaluate_checkpoint(task_name: str, config: dict[str, Any], data: Any, checkpoint_dir: str,
                         out_dir: Path, max_epochs: int) -> dict[str, Any]:
     """The one test-split evaluation: the best trial's best checkpoint, at the end of a sweep."""
-    ctx = TrialContext(device=pick_device(True), max_epochs=max_epochs, seed=0)
-    task = build_task(task_name, config, data, ctx)
-    task.load_state_dict(load_state(Path(checkpoint_dir) / STATE_FILE)["task"])
+    task = restored_task(task_name, config, data, checkpoint_dir, max_epochs)
     test = {f"test_{k}": v for k, v in task.evaluate("test").items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     extras = task.test_report(out_dir)
     return {**test, **({"test_report": extras} if extras else {})}
+
+
+def checkpoint_figures(task_name: str, config: dict[str, Any], data: Any, checkpoint_dir: str,
+                       out_dir: Path, max_epochs: int) -> dict[str, Any]:
+    """A checkpoint's ``test_report`` figures alone: no test metric is computed (``evaluate_checkpoint``
+    reads the test split once, for the winner)."""
+    task = restored_task(task_name, config, data, checkpoint_dir, max_epochs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return task.test_report(out_dir)
+
+
+def restored_task(task_name: str, config: dict[str, Any], data: Any, checkpoint_dir: str, max_epochs: int):
+    """A trial's task with the model of its checkpoint in ``checkpoint_dir``."""
+    ctx = TrialContext(device=pick_device(True), max_epochs=max_epochs, seed=0)
+    task = build_task(task_name, config, data, ctx)
+    task.load_state_dict(load_state(Path(checkpoint_dir) / STATE_FILE)["task"])
+    return task
 
 
 def default_threads(cpus_per_trial: float) -> int:

@@ -48,7 +48,7 @@ REPORT_FIGURES = ["report/metric_vs_epoch.png", "report/best_so_far.png", "repor
 REPORT_HEADINGS = [
     "# Sweep `s`: task `fcn`",
     "## Best configuration",
-    "## Course configuration (the space's first `initial:` point)",
+    "## Initial point (the space's first `initial:`)",
     "## Top configurations re-run with 2 seeds",
     "## val_acc per epoch (dashed, ending in x: stopped early by ASHA; grey verticals: ASHA rungs)",
     "## Best so far against wall time",

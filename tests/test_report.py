@@ -188,3 +188,20 @@ def test_parquet_export_round_trips_through_pyarrow(sweep, tmp_path):
     again = tmp_path / "again.parquet"
     pq.write_table(table, again)
     assert pq.read_table(again).equals(table)
+
+
+def test_best_trial_prints_that_trials_config_not_the_winners(sweep, tmp_path):
+    df = pd.read_parquet(sweep.exp / "results.parquet")
+    final = json.loads((sweep.exp / "final.json").read_text())
+    other = df[df["trial_id"] != final["best"]["trial_id"]].iloc[0]
+    out = tmp_path / "other.yaml"
+    result = runner.invoke(app, ["best", NAME, "--storage", str(sweep.storage), "--trial", other["trial_id"],
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    spec = load_space(out)
+    assert spec.searched() == [] and spec.num_samples == 1
+    assert spec.constants() == {k.removeprefix("config/"): v for k, v in other.items() if k.startswith("config/")}
+    assert spec.constants() != final["best"]["config"]
+    assert f"not the winner ({final['best']['trial_id']})" in out.read_text()
+    missing = runner.invoke(app, ["best", NAME, "--storage", str(sweep.storage), "--trial", "nosuch"])
+    assert missing.exit_code != 0 and "no trial 'nosuch'" in missing.output and "Traceback" not in missing.output

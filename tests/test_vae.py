@@ -1,12 +1,14 @@
 """Task ``vae`` (JointVAE on CelebA): loss terms, capacities, Gumbel-softmax, the loader on the
 real test copy and on a synthetic folder in the official 178x218 layout, training, figures,
-attribute NMI and a short CLI sweep."""
+attribute NMI (scored on faces never trained on) and short CLI sweeps, the default one with two
+objectives."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from dlb_tune.tasks import DataError, TrialContext, TrialError
-from dlb_tune.tasks._celeba import decode_face, load_celeba
+from dlb_tune.tasks._celeba import decode_face, load_celeba, with_nmi_split
 from dlb_tune.tasks.vae import (
     VAE,
     JointVAE,
@@ -61,8 +63,9 @@ def faces(data_dir, cache):
 
 @pytest.fixture(scope="module")
 def small(data_dir, cache):
-    """96 faces per split: enough to train a few steps and to hold some attributed images."""
-    return load_celeba(data_dir, limit=96)
+    """96 faces per split, as the task loads them (attributed training faces held out for the
+    NMI): enough to train a few steps and to score some attributed images."""
+    return VAE.load_data(data_dir, SMOKE, limit=96)
 
 
 # --- loss terms, by hand ------------------------------------------------------------------------
@@ -187,7 +190,7 @@ def test_attributes_parsed(faces):
 
 
 def test_limit_is_deterministic(data_dir, cache, small):
-    again = load_celeba(data_dir / "celeba", limit=96)  # the celeba folder itself also works
+    again = VAE.load_data(data_dir / "celeba", SMOKE, limit=96)  # the celeba folder itself also works
     assert all(torch.equal(small[s]["x"], again[s]["x"]) for s in ("train", "val", "test"))
     assert len(small["val"]["x"]) == 96
 
@@ -269,7 +272,7 @@ def test_training_lowers_the_validation_nelbo(small):
     after = task.evaluate("val")
     assert after["nelbo"] < before["nelbo"] - 100  # 18 steps: on the way to the mean face
     assert after["nelbo"] == pytest.approx(after["recon"] + after["kl_cont"] + after["kl_disc"])
-    steps = 3 * 96 // 16
+    steps = 3 * math.ceil(len(small["train"]["x"]) / 16)
     assert train["cap_cont"] == pytest.approx(capacity(steps, cfg.cont_capacity_max, cfg.capacity_iters))
     assert train["cap_disc"] == pytest.approx(capacity(steps, math.log(3), cfg.capacity_iters))  # capped: log 3 < 10
 
@@ -322,12 +325,10 @@ def test_test_report_figures_and_attribute_nmi(small, tmp_path):
     assert grids["traverse_cont"].shape == (3, 2 + cfg.cont_dim * 66, 2 + 9 * 66)  # dims x 9 steps
     assert grids["traverse_disc0"].shape == (3, 2 + 8 * 66, 2 + 4 * 66)  # 8 faces x 4 categories
     nmi = report["attribute_nmi"]
-    n_attr = int(small["train"]["has_attrs"].sum())
-    assert nmi["splits"] == {"train": n_attr} and nmi["images"] == n_attr > 0
+    assert nmi["images"] == nmi["held_out_train"] == small["held_out"] > 0  # no val face has attributes here
     assert set(nmi["table"]) == {"disc0", "disc1"} and len(nmi["table"]["disc0"]) == 40
-    mask = small["train"]["has_attrs"]
-    code = task.codes("train")[2][0][mask]
-    male = small["train"]["attrs"][mask, small["attr_names"].index("Male")]
+    code = task.codes("nmi")[2][0]
+    male = small["nmi"]["attrs"][:, small["attr_names"].index("Male")]
     assert nmi["table"]["disc0"]["Male"] == pytest.approx(normalized_mutual_info_score(male.int(), code), abs=1e-4)
 
 
@@ -369,3 +370,162 @@ def test_cli_smoke_sweep(data_dir, ray_local, tmp_path, cache):
         acc = EventAccumulator(str(trial), size_guidance={"images": 0})
         acc.Reload()
         assert {"figures/reconstructions", "figures/traverse_cont"} <= set(acc.Tags()["images"]), trial
+
+
+# --- the second objective: attribute NMI on faces never trained on ---------------------------------
+
+
+def _faces(x: torch.Tensor) -> set[bytes]:
+    """Each image of ``x`` [N, 3, 64, 64] (uint8, or float in [0, 1] as the model reads it) as
+    bytes, so that sets of faces can be compared."""
+    if x.dtype != torch.uint8:
+        x = (x * 255).round().to(torch.uint8)
+    return {img.numpy().tobytes() for img in x.cpu()}
+
+
+def _encoded(task: VAE, monkeypatch) -> list[torch.Tensor]:
+    """Every batch the task's encoder sees from now on (training, ELBO and codes alike)."""
+    seen, encode = [], task.net.encode
+
+    def spy(x):
+        seen.append(x.detach().clone())
+        return encode(x)
+
+    monkeypatch.setattr(task.net, "encode", spy)
+    return seen
+
+
+def test_disc_nmi_is_scored_on_faces_never_trained_on(small, monkeypatch):
+    task = VAE(SMOKE, small, TrialContext(seed=0))
+    seen = _encoded(task, monkeypatch)
+    task.train_epoch(0)
+    trained = set().union(*map(_faces, seen))
+    assert trained == _faces(small["train"]["x"])  # the spy sees what training sees
+    seen.clear()
+    val = task.evaluate("val")
+    scored = set().union(*map(_faces, seen))
+    nmi_faces = _faces(small["nmi"]["x"])
+    assert 0.0 <= val["disc_nmi"] <= 1.0
+    assert len(nmi_faces) == small["held_out"] > 0  # here every attributed face is a training face
+    assert not scored & trained, f"{len(scored & trained)} faces scored for the NMI were trained on"
+    assert nmi_faces <= scored
+    assert scored <= nmi_faces | _faces(small["val"]["x"])  # the ELBO's official validation faces, the codes'
+
+
+def test_attributed_training_faces_are_held_out_of_training(data_dir, cache, small):
+    raw = load_celeba(data_dir, limit=96)
+    attributed = raw["train"]["has_attrs"]
+    assert not raw["val"]["has_attrs"].any() and small["held_out"] == int(attributed.sum()) > 0
+    assert _faces(small["nmi"]["x"]) == _faces(raw["train"]["x"][attributed])
+    assert _faces(small["train"]["x"]) == _faces(raw["train"]["x"][~attributed])
+    assert set(small["nmi"]["files"]).isdisjoint(small["train"]["files"])
+    assert torch.equal(small["val"]["x"], raw["val"]["x"])  # val_nelbo keeps its faces
+
+
+def test_nmi_split_moves_nothing_when_validation_has_enough_attributes(official, monkeypatch, tmp_path):
+    monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))
+    data = load_celeba(official)  # attributes: 000001.jpg (train) and 000004.jpg (val)
+    enough = with_nmi_split(data, min_val=1)  # as with the full CelebA: attributes everywhere
+    assert enough["held_out"] == 0 and enough["nmi"]["files"] == ["000004.jpg"]
+    assert enough["train"]["files"] == ["000001.jpg", "000002.jpg"]
+    few = with_nmi_split(data, min_val=2)
+    assert few["held_out"] == 1 and few["nmi"]["files"] == ["000004.jpg", "000001.jpg"]
+    assert few["train"]["files"] == ["000002.jpg"] and torch.equal(few["val"]["x"], data["val"]["x"])
+    assert few["nmi"]["attrs"].tolist() == [[False, True], [True, False]]
+
+
+def test_summary_gives_each_trials_discrete_capacity_use():
+    import pandas as pd
+
+    from dlb_tune.tasks import Trials
+
+    table = pd.DataFrame([{"trial_id": "a", "status": "completed", "best_val_nelbo": 7000.0, "val_kl_disc": 1.8,
+                           "cap_disc_max": 2.0, "val_disc_nmi": 0.07},
+                          {"trial_id": "b", "status": "errored", "best_val_nelbo": float("nan")}])
+    out = VAE.summarize(Trials.from_table(table, "val_nelbo"))
+    assert out == {"discrete_use": [{"trial_id": "a", "val_kl_disc": 1.8, "cap_disc_max": 2.0, "share": 0.9,
+                                     "val_disc_nmi": 0.07}]}
+
+
+def test_shipped_space_and_readme_name_two_objectives():
+    from dlb_tune.space import load_space
+    from dlb_tune.space_files import space_file
+
+    spec = load_space(space_file("vae"))
+    goals = [(g.metric, g.mode) for g in spec.goals()]
+    assert spec.objective == "nelbo-nmi" and goals == [("val_nelbo", "min"), ("val_disc_nmi", "max")]
+    assert [g.metric for g in load_space(space_file("vae"), objective="none").goals()] == ["val_nelbo"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    row = next(ln for ln in readme.splitlines() if ln.startswith("| `vae` | JointVAE"))
+    assert all(f"`{metric}`" in row for metric, _ in goals) and "Pareto" in row
+
+
+def test_two_objective_sweep_without_attributes_stops_before_ray(official, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import dlb_tune.cli
+    import dlb_tune.sweep
+
+    monkeypatch.setenv("DLB_TUNE_CACHE", str(tmp_path / "cache"))
+    (official / "celeba" / "list_attr_celeba.txt").unlink()
+    monkeypatch.setattr(dlb_tune.sweep, "ray_session", lambda *a, **k: pytest.fail("Ray started"))
+    args = ["sweep", "vae", "--data-dir", str(official), "--storage", str(tmp_path / "runs"), "--name", "plain",
+            "--cpus", "2"]
+    result = CliRunner().invoke(dlb_tune.cli.app, args)
+    assert result.exit_code == 2, result.output  # a user error, as every data error is
+    [line] = [ln for ln in result.output.splitlines() if "val_disc_nmi" in ln]
+    assert "list_attr_celeba.txt" in line and "--objective none" in line
+    VAE.check_metrics(VAE.load_data(official, SMOKE), ["val_nelbo"])  # what --objective none asks: fine
+
+
+@pytest.mark.slow
+def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_local, tmp_path, cache):
+    """The shipped space, two trials of one epoch on 64 faces per split: the paper's settings
+    (its initial: point) run first, beside one sampled config."""
+    import pandas as pd
+    from spaces import shrunk
+    from typer.testing import CliRunner
+
+    from dlb_tune.cli import app
+    from dlb_tune.experiment import load_experiment
+    from dlb_tune.figures import plot_pareto
+
+    runner = CliRunner()
+    space = shrunk("vae", tmp_path / "vae.yaml", num_samples=2, max_epochs=1, grace_period=1, time_budget_s=None)
+    storage = tmp_path / "runs"
+    result = runner.invoke(app, ["sweep", "vae", "--space", str(space), "--data-dir", str(data_dir), "--storage",
+                                 str(storage), "--name", "mo", "--limit", "64", "--cpus", "2", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert "13 training faces with attributes held out of training for val_disc_nmi" in result.output
+    words = " ".join(result.output.split())  # progress lines wrap at the terminal's width
+    assert re.search(r"epoch 1/1 val_nelbo [\d.]+ val_disc_nmi [\d.]+ best", words), result.output
+    exp = storage / "mo"
+    final = json.loads((exp / "final.json").read_text())
+    assert final["trials"]["errored"] == 0 and final["course"]  # the paper's settings ran
+    df = pd.read_parquet(exp / "results.parquet")
+    for col in ("val_disc_nmi", "val_kl_disc", "cap_disc_max", "train_cap_disc"):
+        assert col in df and df[col].notna().all(), col
+    front = final["pareto"]
+    assert front and all(0 <= p["val_disc_nmi"] <= 1 for p in front)
+    drawn = final["pareto_figures"]
+    assert drawn["metric"] == "val_disc_nmi" and drawn["trial_id"] in {p["trial_id"] for p in front}
+    assert drawn["value"] == max(p["val_disc_nmi"] for p in front)
+    assert drawn["epochs"] == int(df.set_index("trial_id").loc[drawn["trial_id"], "epochs"]) == 1
+    assert {"traverse_cont", "traverse_disc0"} <= set(drawn["figures"])
+    assert all((exp / drawn["folder"] / f).is_file() for f in drawn["figures"].values())
+    assert len(drawn["figure_info"]["traverse_cont_dims"]) == 5  # the 5 with the most KL (cont_dim >= 16)
+    use = {r["trial_id"]: r for r in final["task_summary"]["discrete_use"]}
+    assert set(use) == set(df["trial_id"]) and all(0 <= r["val_disc_nmi"] <= 1 for r in use.values())
+
+    assert runner.invoke(app, ["report", "mo", "--storage", str(storage)]).exit_code == 0
+    md = (exp / "report.md").read_text()
+    assert "(report/pareto_front.png)" in md and "Pareto model with the highest `val_disc_nmi`" in md
+    assert f"Trial `{drawn['trial_id']}` (completed after 1 epochs)" in md
+    assert all(f"({drawn['folder']}/{f})" in md for f in drawn["figures"].values())
+    handles, labels = plot_pareto(load_experiment(exp)).axes[0].get_legend_handles_labels()
+    marked = [lab for h, lab in zip(handles, labels) if h.get_gid() == "initial"]
+    assert marked == [f"course/paper settings (first initial: point), trial {final['course']['trial_id']}"]
+
+    best = runner.invoke(app, ["best", "mo", "--storage", str(storage)])
+    assert best.exit_code == 0, best.output
+    assert "# picked by val_nelbo alone, the first of objective nelbo-nmi (val_nelbo min, val_disc_nmi max)" in best.output

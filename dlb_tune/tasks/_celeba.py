@@ -45,6 +45,9 @@ SPLITS = ("train", "val", "test")  # partition codes 0, 1, 2 in list_eval_partit
 IMAGE_SIZE = 64  # px; the architecture's four stride-2 convs map 64 -> 4
 CROP = 148  # px, centre square taken from the official 178x218 images before resizing
 CACHE_VERSION = 1  # bump when the cached tensor layout or the crop/resize rule changes
+# Validation faces with attributes below which the attribute NMI would be noise: the attributed
+# training faces are then held out of training and scored instead (this copy has 0 of 780).
+MIN_VAL_ATTRIBUTED = 200
 
 def celeba_root(data_dir: Path) -> Path:
     """The folder holding ``list_eval_partition.txt``: ``data_dir/celeba`` or ``data_dir``."""
@@ -173,5 +176,31 @@ def load_celeba(data_dir: Path, limit: int | None = None) -> dict[str, Any]:
             "x": images[s],  # [N, 3, 64, 64] uint8
             "attrs": torch.tensor(table, dtype=torch.bool).view(len(known), len(names)),  # [N, A]
             "has_attrs": torch.tensor([a is not None for a in known], dtype=torch.bool),  # [N]
+            "files": files[s],  # image names, in the order of x
         }
     return out
+
+
+def _rows(split: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
+    """The faces of ``split`` where ``keep`` [N] is True, every field alike."""
+    return {"x": split["x"][keep], "attrs": split["attrs"][keep], "has_attrs": split["has_attrs"][keep],
+            "files": [f for f, k in zip(split["files"], keep.tolist()) if k]}
+
+
+def with_nmi_split(data: dict[str, Any], min_val: int = MIN_VAL_ATTRIBUTED) -> dict[str, Any]:
+    """``data`` plus split ``nmi``: the faces the discrete codes' attribute NMI is scored on.
+
+    They are the validation faces with attributes; when fewer than ``min_val`` of those exist,
+    the training faces with attributes are moved out of ``train`` into ``nmi`` too, so the
+    codes are never scored on faces they were trained on. ``val`` itself is unchanged (the
+    validation ELBO stays comparable). ``held_out``: how many training faces were moved.
+    """
+    val, train = data["val"], data["train"]
+    nmi = _rows(val, val["has_attrs"])
+    held = 0
+    if len(nmi["files"]) < min_val and bool(train["has_attrs"].any()):
+        moved = _rows(train, train["has_attrs"])
+        held = len(moved["files"])
+        nmi = {k: torch.cat([nmi[k], moved[k]]) if k != "files" else nmi[k] + moved[k] for k in nmi}
+        data = {**data, "train": _rows(train, ~train["has_attrs"])}
+    return {**data, "nmi": nmi, "held_out": held}

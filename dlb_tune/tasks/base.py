@@ -143,6 +143,9 @@ class Task:
     # The data sets (``dlb_tune.datasets.DataSet``) the loader reads: what `dlb-tune data fetch TASK`
     # downloads and `data list` shows. A set two tasks read is declared once and named by both.
     data_sets: ClassVar[tuple] = ()
+    # A metric among a multi-objective sweep's objectives: the Pareto trial best on it gets
+    # ``test_report``'s figures too, beside the winner's (``finish.pareto_figures``). None: none.
+    pareto_figures_by: ClassVar[str | None] = None
 
     @classmethod
     def validate(cls, name: str, value: Any) -> None:
@@ -179,6 +182,11 @@ class Task:
         ``DataError`` with one line naming what is missing and where the original lives.
         """
         raise NotImplementedError
+
+    @classmethod
+    def check_metrics(cls, data: Any, metrics: list[str]) -> None:
+        """Raise ``DataError`` (one line naming the fix) when ``data`` cannot give one of the
+        sweep's objectives ``metrics``; on the driver, after ``load_data``, before Ray starts."""
 
     def __init__(self, config: Any, data: Any, ctx: TrialContext) -> None:
         self.check_config(config)

@@ -16,7 +16,11 @@ Data: ``<data_dir>/celeba/`` (torchvision's layout) or the celeba folder itself,
 ``img_align_celeba/*.jpg`` and ``list_eval_partition.txt``. Official 178x218 images are
 centre-cropped to 148 and resized to 64x64; images already 64x64 are used as they are. JPEGs
 are decoded once into a uint8 cache on disk. ``list_attr_celeba.txt``, where present, is used
-only to score the discrete codes (normalised mutual information), never for training.
+only to score the discrete codes (normalised mutual information), never for training: each epoch
+reports ``val_disc_nmi``, the highest NMI between any discrete latent's posterior mode and any
+attribute, over the validation faces with attributes; with fewer than ``MIN_VAL_ATTRIBUTED`` of
+those, the attributed training faces are held out of training and scored too
+(``_celeba.with_nmi_split``). The default sweep trades ``val_nelbo`` against it (Pareto front).
 """
 
 from __future__ import annotations
@@ -30,14 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlb_tune.tasks._celeba import CELEBA_DATA, IMAGE_SIZE, SPLITS, load_celeba
+from dlb_tune.tasks._celeba import CELEBA_DATA, IMAGE_SIZE, MIN_VAL_ATTRIBUTED, load_celeba, with_nmi_split
 from dlb_tune.tasks._common import save_labelled_grid
-from dlb_tune.tasks.base import ConfigError, Task, TrialContext, TrialError, check_finite, register
+from dlb_tune.tasks.base import (ConfigError, DataError, Task, TrialContext, TrialError, Trials, check_finite,
+                                 register)
 
 
 EVAL_SEED = 1234  # the ELBO's noise on val/test: the same draw every epoch and every trial
 GUMBEL_EPS = 1e-10  # keeps log(-log(u)) finite
 TRAVERSE_RANGE = (-2.0, 2.0)  # continuous traversals: about the prior's central 95%
+TRAVERSE_CONT_DIMS = 5  # continuous dims drawn, most KL first: the rest are near the prior and change little
+NMI_METRIC = "val_disc_nmi"
 
 
 @dataclass
@@ -214,6 +221,7 @@ class VAE(Task):
     Config = VAEConfig
     data_sets = (CELEBA_DATA,)
     smoke = {"cont_dim": 4, "disc_dims": "3", "batch_size": 32, "capacity_iters": 20}
+    pareto_figures_by = NMI_METRIC  # the report draws the highest-NMI Pareto model's traversals too
 
     @classmethod
     def validate(cls, name: str, value: Any) -> None:
@@ -223,7 +231,30 @@ class VAE(Task):
 
     @classmethod
     def load_data(cls, data_dir: Path, config: VAEConfig, limit: int | None = None) -> dict[str, Any]:
-        return load_celeba(data_dir, limit)
+        data = with_nmi_split(load_celeba(data_dir, limit))
+        if data["held_out"]:
+            print(f"vae: {data['held_out']} training faces with attributes held out of training for "
+                  f"{NMI_METRIC} (fewer than {MIN_VAL_ATTRIBUTED} validation faces have attributes)")
+        return data
+
+    @classmethod
+    def check_metrics(cls, data: dict[str, Any], metrics: list[str]) -> None:
+        if NMI_METRIC in metrics and not len((data.get("nmi") or {}).get("files", ())):
+            raise DataError(f"{NMI_METRIC} needs CelebA attributes (celeba/list_attr_celeba.txt) for some "
+                            f"validation or training faces, and this data has none: add the file, or "
+                            f"sweep val_nelbo alone with --objective none")
+
+    @classmethod
+    def summarize(cls, trials: Trials) -> dict[str, Any]:
+        """Per trial (best first), the share of its discrete capacity the validation faces use
+        (last epoch's val_kl_disc / cap_disc_max) beside its val_disc_nmi: is the code used."""
+        rows = []
+        for t in trials:
+            kl, cap = t.metrics.get("val_kl_disc"), t.metrics.get("cap_disc_max")
+            if kl is not None and cap:
+                rows.append({"trial_id": t.trial_id, "val_kl_disc": round(kl, 4), "cap_disc_max": round(cap, 4),
+                             "share": round(kl / cap, 3), NMI_METRIC: t.metrics.get(NMI_METRIC)})
+        return {"discrete_use": rows} if rows else {}
 
     def __init__(self, config: VAEConfig, data: dict[str, Any], ctx: TrialContext) -> None:
         super().__init__(config, data, ctx)
@@ -283,10 +314,24 @@ class VAE(Task):
         m = {k: v / len(x_all) for k, v in sums.items()}
         caps = self._capacities()
         loss = m["recon"] + cfg.gamma * (abs(m["kl_cont"] - caps["cap_cont"]) + abs(m["kl_disc"] - caps["cap_disc"]))
-        return {"loss": loss, "nelbo": m["recon"] + m["kl_cont"] + m["kl_disc"], **m}
+        out = {"loss": loss, "nelbo": m["recon"] + m["kl_cont"] + m["kl_disc"], **m}
+        if split == "val" and self._nmi_faces():
+            out[NMI_METRIC.removeprefix("val_")] = self.best_nmi()
+        return out
+
+    def _nmi_faces(self) -> int:
+        """How many faces the attribute NMI is scored on (0 without attributes)."""
+        return len((self.data.get("nmi") or {}).get("files", ())) if self.data.get("attr_names") else 0
+
+    def best_nmi(self) -> float:
+        """The highest NMI between any discrete latent and any attribute; 0 without discrete latents."""
+        table = self.attribute_nmi().get("table") or {}
+        return max((v for row in table.values() for v in row.values()), default=0.0)
 
     def trial_metrics(self) -> dict[str, float]:
-        return {"params": float(sum(p.numel() for p in self.net.parameters()))}
+        # the discrete capacity at the ramp's end: what val_kl_disc is read against
+        cap_disc_max = capacities(self.config.capacity_iters, self.config, self.disc_dims)[1]
+        return {"params": float(sum(p.numel() for p in self.net.parameters())), "cap_disc_max": cap_disc_max}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.net.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps,
@@ -338,7 +383,7 @@ class VAE(Task):
         pairs = torch.cat([torch.cat([x[r : r + n], recon[r : r + n]]) for r in range(0, len(x), n)])
         grids = {"reconstructions": make_grid(pairs.cpu(), nrow=n, padding=2)}
         kl = self.codes(split)[1].mean(0)  # [cont_dim], nats per dim
-        order = kl.argsort(descending=True).tolist()
+        order = kl.argsort(descending=True).tolist()[:TRAVERSE_CONT_DIMS]
         if self.net.cont_dim:
             imgs = traverse_cont(self.net, modes[0], order, steps)
             grids["traverse_cont"] = make_grid(imgs.cpu(), nrow=steps, padding=2)
@@ -354,24 +399,15 @@ class VAE(Task):
 
     def attribute_nmi(self) -> dict[str, Any]:
         """Normalised mutual information between each discrete latent's argmax and each
-        attribute, over every image that has attributes (whichever splits hold them)."""
+        attribute, over the ``nmi`` split only (validation faces, and training faces held out
+        of training; ``_celeba.with_nmi_split``): never over faces the model trained on."""
         from sklearn.metrics import normalized_mutual_info_score
 
         names = self.data.get("attr_names") or []
-        if not names or not self.disc_dims:
+        if not self._nmi_faces() or not self.disc_dims:
             return {}
-        codes, attrs, counts = [[] for _ in self.disc_dims], [], {}
-        for split in SPLITS:
-            mask = self.data[split]["has_attrs"]
-            if not mask.any():
-                continue
-            counts[split] = int(mask.sum())
-            for c, a in zip(codes, self.codes(split)[2]):
-                c.append(a[mask])
-            attrs.append(self.data[split]["attrs"][mask])
-        if not counts:
-            return {}
-        attrs_all = torch.cat(attrs).int()  # [M, A]
+        codes = self.codes("nmi")[2]  # per discrete latent, [M]
+        attrs_all = self.data["nmi"]["attrs"].int()  # [M, A]
 
         def nmi(attr, code) -> float:
             # sklearn scores two constant labelings 1.0; they share no information, so 0 here
@@ -381,10 +417,11 @@ class VAE(Task):
 
         table = {}
         for i, c in enumerate(codes):
-            code = torch.cat(c).numpy()
+            code = c.numpy()
             table[f"disc{i}"] = {a: nmi(attrs_all[:, j].numpy(), code) for j, a in enumerate(names)}
         top = {d: sorted(row.items(), key=lambda kv: -kv[1])[:5] for d, row in table.items()}
-        return {"images": int(attrs_all.shape[0]), "splits": counts, "table": table, "top": top}
+        return {"images": int(attrs_all.shape[0]), "held_out_train": int(self.data.get("held_out", 0)),
+                "table": table, "top": top}
 
     def test_report(self, out_dir: Path) -> dict[str, Any]:
         out_dir = Path(out_dir)
@@ -410,7 +447,7 @@ class VAE(Task):
             kl = info["cont_kl_per_dim"]
             rows = [f"z{d} ({kl[d]:.2f} nats)" for d in info["traverse_cont_dims"]]
             cols = [f"{v:+.1f}" for v in torch.linspace(*TRAVERSE_RANGE, info["traverse_steps"]).tolist()]
-            return (f"each continuous latent (rows, most KL first) swept from one {split} face's mode"), rows, cols
+            return (f"the {len(rows)} continuous latents with the most KL (rows) swept from one {split} face's mode"), rows, cols
         i = int(name.removeprefix("traverse_disc"))
         top = (nmi.get("top") or {}).get(f"disc{i}") or []
         about = f"; most informative about {top[0][0]} (NMI {top[0][1]:.3f})" if top and top[0][1] > 0 else ""
