@@ -226,7 +226,9 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         num_samples=int(_number(raw, "num_samples", source, 8, minimum=1)),
         time_budget_s=_number(raw, "time_budget_s", source, None, minimum=1),
         objectives=raw.get("objectives") or {},
-        objective=_chosen_objective(objective, raw.get("objective")),
+        # --objective over the file's objective:, and `none` is the sweep metric alone
+        objective=None if (chosen := raw.get("objective") if objective is None else objective) == SINGLE_OBJECTIVE
+        else chosen,
         search=_parse_search(raw.get("search"), source),
         compare_by=None if raw.get("compare_by") is None else str(raw["compare_by"]),
         max_params=_max_params(raw.get("max_params"), "--set max_params" if "max_params" in from_cli
@@ -472,12 +474,6 @@ def _check_value(where: str, value: Any, want: type) -> None:
         ok = True
     if not ok:
         raise SpaceError(f"{where}: expected {want.__name__}, got {value!r}")
-
-
-def _chosen_objective(given: str | None, default: Any) -> str | None:
-    """``--objective`` over the file's ``objective:``; ``none`` picks the sweep metric alone."""
-    chosen = given if given is not None else default
-    return None if chosen == SINGLE_OBJECTIVE else chosen
 
 
 def _validate_objectives(spec: SweepSpec, source: str) -> None:
