@@ -127,7 +127,9 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
     log = log_file.read_text()
     assert proc.returncode == 0, log[-3000:]
     assert "2 trial(s) at a time, 1 CPU / 1 GPU each" in log and "waiting for nodes: " in log
-    assert most_at_once(log) == 2, log[-3000:]
+    # never more than planned; two at once only if the second node joins before the first node's
+    # trials are done, which under load it may not (the nodes used are checked below)
+    assert 1 <= most_at_once(log) <= 2, log[-3000:]
     joined = dict(re.findall(r"node joined: (\w+) \(([^)]*)\)", log))  # the sweep's own lines
     assert joined.keys() - set(joined_before), \
         f"no node replaced the killed one: {joined_before} before the kill, {list(joined)} in all\n{log[-3000:]}"
