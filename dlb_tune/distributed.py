@@ -18,7 +18,7 @@ from typing import Any
 
 from dlb_tune.objective import Objective
 from dlb_tune.tasks import portable_name
-from dlb_tune.trainable import epoch_loop, node_label, pick_device, start_trial, trial_seed
+from dlb_tune.trainable import epoch_loop, node_label, pick_device, start_trial, trial_key, trial_seed
 
 # Ray is imported inside the functions that run under it, to keep importing this module fast.
 
@@ -73,7 +73,7 @@ def ddp_trial(config: dict[str, Any], *, data_ref: list, task_name: str, metric:
         ddp_worker,
         train_loop_config={
             "config": config, "data_ref": data_ref, "task_name": portable_name(task_name), "metric": metric,
-            "mode": mode, "max_epochs": max_epochs, "seed": trial_seed(seed, trial_id),
+            "mode": mode, "max_epochs": max_epochs, "seed": trial_seed(seed, trial_key(context)),
             "threads": threads, "use_gpu": use_gpu,
         },
         scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),

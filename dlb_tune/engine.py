@@ -333,6 +333,12 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def trial_name(trial) -> str:
+    """Tune's name with the trial's place in the sweep (its tag starts with it), which seeds the
+    trial (``trainable.trial_key``): the same ``--seed`` trains the same configs alike."""
+    return f"{trial.trainable_name}_{trial.trial_id}_{trial.experiment_tag.split('_', 1)[0]}"
+
+
 def tuner(trainable, *, name: str, storage: str, tune_config: dict[str, Any], restore: str | None = None,
           param_space: dict[str, Any] | None = None, checkpoint: tune.CheckpointConfig | None = None,
           max_failures: int = 0, callbacks: list[tune.Callback] = ()) -> tune.Tuner:
@@ -347,7 +353,7 @@ def tuner(trainable, *, name: str, storage: str, tune_config: dict[str, Any], re
     return tune.Tuner(
         trainable,
         param_space=param_space or {},
-        tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname, **tune_config),
+        tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname, trial_name_creator=trial_name, **tune_config),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=storage_fs,
                                   checkpoint_config=checkpoint, failure_config=tune.FailureConfig(max_failures=max_failures),
                                   callbacks=list(callbacks), verbose=0),

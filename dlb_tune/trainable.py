@@ -26,9 +26,17 @@ from dlb_tune.tasks import TrialContext, TrialError, get_task
 STATE_FILE = "state.pt"
 
 
-def trial_seed(base_seed: int, trial_id: str) -> int:
+def trial_seed(base_seed: int, key: str) -> int:
     """A per-trial seed that is stable across restarts (unlike ``hash``)."""
-    return (base_seed * 1_000_003 + zlib.crc32(trial_id.encode())) % (2**31)
+    return (base_seed * 1_000_003 + zlib.crc32(key.encode())) % (2**31)
+
+
+def trial_key(context) -> str:
+    """What seeds a trial: its place in the sweep, the number ``engine.trial_name`` ends its name
+    with (Tune's trial ids are random: a sweep run again with the same seed would train every
+    trial from a different start); the trial id for a trial named otherwise."""
+    place = (context.get_trial_name() or "").rsplit("_", 1)[-1]
+    return f"#{place}" if place.isdigit() else (context.get_trial_id() or "local")
 
 
 def pick_device(use_gpu: bool) -> torch.device:
@@ -147,8 +155,7 @@ def tune_trial(config: dict[str, Any], *, data: Any, task_name: str, metric: str
     """The Tune function trainable: one trial in this process."""
     from ray import tune
 
-    trial_id = tune.get_context().get_trial_id() or "local"
-    task, ctx, start_state = start_trial(task_name, config, data, seed=trial_seed(seed, trial_id),
+    task, ctx, start_state = start_trial(task_name, config, data, seed=trial_seed(seed, trial_key(tune.get_context())),
                                          max_epochs=max_epochs, threads=threads, device=pick_device(use_gpu),
                                          checkpoint=tune.get_checkpoint())
     node_id = node_label()

@@ -49,12 +49,16 @@ class Session:
     """One trial's view of Tune: its id and folder, the checkpoint it starts from, what it reported."""
 
     def __init__(self, root: Path, trial_id: str | None = "trial_a", trial_dir: Path | None = None,
-                 resume_from: Path | None = None):
+                 resume_from: Path | None = None, place: int = 1):
         self.root, self.trial_id, self.trial_dir, self.resume_from = root, trial_id, trial_dir, resume_from
+        self.place = place  # the trial's place in the sweep, which seeds it
         self.reports: list[tuple[dict, Path | None]] = []
 
     def get_trial_id(self) -> str | None:
         return self.trial_id
+
+    def get_trial_name(self) -> str | None:
+        return f"tune_trial_{self.trial_id}_{self.place}" if self.trial_id else None  # as engine.trial_name does
 
     def get_trial_dir(self) -> str | None:
         return str(self.trial_dir) if self.trial_dir else None
@@ -117,7 +121,7 @@ def test_a_trial_reports_each_epoch_with_its_checkpoint_and_node(run, data, tmp_
         assert (state["epoch"], state["best"]) == (metrics["epoch"] - 1, best)
     last, checkpoint = session.reports[-1]
     assert restored("fcn", data, checkpoint).evaluate("val")["acc"] == last["val_acc"]  # the epoch's own weights
-    other = run(Session(tmp_path / "b", trial_id="trial_b"))
+    other = run(Session(tmp_path / "b", trial_id="trial_b", place=2))
     assert other.reports[0][0]["train_loss"] != session.reports[0][0]["train_loss"], "each trial its own seed"
 
 
