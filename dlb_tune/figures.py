@@ -423,7 +423,7 @@ def plot_pareto(exp: Experiment):
     t = exp.trials[exp.trials["status"] != TrialStatus.ERRORED].dropna(subset=[c for c in (c1, c2) if c in exp.trials])
     if c1 not in t or c2 not in t:
         return None
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(7, 5.8))
     ax.scatter(t[c2], t[c1], color="0.6", s=18, label="trials")
     f = pd.DataFrame(front).sort_values(m2)
     ax.plot(f[m2], f[m1], "o-", color="tab:red", drawstyle="default" if goals[1].maximize else "steps-post",
@@ -435,10 +435,16 @@ def plot_pareto(exp: Experiment):
     if len(ran):  # the space's first initial: point, the course's or paper's settings in the shipped spaces
         ax.scatter(ran[c2], ran[c1], marker="*", s=220, color="tab:green", edgecolors="black", zorder=5,
                    label=f"course/paper settings (first initial: point), trial {course['trial_id']}", gid="initial")
+    drawn = (exp.final or {}).get("pareto_figures") or {}
+    mine = t[t["trial_id"] == drawn.get("trial_id")]
+    if len(mine):  # the model whose traversals the report shows
+        ax.scatter(mine[c2], mine[c1], s=160, facecolors="none", edgecolors="tab:blue", linewidths=1.5, zorder=6,
+                   label=f"figures in the report, trial {drawn['trial_id']}", gid="figures")
     if t[c2].min() > 0 and t[c2].max() / t[c2].min() > 100:
         ax.set_xscale("log")
     ax.set(xlabel=f"{m2} ({d2})", ylabel=f"{c1} ({d1})", title=f"{exp.name}: {m1} against {m2}")
-    ax.legend(fontsize=8)
+    # below the axes: inside, the legend hid trials wherever it went
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

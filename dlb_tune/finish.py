@@ -146,15 +146,31 @@ def pareto_figures(grid, front: pd.DataFrame, goals, columns: list[str], spec, d
     if by not in metrics or front.empty:
         return None
     i = metrics.index(by)
-    row = goals[i].sort(front, columns[i]).iloc[0]
+    pool, among = pareto_figures_pool(front, spec.task_cls, spec.max_epochs)
+    row = goals[i].sort(pool, columns[i]).iloc[0]
     out = {"trial_id": row["trial_id"], "metric": by, "value": float(row[columns[i]]), "status": row["status"],
-           "epochs": int(row["epochs"])}  # a model stopped after 2 epochs reads differently from one trained out
+           "epochs": int(row["epochs"]), "among": among}
     result, checkpoint, ckpt_path = _best_checkpoint(grid, row["trial_id"], spec, exp_dir)
     if ckpt_path is None:
         return {**out, "error": "the trial left no checkpoint"}
     with local_folder(file_in(exp_dir, PARETO_REPORT_DIR)) as out_dir, _checkpoint_dir(checkpoint, ckpt_path) as ckpt_dir:
         drawn = checkpoint_figures(spec.task, dict(result.config), data, ckpt_dir, out_dir, spec.max_epochs)
     return {**out, "folder": PARETO_REPORT_DIR, **drawn}
+
+
+def pareto_figures_pool(front: pd.DataFrame, task_cls, max_epochs: int) -> tuple[pd.DataFrame, str]:
+    """The Pareto trials the figures' model is picked from, and what they share in words ("" for
+    the whole front): those trained all epochs (a model stopped after 2 reads differently), then
+    those meeting the task's ``pareto_figures_rule``; each narrowing only where some are left."""
+    pool, said = front, []
+    trained = front[front["epochs"] >= max_epochs]
+    if len(trained):
+        pool, said = trained, [f"trained all {max_epochs} epochs"]
+    if task_cls.pareto_figures_rule:
+        used = pool[[task_cls.pareto_figures_uses(r) for r in pool.to_dict("records")]]
+        if len(used):
+            pool, said = used, [*said, task_cls.pareto_figures_rule]
+    return pool, ", ".join(said)
 
 
 def _best_checkpoint(grid, trial_id: str, spec, exp_dir: str):

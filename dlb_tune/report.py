@@ -77,11 +77,16 @@ def _pareto_model_section(exp: Experiment) -> list[str]:
         return []
     head = [f"## The Pareto model with the highest `{drawn['metric']}`", "",
             f"Trial `{drawn['trial_id']}` ({TrialStatus(drawn['status']).words} after {drawn['epochs']} epochs), "
-            f"{drawn['metric']} {fmt(drawn['value'])}; its best checkpoint's figures "
+            f"{drawn['metric']} {fmt(drawn['value'])}, the highest "
+            f"{_among(drawn)}; its best checkpoint's figures "
             f"(test faces; no test metric computed for it).", ""]
     if drawn.get("error"):
         return head + [f"No figures: {drawn['error']}.", ""]
     return head + [f"![{name}]({drawn['folder']}/{file})" for name, file in (drawn.get("figures") or {}).items()] + [""]
+
+
+def _among(drawn: dict) -> str:
+    return f"among the Pareto trials ({drawn['among']})" if drawn.get("among") else "on the Pareto front"
 
 
 def _rejected_line(final: dict) -> list[str]:

@@ -55,7 +55,8 @@ def _lines(final: dict[str, Any]) -> list[str]:
         lines.append(f"errored {err['trial_id']}: {err['error']}")
     if final.get("pareto"):
         drawn = final.get("pareto_figures") or {}
-        best_on = f"; highest {drawn['metric']}: trial {drawn['trial_id']} ({fmt(drawn['value'])})" if drawn else ""
+        among = f" ({drawn['among']})" if drawn.get("among") else ""
+        best_on = f"; highest {drawn['metric']}{among}: trial {drawn['trial_id']} ({fmt(drawn['value'])})" if drawn else ""
         lines.append(f"pareto front: {len(final['pareto'])} trial(s){best_on}")
     lines += compared_lines(final)
     lines.append(f"results: {final['experiment_dir']}/results.parquet, final.json")

@@ -478,6 +478,28 @@ def test_two_objective_sweep_without_attributes_stops_before_ray(official, monke
     VAE.check_metrics(VAE.load_data(official, SMOKE), ["val_nelbo"])  # what --objective none asks: fine
 
 
+def test_pareto_model_for_figures_trained_all_epochs_and_uses_its_code():
+    """Hand-written fronts: the default sweep of 2026-12-07 had all three kinds (a 2-epoch model
+    with the highest NMI, trained-out ones using 14% and 100% of their discrete capacity); a
+    shrunk sweep in a test does not reliably produce them."""
+    import pandas as pd
+
+    from dlb_tune.finish import pareto_figures_pool
+
+    front = pd.DataFrame([
+        {"trial_id": "early", "epochs": 2, "val_disc_nmi": 0.28, "val_kl_disc": 0.31, "cap_disc_max": 2.5},
+        {"trial_id": "idle", "epochs": 10, "val_disc_nmi": 0.12, "val_kl_disc": 0.33, "cap_disc_max": 2.3},
+        {"trial_id": "used", "epochs": 10, "val_disc_nmi": 0.05, "val_kl_disc": 2.49, "cap_disc_max": 2.48},
+    ])
+    pick = lambda f: pareto_figures_pool(f, VAE, 10)  # noqa: E731
+    assert list(pick(front)[0]["trial_id"]) == ["used"]
+    assert pick(front)[1] == "trained all 10 epochs, discrete KL >= 80% of capacity"
+    no_used = front[front["trial_id"] != "used"]
+    assert (list(pick(no_used)[0]["trial_id"]), pick(no_used)[1]) == (["idle"], "trained all 10 epochs")
+    early = front[front["trial_id"] == "early"]
+    assert list(pick(early)[0]["trial_id"]) == ["early"] and pick(early)[1] == ""  # nothing trained out
+
+
 @pytest.mark.slow
 def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_local, tmp_path, cache):
     """The shipped space, two trials of one epoch on 64 faces per split: the paper's settings
@@ -489,6 +511,7 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
     from dlb_tune.cli import app
     from dlb_tune.experiment import load_experiment
     from dlb_tune.figures import plot_pareto
+    from dlb_tune.finish import pareto_figures_pool
 
     runner = CliRunner()
     space = shrunk("vae", tmp_path / "vae.yaml", num_samples=2, max_epochs=1, grace_period=1, time_budget_s=None)
@@ -509,7 +532,8 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
     assert front and all(0 <= p["val_disc_nmi"] <= 1 for p in front)
     drawn = final["pareto_figures"]
     assert drawn["metric"] == "val_disc_nmi" and drawn["trial_id"] in {p["trial_id"] for p in front}
-    assert drawn["value"] == max(p["val_disc_nmi"] for p in front)
+    pool, among = pareto_figures_pool(df[df["trial_id"].isin([p["trial_id"] for p in front])], VAE, 1)
+    assert drawn["value"] == pool["val_disc_nmi"].max() and drawn["among"] == among
     assert drawn["epochs"] == int(df.set_index("trial_id").loc[drawn["trial_id"], "epochs"]) == 1
     assert {"traverse_cont", "traverse_disc0"} <= set(drawn["figures"])
     assert all((exp / drawn["folder"] / f).is_file() for f in drawn["figures"].values())
@@ -525,6 +549,8 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
     handles, labels = plot_pareto(load_experiment(exp)).axes[0].get_legend_handles_labels()
     marked = [lab for h, lab in zip(handles, labels) if h.get_gid() == "initial"]
     assert marked == [f"course/paper settings (first initial: point), trial {final['course']['trial_id']}"]
+    ringed = [lab for h, lab in zip(handles, labels) if h.get_gid() == "figures"]
+    assert ringed == [f"figures in the report, trial {drawn['trial_id']}"]
 
     best = runner.invoke(app, ["best", "mo", "--storage", str(storage)])
     assert best.exit_code == 0, best.output

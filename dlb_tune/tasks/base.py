@@ -146,6 +146,14 @@ class Task:
     # A metric among a multi-objective sweep's objectives: the Pareto trial best on it gets
     # ``test_report``'s figures too, beside the winner's (``finish.pareto_figures``). None: none.
     pareto_figures_by: ClassVar[str | None] = None
+    # What makes a Pareto trial's figures worth drawing beyond its rank (e.g. a VAE whose discrete
+    # code is used): the words for the summary, and ``pareto_figures_uses`` the rule itself.
+    pareto_figures_rule: ClassVar[str | None] = None
+
+    @classmethod
+    def pareto_figures_uses(cls, metrics: dict[str, Any]) -> bool:
+        """Whether a Pareto trial (its last reported metrics) meets ``pareto_figures_rule``."""
+        return True
 
     @classmethod
     def validate(cls, name: str, value: Any) -> None:
