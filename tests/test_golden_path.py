@@ -184,9 +184,12 @@ def test_resume_of_a_finished_sweep_has_nothing_to_do(golden):
 
 
 def test_tensorboard_lists_every_trial_and_stops_cleanly(golden):
+    # Ctrl-C in a terminal reaches a process whose SIGINT is the default; a CI started as a
+    # background job (`make test &`) hands every child an ignored SIGINT, which Python keeps
     proc = subprocess.Popen([sys.executable, "-m", "dlb_tune.cli", "tensorboard", "first", "--storage",
                              str(golden.storage), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
     url, seen = None, []
