@@ -114,9 +114,9 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
         trial, node = victim
         joined_before = re.findall(r"node joined: (\w+)", log_file.read_text())
         # Ray's autoscaler now and then starts a third node for the two trials (one update counts
-        # a placement group both as placed and as pending): an idle spare would take the killed
-        # trial and leave nothing to replace, so it goes down with the victim's node
-        spares = empty.idle_worker_nodes()
+        # a placement group both as placed and as pending): it would take the killed trial and
+        # leave nothing to replace, so it goes down with the victim's node, idle or not
+        spares = empty.spare_worker_nodes(node)
         assert empty.kill_node(node), "no raylet found for the node"
         for spare in spares:
             empty.kill_node(spare)

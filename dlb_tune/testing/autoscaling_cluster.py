@@ -178,11 +178,15 @@ class AutoscalingCluster:
         nodes = json.loads(out.stdout.strip().splitlines()[-1])
         return [n for n in nodes if "node:__internal_head__" not in n["Resources"]]
 
-    def idle_worker_nodes(self) -> list[str]:
-        """Ids of the worker nodes running no trial: no ``ray::ImplicitFunc`` process (a Tune
-        trial's actor) under their raylet. Read from the process table, at once."""
-        return [node_id for node_id, procs in self._worker_node_processes()
-                if not any(process_name(p).startswith("ray::ImplicitFunc") for p in procs)]
+    def spare_worker_nodes(self, victim: str) -> list[str]:
+        """Ids of the worker nodes other than ``victim``'s and one other node running a trial (a
+        ``ray::ImplicitFunc`` process, a Tune trial's actor, under its raylet):
+        killed with the victim, they leave at most one node for the sweep, so one must be added
+        (an idle spare, or a third node the autoscaler started early, would take the lost trial)."""
+        nodes = self._worker_node_processes()
+        busy = [n for n, procs in nodes
+                if victim not in n and any(process_name(p).startswith("ray::ImplicitFunc") for p in procs)]
+        return [n for n, _ in nodes if victim not in n and n not in busy[:1]]
 
     def _worker_node_processes(self) -> list[tuple[str, list]]:
         """(node id, [its raylet, every process under it]) for each worker node of this cluster."""
