@@ -3,7 +3,7 @@
 The cluster is Ray's fake multi-node provider (``dlb_tune.testing.AutoscalingCluster``): a head with 0 CPUs
 and up to 3 worker nodes of ``{CPU: 1, GPU: 1}`` (the GPU only reserved). One ``dlb-tune sweep
 emotion --gpus 2 --max-failures 1`` runs on it (the sweep of tests/test_autoscaling.py's kill
-test); as soon as a trial has a checkpoint and most of its epochs to go, its node is killed.
+test); as soon as a trial has a checkpoint and half of its epochs to go, its node is killed.
 Reported: seconds from launch to the first trial start, nodes joined (and those that ran trials),
 trials per node, and what the killed node cost (seconds until its trial reported again, epochs
 re-run, trials retried).
@@ -73,7 +73,7 @@ def run(data_dir: str, samples: int, epochs: int) -> dict:
 
 def kill_one_node(cluster: AutoscalingCluster, proc: subprocess.Popen, exp: Path, t0: float, epochs: int,
                   kill: dict) -> None:
-    """Kill the node of a trial that has a checkpoint and most epochs to go; note when the trial
+    """Kill the node of a trial that has a checkpoint and half its epochs to go; note when the trial
     reports again elsewhere."""
     from dlb_tune.testing import history, wait_for_victim, wait_until
 

@@ -214,6 +214,8 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         else:
             params[key] = value
         from_cli.add(key)
+    # --objective over the file's objective:, and `none` is the sweep metric alone
+    chosen = raw.get("objective") if objective is None else objective
     spec = SweepSpec(
         task=str(raw["task"]),
         metric=str(raw["metric"]),
@@ -226,9 +228,7 @@ def parse_space(raw: Any, source: str = "<space>", overrides=(), objective: str 
         num_samples=int(_number(raw, "num_samples", source, 8, minimum=1)),
         time_budget_s=_number(raw, "time_budget_s", source, None, minimum=1),
         objectives=raw.get("objectives") or {},
-        # --objective over the file's objective:, and `none` is the sweep metric alone
-        objective=None if (chosen := raw.get("objective") if objective is None else objective) == SINGLE_OBJECTIVE
-        else chosen,
+        objective=None if chosen == SINGLE_OBJECTIVE else chosen,
         search=_parse_search(raw.get("search"), source),
         compare_by=None if raw.get("compare_by") is None else str(raw["compare_by"]),
         max_params=_max_params(raw.get("max_params"), "--set max_params" if "max_params" in from_cli

@@ -96,13 +96,12 @@ def test_half_gpu_trials_pack_two_per_node(empty, data_dir, storage):
     assert (df.status == "completed").all() and df.node_id.nunique() == 1, df.node_id
 
 
-def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data_dir, storage):
-    """``--gpus 2`` from zero workers: 2 trials at a time on 2 one-GPU nodes. One trial's node is
-    killed as soon as the trial has a checkpoint: the autoscaler adds a node, and the trial
-    resumes there (or on the other node) from its latest checkpoint Tune had registered."""
-    # Killed after epoch 1 or 2. A replacement is needed only while two trials wait for one node:
-    # from the kill until all but one of the 4 trials are done, at least 10 epochs of 1-2 s (6,000
-    # tweets) on a quiet machine. A node is declared dead, replaced and joins in 5-10 s.
+def test_sweep_grows_from_zero_workers_and_killed_nodes_are_replaced(empty, data_dir, storage):
+    """``--gpus 2`` from zero workers: 2 trials at a time on 2 one-GPU nodes. As soon as one trial
+    has a checkpoint, every worker node is killed: the sweep can finish only on nodes the
+    autoscaler adds, and the cut trials resume there from the latest checkpoint Tune had registered."""
+    # Killing only the victim's node left the other to finish the short trials before a
+    # replacement joined, now and then, under load: with no node left, a replacement is certain.
     epochs = 6
     proc = sweep(empty, data_dir, storage, "kill", "--gpus", "2", "--max-failures", "1", "--max-epochs", str(epochs),
                  "--num-samples", "4", "--limit", "6000", "--set", "hidden_size=32", background=True)
@@ -113,13 +112,12 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
         assert victim is not None, log_file.read_text()[-3000:]
         trial, node = victim
         joined_before = re.findall(r"node joined: (\w+)", log_file.read_text())
-        # Ray's autoscaler now and then starts a third node for the two trials (one update counts
-        # a placement group both as placed and as pending): it would take the killed trial and
-        # leave nothing to replace, so it goes down with the victim's node, idle or not
-        spares = empty.spare_worker_nodes(node)
-        assert empty.kill_node(node), "no raylet found for the node"
-        for spare in spares:
-            empty.kill_node(spare)
+        # a third node Ray's autoscaler now and then starts early (one update counts a placement
+        # group both as placed and as pending) goes too: it would take a cut trial
+        killed = empty.worker_node_ids()
+        assert any(node in k for k in killed), (node, killed)
+        for n in killed:
+            empty.kill_node(n)
         proc.wait(timeout=500)
     finally:
         if proc.poll() is None:
@@ -132,7 +130,7 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
     assert 1 <= most_at_once(log) <= 2, log[-3000:]
     joined = dict(re.findall(r"node joined: (\w+) \(([^)]*)\)", log))  # the sweep's own lines
     assert joined.keys() - set(joined_before), \
-        f"no node replaced the killed one: {joined_before} before the kill, {list(joined)} in all\n{log[-3000:]}"
+        f"no node replaced the killed ones: {joined_before} before the kill, {list(joined)} in all\n{log[-3000:]}"
     df = pd.read_parquet(exp / "results.parquet")
     assert (df.status == "completed").all() and len(df) == 4, df[["trial_id", "status"]]
     hist = history(exp)
@@ -140,14 +138,17 @@ def test_sweep_grows_from_zero_workers_and_a_killed_node_is_replaced(empty, data
     used = {n for ns in nodes.values() for n in ns}
     assert len(used) >= 2 and all(joined.get(n[-12:]) == "1 CPU + 1 GPU" for n in used), (used, joined)
     assert node in nodes[trial] and nodes[trial][-1] != node, (node, nodes[trial])
-    for t in df.trial_id:
-        got = pd.read_csv(exp / f"trial_{t}" / "progress.csv")["epoch"].tolist()
-        if f"trial_{t}" != trial:
-            assert got == list(range(1, epochs + 1)), (t, got)  # no epoch twice, none missing
-    before, after = epochs_around(hist[trial], node)
-    # from its checkpoint: the epoch after the last one it reported, or that last one again. Tune
-    # logs a result, then registers the checkpoint that came with it in a second call to the
-    # trial's actor (ray/tune/execution/tune_controller.py, _process_trial_result, then
-    # _schedule_trial_save); a node lost between the two leaves the epoch before as the latest.
-    assert before == list(range(1, before[-1] + 1)) and after[0] in (before[-1], before[-1] + 1) \
-        and after == list(range(after[0], epochs + 1)), (before, after)
+    assert not any(ns[-1] in k for ns in nodes.values() for k in killed), nodes
+    for t, h in hist.items():
+        on_killed = {n for _, n in h if any(n in k for k in killed)}
+        before, after = epochs_around(h, on_killed.pop()) if on_killed else ([], [e for e, _ in h])
+        if not before:  # never ran on a killed node, or cut before its first report: each epoch once
+            assert after == list(range(1, epochs + 1)), (t, h)
+            continue
+        # from its checkpoint: the epoch after the last one it reported, or that last one again. Tune
+        # logs a result, then registers the checkpoint that came with it in a second call to the
+        # trial's actor (ray/tune/execution/tune_controller.py, _process_trial_result, then
+        # _schedule_trial_save); a node lost between the two leaves the epoch before as the latest.
+        # A trial cut after its first report may thus start again from epoch 1.
+        assert before == list(range(1, before[-1] + 1)) and after[0] in (before[-1], before[-1] + 1) \
+            and after == list(range(after[0], epochs + 1)), (t, before, after)

@@ -65,18 +65,6 @@ def fake_config(gcs_address: str, worker_types: dict[str, dict[str, Any]], idle_
     }
 
 
-def process_name(p) -> str:
-    """A process's argv[0] (Ray names a worker after its actor: ray::ImplicitFunc, ray::IDLE);
-    "" once it has exited."""
-    import ray  # noqa: F401
-    import psutil  # Ray's bundled copy: importing ray first puts it on sys.path
-
-    try:
-        return (p.cmdline() or [""])[0]
-    except psutil.Error:
-        return ""
-
-
 class AutoscalingCluster:
     """``ray start --head --num-cpus=0 --autoscaling-config=...`` with the fake provider."""
 
@@ -178,15 +166,9 @@ class AutoscalingCluster:
         nodes = json.loads(out.stdout.strip().splitlines()[-1])
         return [n for n in nodes if "node:__internal_head__" not in n["Resources"]]
 
-    def spare_worker_nodes(self, victim: str) -> list[str]:
-        """Ids of the worker nodes other than ``victim``'s and one other node running a trial (a
-        ``ray::ImplicitFunc`` process, a Tune trial's actor, under its raylet):
-        killed with the victim, they leave at most one node for the sweep, so one must be added
-        (an idle spare, or a third node the autoscaler started early, would take the lost trial)."""
-        nodes = self._worker_node_processes()
-        busy = [n for n, procs in nodes
-                if victim not in n and any(process_name(p).startswith("ray::ImplicitFunc") for p in procs)]
-        return [n for n, _ in nodes if victim not in n and n not in busy[:1]]
+    def worker_node_ids(self) -> list[str]:
+        """Ids of this cluster's worker nodes that have a raylet process now."""
+        return [n for n, _ in self._worker_node_processes()]
 
     def _worker_node_processes(self) -> list[tuple[str, list]]:
         """(node id, [its raylet, every process under it]) for each worker node of this cluster."""

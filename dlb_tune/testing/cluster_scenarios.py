@@ -44,10 +44,11 @@ def wait_until(condition: Callable[[], bool], ceiling_s: float,
 
 
 def checkpointed_early(exp: Path, epochs: int) -> tuple[str, str] | None:
-    """(trial, node) of a trial with a checkpoint and two thirds of its epochs still to run: a node
-    killed now cuts that trial short (at any load), and it has something to resume from."""
+    """(trial, node) of a trial with a checkpoint, 2 epochs or more reported and half its epochs
+    still to run: a node killed now cuts that trial short (at any load), and a resume from
+    scratch, not from the checkpoint, shows (it repeats at least 2 epochs)."""
     for trial, rows in sorted(result_rows(exp).items()):
-        if rows and rows[-1].get("node_id") and rows[-1]["epoch"] <= epochs // 3 \
+        if rows and rows[-1].get("node_id") and 2 <= rows[-1]["epoch"] <= epochs // 2 \
                 and any((exp / trial).glob("checkpoint_*")):
             return trial, rows[-1]["node_id"]
     return None
