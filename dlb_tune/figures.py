@@ -428,8 +428,8 @@ def plot_pareto(exp: Experiment):
     f = pd.DataFrame(front).sort_values(m2)
     ax.plot(f[m2], f[m1], "o-", color="tab:red", drawstyle="default" if goals[1].maximize else "steps-post",
             label=f"Pareto front ({len(f)})")
-    for _, r in f.iterrows():
-        ax.annotate(str(r["trial_id"]), (r[m2], r[m1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    labels = [ax.annotate(str(r["trial_id"]), (r[m2], r[m1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+              for _, r in f.iterrows()]
     course = (exp.final or {}).get("course")
     ran = t[t["trial_id"] == course["trial_id"]] if course else t.iloc[0:0]
     if len(ran):  # the space's first initial: point, the course's or paper's settings in the shipped spaces
@@ -447,7 +447,22 @@ def plot_pareto(exp: Experiment):
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    _separate_labels(fig, labels)
     return fig
+
+
+def _separate_labels(fig, labels: list) -> None:
+    """Move each label down a line at a time until it overlaps none placed before it: the ids of
+    neighbouring Pareto trials were drawn over each other."""
+    renderer = fig.canvas.get_renderer()
+    placed: list = []
+    for label in labels:
+        for _ in range(2 * len(labels)):
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            label.xyann = (label.xyann[0], label.xyann[1] - box.height * 72 / fig.dpi - 1)
+        placed.append(label.get_window_extent(renderer))
 
 
 def plot_compared(exp: Experiment):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -54,17 +55,23 @@ def test_report_writes_markdown_and_figures(sweep):
         assert trial_id in md
 
 
+def _as_acc_params(sweep, tmp_path) -> Path:
+    """A copy of the finished sweep whose space file reads it as accuracy against size."""
+    exp_dir = tmp_path / "mo"
+    shutil.copytree(sweep.exp, exp_dir, ignore=shutil.ignore_patterns("checkpoint_*"))
+    space = yaml.safe_load((exp_dir / "space.yaml").read_text())
+    space.update(objectives={"acc-params": {"val_acc": "max", "params": "min"}}, objective="acc-params")
+    (exp_dir / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    return exp_dir
+
+
 def test_pareto_front_of_a_multi_objective_sweep(sweep, tmp_path):
     """The same real trials read as an accuracy-against-size sweep, with the front finish() writes."""
     from dlb_tune.figures import plot_pareto
     from dlb_tune.objective import Objective, pareto_front
     from dlb_tune.report import write_report
 
-    exp_dir = tmp_path / "mo"
-    shutil.copytree(sweep.exp, exp_dir, ignore=shutil.ignore_patterns("checkpoint_*"))
-    space = yaml.safe_load((exp_dir / "space.yaml").read_text())
-    space.update(objectives={"acc-params": {"val_acc": "max", "params": "min"}}, objective="acc-params")
-    (exp_dir / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    exp_dir = _as_acc_params(sweep, tmp_path)
     df = pd.read_parquet(exp_dir / "results.parquet")
     front = pareto_front(df, [Objective("val_acc", "max"), Objective("params", "min")], ["best_val_acc", "params"])
     final = json.loads((exp_dir / "final.json").read_text())
@@ -78,6 +85,23 @@ def test_pareto_front_of_a_multi_objective_sweep(sweep, tmp_path):
     assert exp_dir / "report" / "pareto_front.png" in figures
     _png_ok(exp_dir / "report" / "pareto_front.png")
     assert "(report/pareto_front.png)" in md_path.read_text()
+
+
+def test_ids_of_neighbouring_pareto_trials_do_not_overlap(sweep, tmp_path):
+    from dlb_tune.figures import plot_pareto
+
+    exp_dir = _as_acc_params(sweep, tmp_path)
+    ids = pd.read_parquet(exp_dir / "results.parquet")["trial_id"].tolist()[:3]
+    final = json.loads((exp_dir / "final.json").read_text())
+    # hand-written: three real trials placed closer together than a label is wide and high (the
+    # real front's points are far apart), as two vae Pareto trials were
+    final["pareto"] = [{"trial_id": t, "val_acc": 0.9 + 1e-4 * i, "params": 10_000 + 10 * i} for i, t in enumerate(ids)]
+    (exp_dir / "final.json").write_text(json.dumps(final))
+    fig = plot_pareto(load_experiment(exp_dir))
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts if t.get_text() in ids]
+    assert len(boxes) == 3
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2)), [b.bounds for b in boxes]
 
 
 def test_best_prints_a_space_file_with_every_parameter_fixed(sweep, tmp_path):
