@@ -29,6 +29,7 @@ from dlb_tune.tasks.vae import (
     kl_gaussian,
     kl_uniform_categorical,
     sample_categorical,
+    grey_levels_changed,
     traverse_cont,
     traverse_disc,
 )
@@ -154,6 +155,19 @@ def test_traversals_change_one_latent_at_a_time():
     want[3:] = F.one_hot(torch.tensor(2), 4).float()
     assert disc.shape == (8, 3, 64, 64)
     assert torch.allclose(disc[4 + 2], torch.sigmoid(net.decode(want[None]))[0], atol=1e-6)
+
+
+def test_grey_levels_changed_is_zero_for_a_code_the_decoder_ignores():
+    net = JointVAE(cont_dim=3, disc_dims=(4,)).eval()
+    with torch.no_grad():
+        net.decoder[0].weight[:, 3:] = 0  # the decoder's first layer reads no discrete input
+    bases = torch.cat([torch.randn(2, 3), F.one_hot(torch.tensor([1, 3]), 4).float()], dim=1)  # [2, 7]
+    assert grey_levels_changed(traverse_disc(net, bases, start=3, k=4), 4) == [0.0, 0.0]
+    cont = traverse_cont(net, bases[0], [2, 0], steps=5)
+    changed = grey_levels_changed(cont, 5)
+    row = cont[5:10]  # dim 0 swept: each pixel's spread over the 5 steps, averaged, in grey levels
+    assert len(changed) == 2 and min(changed) > 0
+    assert changed[1] == pytest.approx(float(row.std(0).mean()) * 255, abs=0.01)
 
 
 def test_gumbel_samples_follow_the_categorical():
@@ -319,7 +333,13 @@ def test_test_report_figures_and_attribute_nmi(small, tmp_path):
             assert im.width > grid.shape[2] and im.height > grid.shape[1], name  # room for the labels
     # a discrete latent's figure names the attribute it tells most about, unless it tells nothing
     title = task._grid_labels("traverse_disc1", info, {"top": {"disc1": [("Smiling", 0.12)]}})[0]
-    assert title.endswith("most informative about Smiling (NMI 0.120)")
+    assert "; most informative about Smiling (NMI 0.120);" in title
+    # and beside each row, how much the row's images differ (grey_levels_changed)
+    grey = info["grey_levels_changed"]
+    assert task._grid_labels("traverse_disc0", info, {})[1] == [f"face {i + 1} ({g:.1f} grey)"
+                                                                 for i, g in enumerate(grey["traverse_disc0"])]
+    assert [r.split(", ")[1] for r in task._grid_labels("traverse_cont", info, {})[1]] == \
+        [f"{g:.1f} grey)" for g in grey["traverse_cont"]]
     assert "informative" not in task._grid_labels("traverse_disc1", info, {"top": {"disc1": [("Smiling", 0.0)]}})[0]
     assert grids["reconstructions"].shape == (3, 2 + 4 * 66, 2 + 8 * 66)  # 16 images, each row + its recon
     assert grids["traverse_cont"].shape == (3, 2 + cfg.cont_dim * 66, 2 + 9 * 66)  # dims x 9 steps

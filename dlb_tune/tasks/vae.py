@@ -213,6 +213,13 @@ def traverse_disc(net: JointVAE, bases: torch.Tensor, start: int, k: int) -> tor
     return torch.sigmoid(net.decode(lat))
 
 
+def grey_levels_changed(imgs: torch.Tensor, cols: int) -> list[float]:
+    """Per row of a traversal [rows * cols, 3, H, W]: each pixel's standard deviation across the
+    row's images, averaged over pixels, in grey levels (0-255). Near 0: the decoder ignores the
+    latent swept, whatever its KL or NMI say."""
+    return [round(v * 255, 2) for v in imgs.unflatten(0, (-1, cols)).std(1).mean((1, 2, 3)).tolist()]
+
+
 # ------------------------------------------------------------------------------------- task
 
 
@@ -393,16 +400,19 @@ class VAE(Task):
         grids = {"reconstructions": make_grid(pairs.cpu(), nrow=n, padding=2)}
         kl = self.codes(split)[1].mean(0)  # [cont_dim], nats per dim
         order = kl.argsort(descending=True).tolist()[:TRAVERSE_CONT_DIMS]
+        changed = {}  # figure -> grey levels changed per row
         if self.net.cont_dim:
             imgs = traverse_cont(self.net, modes[0], order, steps)
             grids["traverse_cont"] = make_grid(imgs.cpu(), nrow=steps, padding=2)
+            changed["traverse_cont"] = grey_levels_changed(imgs, steps)
         start = self.net.cont_dim
         for i, k in enumerate(self.disc_dims):
             imgs = traverse_disc(self.net, modes[:n], start, k)
             grids[f"traverse_disc{i}"] = make_grid(imgs.cpu(), nrow=k, padding=2)
+            changed[f"traverse_disc{i}"] = grey_levels_changed(imgs, k)
             start += k
         info = {"split": split, "faces": n, "traverse_cont_dims": order, "traverse_range": list(TRAVERSE_RANGE),
-                "traverse_steps": steps,
+                "traverse_steps": steps, "grey_levels_changed": changed,
                 "cont_kl_per_dim": [round(v, 4) for v in kl.tolist()]}
         return grids, info
 
@@ -452,14 +462,18 @@ class VAE(Task):
         split = info["split"]
         if name == "reconstructions":
             return f"{split} faces and their reconstructions", ["input", "reconstruction"] * 2, []
+        changed = info.get("grey_levels_changed", {})
         if name == "traverse_cont":
-            kl = info["cont_kl_per_dim"]
-            rows = [f"z{d} ({kl[d]:.2f} nats)" for d in info["traverse_cont_dims"]]
+            kl, grey = info["cont_kl_per_dim"], changed.get(name) or [math.nan] * len(info["traverse_cont_dims"])
+            rows = [f"z{d} ({kl[d]:.2f} nats, {g:.1f} grey)" for d, g in zip(info["traverse_cont_dims"], grey)]
             cols = [f"{v:+.1f}" for v in torch.linspace(*TRAVERSE_RANGE, info["traverse_steps"]).tolist()]
-            return (f"the {len(rows)} continuous latents with the most KL (rows) swept from one {split} face's mode"), rows, cols
+            return (f"the {len(rows)} continuous latents with the most KL (rows) swept from one {split} face's mode; "
+                    "beside each: its KL and the pixels' spread across the row in grey levels (0-255)"), rows, cols
         i = int(name.removeprefix("traverse_disc"))
         top = (nmi.get("top") or {}).get(f"disc{i}") or []
         about = f"; most informative about {top[0][0]} (NMI {top[0][1]:.3f})" if top and top[0][1] > 0 else ""
-        rows = [f"face {r + 1}" for r in range(info["faces"])]
-        return (f"discrete latent {i}: each category (columns) for {split} faces (rows){about}", rows,
+        grey = changed.get(name) or [math.nan] * info["faces"]
+        rows = [f"face {r + 1} ({g:.1f} grey)" for r, g in zip(range(info["faces"]), grey)]
+        return (f"discrete latent {i}: each category (columns) for {split} faces (rows){about}; rows: pixels' "
+                f"spread across the row in grey levels (0-255)", rows,
                 [f"c={j}" for j in range(self.disc_dims[i])])
