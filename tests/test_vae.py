@@ -572,6 +572,16 @@ def test_default_sweep_draws_pareto_front_and_highest_nmi_model(data_dir, ray_lo
     ringed = [lab for h, lab in zip(handles, labels) if h.get_gid() == "figures"]
     assert ringed == [f"figures in the report, trial {drawn['trial_id']}"]
 
+    # `python -m bench checkpoint-figures` draws the Pareto model's figures again, as the sweep did
+    from bench import cli as bench_cli
+
+    bench_cli.discover()
+    again = runner.invoke(bench_cli.app, ["checkpoint-figures", str(exp), "--trial", drawn["trial_id"], "--data-dir",
+                                          str(data_dir), "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert f"grey_levels_changed: {json.dumps(drawn['figure_info']['grey_levels_changed'])}" in again.output
+    assert sorted(p.name for p in (tmp_path / "again").glob("*.png")) == sorted(drawn["figures"].values())
+
     best = runner.invoke(app, ["best", "mo", "--storage", str(storage)])
     assert best.exit_code == 0, best.output
     assert "# picked by val_nelbo alone, the first of objective nelbo-nmi (val_nelbo min, val_disc_nmi max)" in best.output
