@@ -63,10 +63,9 @@ def _course_section(exp: Experiment) -> list[str]:
     course = (exp.final or {}).get("course")
     if not course:
         return []
-    status = TrialStatus(course["status"]).words
     return ["## Initial point (the space's first `initial:`)", "",
-            f"Trial `{course['trial_id']}`, {exp.metric} {fmt(course.get(exp.metric))} at epoch {course.get('epoch')} "
-            f"({status} after {course['epochs']} epochs).", "",
+            f"Trial `{course['trial_id']}`, {exp.metric} {fmt(course.get(exp.metric))} at epoch {course.get('epoch')}"
+            f"{_how_it_ended(course)}.", "",
             *_md_table(["parameter", "value"], [[k, fmt(v)] for k, v in course["config"].items()]), ""]
 
 
@@ -76,13 +75,20 @@ def _pareto_model_section(exp: Experiment) -> list[str]:
     if not drawn:
         return []
     head = [f"## The Pareto model with the highest `{drawn['metric']}`", "",
-            f"Trial `{drawn['trial_id']}` ({TrialStatus(drawn['status']).words} after {drawn['epochs']} epochs), "
-            f"{drawn['metric']} {fmt(drawn['value'])}, the highest "
+            f"Trial `{drawn['trial_id']}`{_how_it_ended(drawn)}, "
+            f"{drawn['metric']} {fmt(drawn.get('value'))}, the highest "
             f"{_among(drawn)}; its best checkpoint's figures "
             f"(test faces; no test metric computed for it).", ""]
     if drawn.get("error"):
         return head + [f"No figures: {drawn['error']}.", ""]
     return head + [f"![{name}]({drawn['folder']}/{file})" for name, file in (drawn.get("figures") or {}).items()] + [""]
+
+
+def _how_it_ended(trial: dict) -> str:
+    """" (completed after N epochs)"; nothing for a final.json written before it said so."""
+    if trial.get("status") is None or trial.get("epochs") is None:
+        return ""
+    return f" ({TrialStatus(trial['status']).words} after {trial['epochs']} epochs)"
 
 
 def _among(drawn: dict) -> str:

@@ -104,6 +104,21 @@ def test_ids_of_neighbouring_pareto_trials_do_not_overlap(sweep, tmp_path):
     assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2)), [b.bounds for b in boxes]
 
 
+def test_report_reads_a_final_json_from_before_it_said_how_trials_ended(sweep, tmp_path):
+    """As 5c94e7e wrote it: the initial point and the Pareto figures' model without status and epochs."""
+    exp_dir = _as_acc_params(sweep, tmp_path)
+    final = json.loads((exp_dir / "final.json").read_text())
+    trial = final["course"].pop("trial_id")
+    final["course"] = {k: v for k, v in final["course"].items() if k not in ("status", "epochs")} | {"trial_id": trial}
+    final["pareto"] = [{"trial_id": trial, "val_acc": final["course"]["val_acc"], "params": 1234}]
+    final["pareto_figures"] = {"trial_id": trial, "metric": "params", "value": 1234, "folder": "test_report/pareto"}
+    (exp_dir / "final.json").write_text(json.dumps(final))
+    result = runner.invoke(app, ["report", exp_dir.name, "--storage", str(exp_dir.parent)])
+    assert result.exit_code == 0, result.output
+    md = (exp_dir / "report.md").read_text()
+    assert f"Trial `{trial}`, val_acc " in md and f"Trial `{trial}`, params 1234, the highest on the Pareto front" in md
+
+
 def test_best_prints_a_space_file_with_every_parameter_fixed(sweep, tmp_path):
     result = runner.invoke(app, ["best", NAME, "--storage", str(sweep.storage), "-o", str(tmp_path / "best.yaml")])
     assert result.exit_code == 0, result.output
