@@ -78,7 +78,7 @@ def _pareto_model_section(exp: Experiment) -> list[str]:
             f"Trial `{drawn['trial_id']}`{_how_it_ended(drawn)}, "
             f"{drawn['metric']} {fmt(drawn.get('value'))}, the highest "
             f"{_among(drawn)}; its best checkpoint's figures "
-            f"(test faces; no test metric computed for it).", ""]
+            f"(drawn from the test split; no test metric computed for it).", ""]
     if drawn.get("error"):
         return head + [f"No figures: {drawn['error']}.", ""]
     return head + [f"![{name}]({drawn['folder']}/{file})" for name, file in (drawn.get("figures") or {}).items()] + [""]

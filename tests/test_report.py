@@ -117,6 +117,7 @@ def test_report_reads_a_final_json_from_before_it_said_how_trials_ended(sweep, t
     assert result.exit_code == 0, result.output
     md = (exp_dir / "report.md").read_text()
     assert f"Trial `{trial}`, val_acc " in md and f"Trial `{trial}`, params 1234, the highest on the Pareto front" in md
+    assert "faces" not in md  # an fcn sweep draws none
 
 
 def test_best_prints_a_space_file_with_every_parameter_fixed(sweep, tmp_path):
