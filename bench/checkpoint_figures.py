@@ -30,10 +30,7 @@ def checkpoint_figures_command(
                                                         "EXP/checkpoint_figures/<trial>).")] = None,
         data_dir: DataDir = None) -> None:
     """A trial's best checkpoint: its task's figures drawn again, and their figure_info printed."""
-    from dlb_tune import get_task
-    from dlb_tune.best import best_config, trial_config
-    from dlb_tune.experiment import load_experiment
-    from dlb_tune.trainable import checkpoint_figures
+    from dlb_tune import SweepOptions, best_config, checkpoint_figures, load_data, load_experiment, trial_config
 
     try:
         exp = load_experiment(experiment, storage)
@@ -48,14 +45,9 @@ def checkpoint_figures_command(
     if not ckpt or not Path(ckpt).is_dir():
         raise SystemExit(f"error: trial {trial} of {exp.path} kept no checkpoint")
     config = best_config(exp) if trial == winner else trial_config(rows.iloc[0])
-    task = get_task(exp.spec.task)
-    fields = task.Config.__dataclass_fields__
-    from dlb_tune.prepare import SMOKE_LIMIT
-
-    # the data the sweep had: its figures rank latents over a whole split
-    limit = exp.sweep.get("limit") or (SMOKE_LIMIT if exp.sweep.get("smoke") else None)
-    data = task.load_data(Path(data_dir or default_data_dir()),
-                          task.Config(**{k: v for k, v in config.items() if k in fields}), limit)
+    # the data the sweep had (its --limit or --smoke): its figures rank latents over a whole split
+    data = load_data(exp.spec, SweepOptions(task=exp.spec.task, data_dir=data_dir or default_data_dir(),
+                                            limit=exp.sweep.get("limit"), smoke=bool(exp.sweep.get("smoke"))))
     folder = Path(out) if out else exp.path / "checkpoint_figures" / trial
     report = checkpoint_figures(exp.spec.task, config, data, ckpt, folder, exp.spec.max_epochs)
     say(f"{exp.name} trial {trial}, {Path(ckpt).name}: {len(report.get('figures', {}))} figure(s) in {folder}")

@@ -33,9 +33,10 @@ _PUBLIC = {
     "make_scheduler": "dlb_tune.engine", "make_sampler": "dlb_tune.search",
     # one trial, outside Tune
     "start_trial": "dlb_tune.trainable", "build_task": "dlb_tune.trainable", "trial_seed": "dlb_tune.trainable",
-    "evaluate_checkpoint": "dlb_tune.trainable",
+    "evaluate_checkpoint": "dlb_tune.trainable", "checkpoint_figures": "dlb_tune.trainable",
     # reading a sweep back
     "read_results": "dlb_tune.experiment", "load_experiment": "dlb_tune.experiment",
+    "best_config": "dlb_tune.best", "trial_config": "dlb_tune.best",
     # where things are kept
     "places": "dlb_tune.places",
 }
