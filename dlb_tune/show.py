@@ -113,8 +113,9 @@ def rendered(renderable: Any, columns: int | None = None) -> list[str]:
 
 
 def short_config(config: dict[str, Any], searched: list[str]) -> str:
-    """The searched parameters only: the constants are the same in every trial."""
-    return " ".join(f"{k}={_short(config.get(k))}" for k in searched)
+    """The searched parameters only: the constants are the same in every trial. With none searched
+    (a fixed space, as `best -o` writes for a long run), every parameter: they are what was run."""
+    return " ".join(f"{k}={_short(config.get(k))}" for k in searched or config)
 
 
 def _short(v: Any) -> str:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from finished_sweep import NAME, finished_sweep
+from finished_sweep import LIMIT, NAME, finished_sweep
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -228,6 +228,28 @@ def test_parquet_export_round_trips_through_pyarrow(sweep, tmp_path):
     again = tmp_path / "again.parquet"
     pq.write_table(table, again)
     assert pq.read_table(again).equals(table)
+
+
+def test_the_readmes_long_run_of_a_chosen_trial(sweep, data_dir, tmp_path):
+    """README: `best NAME --trial ID -o long.yaml`, then `sweep TASK --space long.yaml --max-epochs
+    100 --scheduler fifo --name long` (here 2 epochs on the sweep's data size)."""
+    final = json.loads((sweep.exp / "final.json").read_text())
+    other = pd.read_parquet(sweep.exp / "results.parquet").query(f"trial_id != '{final['best']['trial_id']}'").iloc[0]
+    space = tmp_path / "long.yaml"
+    best = runner.invoke(app, ["best", NAME, "--storage", str(sweep.storage), "--trial", other["trial_id"], "-o", str(space)])
+    assert best.exit_code == 0, best.output
+    long = runner.invoke(app, ["sweep", "fcn", "--space", str(space), "--max-epochs", "2", "--scheduler", "fifo",
+                               "--name", "long", "--storage", str(sweep.storage), "--data-dir", str(data_dir),
+                               "--limit", LIMIT, "--cpus-per-trial", "2"])
+    assert long.exit_code == 0, long.output
+    lr = f"lr={other['config/lr']:.3g}"  # every parameter is fixed: each is what was run, so each is shown
+    words = " ".join(long.output.split())  # progress lines wrap at the terminal's width
+    assert f"start activation={other['config/activation']}" in words and lr in words, long.output
+    status = runner.invoke(app, ["status", "long", "--storage", str(sweep.storage)], env={"COLUMNS": "200"})
+    assert status.exit_code == 0 and f"config: activation={other['config/activation']}" in status.output, status.output
+    done = json.loads((sweep.storage / "long" / "final.json").read_text())
+    assert done["trials"]["completed"] == 1 and done["best"]["config"]["lr"] == other["config/lr"]
+    assert "test_acc" in done["test"]  # read once, at the end
 
 
 def test_best_trial_prints_that_trials_config_not_the_winners(sweep, tmp_path):
