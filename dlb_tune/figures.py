@@ -178,7 +178,7 @@ def plot_best_so_far(exp: Experiment):
     hit = time_to_best_val(exp)
     if hit is not None:
         ax.axvline(hit, color="tab:blue", lw=1, ls=":", label=f"winner's validation level first reached at {seconds(hit)}")
-    ax.set(xlabel="seconds since sweep start", ylabel=exp.metric, title=f"{exp.name}: best {exp.metric} over time")
+    ax.set(xlabel="seconds since the first trial started", ylabel=exp.metric, title=f"{exp.name}: best {exp.metric} over time")
     _clip_to_spread(ax, hist[exp.metric], exp.goal)
     if exp.spec.target is not None:
         ax.axhline(exp.spec.target, color="tab:green", ls="--", lw=1, label=f"target {exp.spec.target:g} (judged on test)")

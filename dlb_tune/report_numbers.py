@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # read, never built, here
 
 
 def time_to_best_val(exp: Experiment) -> float | None:
-    """First second since sweep start at which any trial's validation value of the sweep metric
-    reached the winner's best validation value (the sweep's best)."""
+    """First second since the sweep's first trial started at which any trial's validation value of
+    the sweep metric reached the winner's best validation value (the sweep's best)."""
     hist = exp.history()
     if hist.empty or exp.metric not in hist or hist[exp.metric].notna().sum() == 0:
         return None
