@@ -1,10 +1,10 @@
 """``python -m bench checkpoint-figures EXP``: a finished sweep's checkpoint figures drawn again.
 
 A sweep draws its task's ``test_report`` figures once, at its end, with the code of that day. This
-draws them again from a trial's kept best checkpoint with today's code (``trainable.checkpoint_figures``:
-figures only, no test metric computed; the data limited as the sweep's was), and prints what ``figure_info`` says of each figure (for
-the vae: each traversal row's change in grey levels). The winner by default; ``--trial`` for
-another one (a Pareto model).
+draws them again from a trial's kept best checkpoint with today's code (``dlb_tune.checkpoint_figures``:
+figures only, no test metric computed; the data limited as the sweep's was), and prints what
+``figure_info`` says of each figure (for the vae: each traversal row's change in grey levels). The
+winner by default; ``--trial`` for another one (a Pareto model).
 
     python -m bench checkpoint-figures /path/to/runs/vae-long-98 [--trial ID] [--out DIR]
 """
@@ -30,7 +30,7 @@ def checkpoint_figures_command(
                                                         "EXP/checkpoint_figures/<trial>).")] = None,
         data_dir: DataDir = None) -> None:
     """A trial's best checkpoint: its task's figures drawn again, and their figure_info printed."""
-    from dlb_tune import SweepOptions, best_config, checkpoint_figures, load_data, load_experiment, trial_config
+    from dlb_tune import SweepOptions, checkpoint_figures, load_data, load_experiment, trial_config
 
     try:
         exp = load_experiment(experiment, storage)
@@ -44,12 +44,11 @@ def checkpoint_figures_command(
     ckpt = exp.checkpoint(trial) or (((exp.final or {}).get("best") or {}).get("checkpoint") if trial == winner else None)
     if not ckpt or not Path(ckpt).is_dir():
         raise SystemExit(f"error: trial {trial} of {exp.path} kept no checkpoint")
-    config = best_config(exp) if trial == winner else trial_config(rows.iloc[0])
     # the data the sweep had (its --limit or --smoke): its figures rank latents over a whole split
     data = load_data(exp.spec, SweepOptions(task=exp.spec.task, data_dir=data_dir or default_data_dir(),
                                             limit=exp.sweep.get("limit"), smoke=bool(exp.sweep.get("smoke"))))
     folder = Path(out) if out else exp.path / "checkpoint_figures" / trial
-    report = checkpoint_figures(exp.spec.task, config, data, ckpt, folder, exp.spec.max_epochs)
+    report = checkpoint_figures(exp.spec.task, trial_config(rows.iloc[0]), data, ckpt, folder, exp.spec.max_epochs)
     say(f"{exp.name} trial {trial}, {Path(ckpt).name}: {len(report.get('figures', {}))} figure(s) in {folder}")
     for key, value in (report.get("figure_info") or {}).items():
         print(f"{key}: {json.dumps(value)}")

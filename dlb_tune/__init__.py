@@ -36,7 +36,7 @@ _PUBLIC = {
     "evaluate_checkpoint": "dlb_tune.trainable", "checkpoint_figures": "dlb_tune.trainable",
     # reading a sweep back
     "read_results": "dlb_tune.experiment", "load_experiment": "dlb_tune.experiment",
-    "best_config": "dlb_tune.best", "trial_config": "dlb_tune.best",
+    "trial_config": "dlb_tune.best",
     # where things are kept
     "places": "dlb_tune.places",
 }

@@ -108,8 +108,8 @@ def test_report_reads_a_final_json_from_before_it_said_how_trials_ended(sweep, t
     """As 5c94e7e wrote it: the initial point and the Pareto figures' model without status and epochs."""
     exp_dir = _as_acc_params(sweep, tmp_path)
     final = json.loads((exp_dir / "final.json").read_text())
-    trial = final["course"].pop("trial_id")
-    final["course"] = {k: v for k, v in final["course"].items() if k not in ("status", "epochs")} | {"trial_id": trial}
+    final["course"] = {k: v for k, v in final["course"].items() if k not in ("status", "epochs")}
+    trial = final["course"]["trial_id"]
     final["pareto"] = [{"trial_id": trial, "val_acc": final["course"]["val_acc"], "params": 1234}]
     final["pareto_figures"] = {"trial_id": trial, "metric": "params", "value": 1234, "folder": "test_report/pareto"}
     (exp_dir / "final.json").write_text(json.dumps(final))

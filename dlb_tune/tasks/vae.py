@@ -462,9 +462,8 @@ class VAE(Task):
         split = info["split"]
         if name == "reconstructions":
             return f"{split} faces and their reconstructions", ["input", "reconstruction"] * 2, []
-        changed = info.get("grey_levels_changed", {})
         if name == "traverse_cont":
-            kl, grey = info["cont_kl_per_dim"], changed.get(name) or [math.nan] * len(info["traverse_cont_dims"])
+            kl, grey = info["cont_kl_per_dim"], info["grey_levels_changed"][name]
             rows = [f"z{d} ({kl[d]:.2f} nats, {g:.1f} grey)" for d, g in zip(info["traverse_cont_dims"], grey)]
             cols = [f"{v:+.1f}" for v in torch.linspace(*TRAVERSE_RANGE, info["traverse_steps"]).tolist()]
             return (f"the {len(rows)} continuous latents with the most KL (rows) swept from one {split} face's mode; "
@@ -472,8 +471,7 @@ class VAE(Task):
         i = int(name.removeprefix("traverse_disc"))
         top = (nmi.get("top") or {}).get(f"disc{i}") or []
         about = f"; most informative about {top[0][0]} (NMI {top[0][1]:.3f})" if top and top[0][1] > 0 else ""
-        grey = changed.get(name) or [math.nan] * info["faces"]
-        rows = [f"face {r + 1} ({g:.1f} grey)" for r, g in zip(range(info["faces"]), grey)]
+        rows = [f"face {r + 1} ({g:.1f} grey)" for r, g in enumerate(info["grey_levels_changed"][name])]
         return (f"discrete latent {i}: each category (columns) for {split} faces (rows){about}; rows: pixels' "
                 f"spread across the row in grey levels (0-255)", rows,
                 [f"c={j}" for j in range(self.disc_dims[i])])
