@@ -106,6 +106,9 @@ STRATEGIES += (
     variant(_BASE["random-asha"], grace_period=1, reduction_factor=3),
     variant(_BASE["random-asha"], grace_period=1, reduction_factor=4),
     variant(_BASE["random-asha"], grace_period=4, reduction_factor=4),
+    # on the fcn_shifts table 14 of its 15 target-reaching points rank in the top quarter at epoch 8,
+    # 11 at epoch 4 (bench/results/search_defaults.md)
+    variant(_BASE["random-asha"], grace_period=8, reduction_factor=4),
     variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4),
     variant(_BASE["optuna-asha-pruned-liar"], grace_period=1, reduction_factor=4, n_startup_trials=5),
     # emotion's target is mostly reached within ~10 trials, TPE's default random start-up
@@ -134,6 +137,12 @@ class Setup:
     scale: float
     table_id: str  # the table file's hash: runs of another recording are not mixed in
     default: str = DEFAULT  # the strategy the task's space file gives `dlb-tune sweep`
+    table_name: str | None = None  # the table file's stem, when not the task's default table
+
+    @property
+    def name(self) -> str:
+        """What its files in bench/results/replay/ are named after: the table (fcn, fcn_shifts)."""
+        return self.table_name or self.table.meta["task"]
 
     @property
     def budget_s(self) -> float:
@@ -200,7 +209,8 @@ def snapped(point: dict[str, Any], table: Table) -> dict[str, Any]:
     return dict(table.points[table.snap({**table.points[0], **point})])
 
 
-def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup:
+def make_setup(task: str, table_path: Path | None, scale: float | None, budget_s: float | None = None) -> Setup:
+    """``budget_s``: simulated seconds in place of ``budget_on``'s rule; its files are named for it."""
     path = table_path or TABLES / f"{task}.parquet"
     if not Path(path).exists():
         raise SystemExit(f"error: no table {path}; record one with `python -m bench record {task}`")
@@ -213,7 +223,10 @@ def make_setup(task: str, table_path: Path | None, scale: float | None) -> Setup
     from dlb_tune import default_space_file
 
     spec = dataclasses.replace(replay_spec(table), **BASELINE)
-    return Setup(table, spec, scale, digest, default_strategy(default_space_file(task)))
+    name = Path(path).stem
+    if budget_s is not None:
+        spec, name = dataclasses.replace(spec, time_budget_s=budget_s), f"{name}.budget-{budget_s:g}"
+    return Setup(table, spec, scale, digest, default_strategy(default_space_file(task)), name)
 
 
 def default_strategy(space_path: Path) -> str:
@@ -429,30 +442,32 @@ def run_one(strategy: Strategy, setup: Setup, seed: int) -> dict[str, Any]:
 # --- the campaign -----------------------------------------------------------------------------
 
 
-def runs_file(task: str) -> Path:
-    return RESULTS / f"{task}.runs.jsonl"
+def runs_file(name: str) -> Path:
+    return RESULTS / f"{name}.runs.jsonl"
 
 
-def read_runs(task: str) -> list[dict[str, Any]]:
-    path = runs_file(task)
+def read_runs(name: str) -> list[dict[str, Any]]:
+    path = runs_file(name)
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def campaign(setups: list[Setup], strategies: list[Strategy], seeds: int, minutes: float | None, drivers) -> int:
+def campaign(setups: list[Setup], strategies: list[Strategy], seeds: int, minutes: float | None, drivers,
+             first_seed: int = 0) -> int:
     """Every (task, seed, strategy) not in its runs file yet, ``jobs`` at a time, each appended as
     it finishes; returns the runs made."""
     todo = []
-    for seed in range(seeds):
+    for seed in range(first_seed, seeds):
         for setup in setups:
-            task, key = setup.table.meta["task"], setup.key()
-            done = {(r["strategy"], r["seed"]) for r in read_runs(task) if all(r.get(k) == v for k, v in key.items())}
+            key = setup.key()
+            done = {(r["strategy"], r["seed"]) for r in read_runs(setup.name) if all(r.get(k) == v for k, v in key.items())}
             todo += [(setup, s, seed) for s in strategies if (s.name, seed) not in done]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    names = {setup.table_id: setup.name for setup in setups}
     made = 0
     for rec in in_parallel(todo, drivers, minutes):
-        with runs_file(rec["task"]).open("a") as f:
+        with runs_file(names[rec["table"]]).open("a") as f:
             f.write(json.dumps(rec) + "\n")
         made += 1
         say(f"{rec['task']} seed {rec['seed']} {rec['strategy']}: {len(rec['results'])} results, {rec['wall_s']:.1f}s "
@@ -586,6 +601,9 @@ def replay(
     scale: Annotated[Optional[float], typer.Option(
         help=f"Wall seconds per recorded second (default: a replayed epoch sleeps {EPOCH_WALL_S:g} s on average).")] = None,
     table: Annotated[Optional[Path], typer.Option(help="One task only; default: bench/tables/TASK.parquet.")] = None,
+    budget: Annotated[Optional[float], typer.Option(
+        help="Simulated seconds per run in place of 1.5x what random + FIFO needs (files named TABLE.budget-S).")] = None,
+    first_seed: Annotated[int, typer.Option(help="Run seeds from this one to --seeds (fresh seeds only).")] = 0,
     minutes: Annotated[Optional[float], typer.Option(help="Start no run after this many minutes.")] = None,
     jobs: Annotated[int, typer.Option(help="Runs side by side in driver processes on one Ray instance "
                                            "(>1: the forked drivers once failed to join Ray).")] = 1,
@@ -602,15 +620,14 @@ def replay(
 ) -> None:
     """Search strategies compared on a recorded table, many seeds each -> bench/results/replay/."""
     chosen = pick(strategies)
-    setups = [make_setup(task, table, scale) for task in tasks.split(",")]
+    setups = [make_setup(task, table, scale, budget) for task in tasks.split(",")]
     if overhead_first or not summary:
         with driver_pool(jobs, with_ray=overhead_first or any(s.search != "in-process" for s in chosen)) as drivers:
             for setup in setups if overhead_first else ():
                 replay_report.save_overhead(setup, overhead(setup, drivers))
-            campaign(setups, chosen, seeds, minutes, drivers)
+            campaign(setups, chosen, seeds, minutes, drivers, first_seed)
     for setup in setups if not runs_only else ():
-        task = setup.table.meta["task"]
-        path = replay_report.write(setup, read_runs(task), target_of(setup.table, target_quantile), target_quantile,
+        path = replay_report.write(setup, read_runs(setup.name), target_of(setup.table, target_quantile), target_quantile,
                                    {n: s.about for n, s in BY_NAME.items()}, held_out)
         say(f"wrote {path}")
 

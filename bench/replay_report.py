@@ -165,14 +165,14 @@ def write(setup, runs: list[dict[str, Any]], target: float, quantile: float, abo
     mode = setup.table.mode
     summary = summarize(runs, target, mode, setup.default, setup.table)
     trained = sum(setup.table.diverged_at(p) is None for p in range(len(setup.table.points)))
-    overhead_rec = json.loads(_overhead_path(task).read_text()) if _overhead_path(task).exists() else None
+    overhead_rec = json.loads(_overhead_path(setup.name).read_text()) if _overhead_path(setup.name).exists() else None
     rec = {"task": task, **key, "metric": setup.table.metric, "mode": mode, "target": target,
            "target_note": f"the {quantile:.0%} quantile of the final values of the table's {trained} points "
                           "that trained to the end",
            "table_best": setup.table.best(), "default": setup.default, "concurrency": CONCURRENCY,
            "space": setup.spec.to_yaml(), "strategies": {n: {"about": about[n], **s} for n, s in summary.items()},
            "overhead": overhead_rec}
-    name = task if held_out is None else f"{task}.held-out-{held_out}"
+    name = setup.name if held_out is None else f"{setup.name}.held-out-{held_out}"
     if held_out is not None:
         rec["held_out_from_seed"] = held_out
     save_json(RESULTS / f"{name}.json", rec)
@@ -283,11 +283,11 @@ def _ylim(bands: dict[str, np.ndarray], rec: dict[str, Any]) -> tuple[float, flo
     return lo, rec["table_best"] + 0.1 * (rec["table_best"] - lo)
 
 
-def _overhead_path(task: str) -> Path:
-    return RESULTS / f"{task}.overhead.json"
+def _overhead_path(name: str) -> Path:
+    return RESULTS / f"{name}.overhead.json"
 
 
 def save_overhead(setup, rec: dict[str, Any]) -> None:
-    path = _overhead_path(setup.table.meta["task"])
+    path = _overhead_path(setup.name)
     save_json(path, {"table": setup.table_id, **rec})
     say(f"{overhead_line(rec)} -> {path}")

@@ -202,3 +202,32 @@ def test_a_held_out_summary_reads_only_the_later_seeds(tiny, tmp_path, monkeypat
     assert rec["held_out_from_seed"] == 1
     assert {n: s["seeds"] for n, s in rec["strategies"].items()} == {"a": 2, "b": 2}
     assert rec["strategies"]["a"]["time_to_target_q"][1] < rec["strategies"]["b"]["time_to_target_q"][1]
+
+
+def test_a_table_of_its_own_has_summary_and_runs_files_of_its_own(tiny, tmp_path, monkeypatch):
+    """``--table bench/tables/fcn_shifts.parquet``: its runs and summary are named after the table,
+    so they do not overwrite those of the task's default table (``fcn.*``)."""
+    import json
+
+    from bench import replay, replay_report
+
+    monkeypatch.setattr(replay_report, "RESULTS", tmp_path)
+    monkeypatch.setattr(replay, "RESULTS", tmp_path)
+    table, _ = tiny
+    setup = make_setup("fcn", tmp_path / "tiny.parquet", scale=0.001)
+    assert setup.name == "tiny"
+    run = {**setup.key(), "strategy": setup.default, "seed": 0, "mode": "max", "wall_s": 1.0,
+           "results": [[0.005, 0.121, 2, 1]]}
+    replay.runs_file(setup.name).write_text(json.dumps(run) + "\n")
+    path = replay_report.write(setup, replay.read_runs(setup.name), 0.12, 0.95, {setup.default: ""})
+    assert path.name == "tiny.md" and (tmp_path / "tiny.json").exists()
+    assert not list(tmp_path.glob("fcn.*"))
+
+
+def test_a_budget_of_ones_own_runs_under_it_in_files_named_for_it(tiny, tmp_path):
+    """``--budget S`` (e.g. the space's budget scaled to the table's share of the data): the runs
+    are cut at S simulated seconds, and neither their runs nor their summary mix with the rule's."""
+    rule = make_setup("fcn", tmp_path / "tiny.parquet", scale=0.001)
+    setup = make_setup("fcn", tmp_path / "tiny.parquet", scale=0.001, budget_s=5.5)
+    assert setup.budget_s == 5.5 != rule.budget_s and setup.key()["budget_s"] == 5.5
+    assert setup.name == "tiny.budget-5.5" and rule.name == "tiny"
