@@ -609,16 +609,18 @@ def replay(
                                            "(>1: the forked drivers once failed to join Ray).")] = 1,
     overhead_first: Annotated[bool, typer.Option(
         "--overhead", help="First measure Tune's overhead on a constant-epoch table.")] = False,
-    summary: Annotated[bool, typer.Option("--summary", help="Only write TASK.json/.png/.md from the runs file.")] = False,
+    summary: Annotated[bool, typer.Option("--summary", help="Only write TABLE.json/.png/.md from the runs file.")] = False,
     runs_only: Annotated[bool, typer.Option(
         "--runs-only", help="Write no summary (e.g. while holding a shared lock).")] = False,
     target_quantile: Annotated[float, typer.Option(
         help="Of the grid points' final values: the target.")] = TARGET_QUANTILE,
     held_out: Annotated[Optional[int], typer.Option(
         "--held-out", help="Summarise only the seeds from this one on (ones that played no part in "
-                           "choosing the default) -> TASK.held-out-N.*")] = None,
+                           "choosing the default) -> TABLE.held-out-N.*")] = None,
 ) -> None:
     """Search strategies compared on a recorded table, many seeds each -> bench/results/replay/."""
+    if first_seed >= seeds and not summary:
+        raise SystemExit(f"error: --first-seed {first_seed} leaves no seed below --seeds {seeds}")
     chosen = pick(strategies)
     setups = [make_setup(task, table, scale, budget) for task in tasks.split(",")]
     if overhead_first or not summary:

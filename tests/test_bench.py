@@ -81,6 +81,13 @@ def test_unknown_task_or_baseline_is_one_line():
             result.output
 
 
+def test_a_replay_with_no_seed_to_run_is_one_line():
+    """``--first-seed`` at or past ``--seeds`` would run nothing and write nothing new."""
+    result = runner.invoke(app(), ["replay", "fcn", "--seeds", "20", "--first-seed", "20"])
+    assert result.exit_code == 1 and result.output == "error: --first-seed 20 leaves no seed below --seeds 20\n", \
+        result.output
+
+
 # --- the app --------------------------------------------------------------------------------------
 
 
