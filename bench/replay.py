@@ -137,7 +137,7 @@ class Setup:
     scale: float
     table_id: str  # the table file's hash: runs of another recording are not mixed in
     default: str = DEFAULT  # the strategy the task's space file gives `dlb-tune sweep`
-    table_name: str | None = None  # the table file's stem, when not the task's default table
+    table_name: str | None = None  # the table file's stem (None: the task's name)
 
     @property
     def name(self) -> str:
