@@ -213,7 +213,6 @@ def test_a_table_of_its_own_has_summary_and_runs_files_of_its_own(tiny, tmp_path
 
     monkeypatch.setattr(replay_report, "RESULTS", tmp_path)
     monkeypatch.setattr(replay, "RESULTS", tmp_path)
-    table, _ = tiny
     setup = make_setup("fcn", tmp_path / "tiny.parquet", scale=0.001)
     assert setup.name == "tiny"
     run = {**setup.key(), "strategy": setup.default, "seed": 0, "mode": "max", "wall_s": 1.0,
